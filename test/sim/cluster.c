@@ -1,0 +1,822 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster.c
+ *	  The simulated cluster: nodes, disks, network, and the safety checker.
+ *
+ * NOTES
+ *	  Each node is driven exactly as raft.h's caller contract says: after
+ *	  every event its ready is taken, the snapshot, hard state and entries
+ *	  are written to the node's simulated disk, then messages are encoded
+ *	  onto the network, then committed entries are applied to a state
+ *	  machine whose applied index is durable with it (like a replication
+ *	  origin).  A crash frees the core; a restart rebuilds it from the disk
+ *	  alone.
+ *
+ *	  The checker (thesis Figure 3.2) runs after every step:
+ *		election safety		at most one leader per term, ever;
+ *		leader append-only	a leader never rewrites its own log;
+ *		log matching		two logs with an entry of the same index and
+ *							term are identical up to it (checked through a
+ *							prefix hash per (index, term));
+ *		leader completeness a new leader holds every committed entry;
+ *		state machine safety every node applies the same entry at an
+ *							index (applied sequences are prefixes);
+ *		commit monotonicity a node's commit index never goes backwards,
+ *							across restarts too;
+ *		read linearizability a ReadIndex is at least every commit index
+ *							observed before it was asked.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+uint64_t
+sim_random(sim_cluster *c)
+{
+	uint64_t	z = (c->rng += 0x9E3779B97F4A7C15ULL);
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+uint32_t
+sim_random_below(sim_cluster *c, uint32_t n)
+{
+	return n == 0 ? 0 : (uint32_t) (sim_random(c) % n);
+}
+
+/* FNV-1a, never returning 0 (0 means "unknown" in the checker arrays). */
+uint64_t
+sim_hash_bytes(uint64_t h, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	size_t		i;
+
+	if (h == 0)
+		h = 0xcbf29ce484222325ULL;
+	for (i = 0; i < len; i++)
+	{
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h == 0 ? 1 : h;
+}
+
+static uint64_t
+entry_hash(uint64_t h, raft_term_t term, uint8_t type, const void *data,
+		   uint32_t len)
+{
+	h = sim_hash_bytes(h, &term, sizeof(term));
+	h = sim_hash_bytes(h, &type, 1);
+	h = sim_hash_bytes(h, &len, sizeof(len));
+	return len > 0 ? sim_hash_bytes(h, data, len) : h;
+}
+
+static void *
+xrealloc(void *p, size_t size)
+{
+	void	   *q = realloc(p, size);
+
+	if (q == NULL)
+	{
+		fprintf(stderr, "sim: out of memory\n");
+		exit(2);
+	}
+	return q;
+}
+
+void
+sim_fail(sim_cluster *c, const char *fmt,...)
+{
+	va_list		ap;
+
+	if (c->failed)
+		return;
+	c->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(c->violation, sizeof(c->violation), fmt, ap);
+	va_end(ap);
+}
+
+void
+sim_trace(sim_cluster *c, const char *fmt,...)
+{
+	va_list		ap;
+
+	if (!c->verbose)
+		return;
+	printf("[step %llu tick %llu] ", (unsigned long long) c->step,
+		   (unsigned long long) c->now);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
+/* Grows the per-index checker arrays to hold index. */
+static void
+hashes_reserve(sim_cluster *c, raft_index_t index)
+{
+	size_t		cap = c->hashes_cap;
+
+	if (index < cap)
+		return;
+	while (cap <= index)
+		cap = cap == 0 ? 1024 : cap * 2;
+	c->committed_hash = xrealloc(c->committed_hash, cap * sizeof(uint64_t));
+	c->applied_hash = xrealloc(c->applied_hash, cap * sizeof(uint64_t));
+	memset(c->committed_hash + c->hashes_cap, 0,
+		   (cap - c->hashes_cap) * sizeof(uint64_t));
+	memset(c->applied_hash + c->hashes_cap, 0,
+		   (cap - c->hashes_cap) * sizeof(uint64_t));
+	c->hashes_cap = cap;
+}
+
+static sim_match_slot *
+match_lookup(sim_cluster *c, raft_index_t index, raft_term_t term, bool insert)
+{
+	size_t		mask;
+	size_t		i;
+
+	if (insert && (c->match_used + 1) * 10 >= c->match_cap * 7)
+	{
+		sim_match_slot *old = c->match;
+		size_t		old_cap = c->match_cap;
+
+		c->match_cap = old_cap == 0 ? 4096 : old_cap * 2;
+		c->match = calloc(c->match_cap, sizeof(sim_match_slot));
+		if (c->match == NULL)
+			exit(2);
+		c->match_used = 0;
+		for (i = 0; i < old_cap; i++)
+			if (old[i].used)
+				*match_lookup(c, old[i].index, old[i].term, true) = old[i];
+		free(old);
+	}
+	if (c->match_cap == 0)
+		return NULL;
+	mask = c->match_cap - 1;
+	i = (size_t) ((index * 0x9E3779B97F4A7C15ULL) ^ (term * 0xC2B2AE3D27D4EB4FULL)) & mask;
+	while (c->match[i].used)
+	{
+		if (c->match[i].index == index && c->match[i].term == term)
+			return &c->match[i];
+		i = (i + 1) & mask;
+	}
+	if (!insert)
+		return NULL;
+	c->match[i].used = true;
+	c->match[i].index = index;
+	c->match[i].term = term;
+	c->match_used++;
+	return &c->match[i];
+}
+
+void
+sim_init(sim_cluster *c, uint64_t seed, const raft_options *opts,
+		 uint32_t voters)
+{
+	raft_config config;
+	uint32_t	i;
+
+	memset(c, 0, sizeof(*c));
+	c->opts = *opts;
+	c->seed = seed;
+	c->rng = seed * 0x2545F4914F6CDD1DULL + 1;
+	c->compact_every = 64;
+	c->compact_keep = 8;
+	memset(&config, 0, sizeof(config));
+	for (i = 0; i < voters; i++)
+	{
+		config.members[i].id = i + 1;
+		config.members[i].voter = true;
+	}
+	config.n_members = voters;
+	for (i = 0; i < voters; i++)
+		sim_node_create(c, i + 1, &config);
+}
+
+static void
+disk_truncate(sim_disk *d, size_t keep)
+{
+	size_t		i;
+
+	for (i = keep; i < d->n; i++)
+		free(d->entries[i].data);
+	if (keep < d->n)
+		d->n = keep;
+}
+
+void
+sim_free(sim_cluster *c)
+{
+	uint32_t	i;
+	size_t		j;
+
+	for (i = 0; i < c->n_nodes; i++)
+	{
+		free(c->nodes[i].mem);
+		disk_truncate(&c->nodes[i].disk, 0);
+		free(c->nodes[i].disk.entries);
+	}
+	for (j = 0; j < c->n_net; j++)
+		free(c->net[j].buf);
+	free(c->net);
+	free(c->leader_of_term);
+	free(c->match);
+	free(c->committed_hash);
+	free(c->applied_hash);
+	memset(c, 0, sizeof(*c));
+}
+
+sim_node *
+sim_node_get(sim_cluster *c, raft_id_t id)
+{
+	if (id == RAFT_NO_NODE || id > c->n_nodes)
+		return NULL;
+	return &c->nodes[id - 1];
+}
+
+/* Builds a core from the node's disk, as a restarted process would. */
+static void
+node_boot(sim_cluster *c, sim_node *n)
+{
+	raft_options opts = c->opts;
+	raft_entry *entries;
+	size_t		size;
+	size_t		i;
+	int			rc;
+
+	opts.id = n->id;
+	opts.random_seed = c->seed * 1000003ULL + n->id * 7919ULL + c->step;
+	size = raft_size(&opts);
+	n->mem = malloc(size);	/* malloc aligns for any type */
+	if (n->mem == NULL)
+		exit(2);
+	rc = raft_init(n->mem, size, &opts, &n->r);
+	if (rc != RAFT_OK)
+	{
+		fprintf(stderr, "sim: raft_init: %s\n", raft_strerror(rc));
+		exit(2);
+	}
+	entries = calloc(n->disk.n + 1, sizeof(raft_entry));
+	for (i = 0; i < n->disk.n; i++)
+	{
+		entries[i].term = n->disk.entries[i].term;
+		entries[i].index = n->disk.base.index + 1 + i;
+		entries[i].type = n->disk.entries[i].type;
+		entries[i].len = n->disk.entries[i].len;
+		entries[i].data = n->disk.entries[i].data;
+	}
+	rc = raft_load(n->r, &n->disk.hs, &n->disk.base, entries, n->disk.n,
+				   n->sm_applied);
+	free(entries);
+	if (rc != RAFT_OK)
+		sim_fail(c, "node %u: raft_load of its own disk failed: %s",
+				 n->id, raft_strerror(rc));
+	n->up = true;
+}
+
+void
+sim_node_create(sim_cluster *c, raft_id_t id, const raft_config *initial)
+{
+	sim_node   *n;
+
+	if (id > SIM_MAX_NODES)
+		return;
+	while (c->n_nodes < id)
+	{
+		c->nodes[c->n_nodes].id = c->n_nodes + 1;
+		c->n_nodes++;
+	}
+	n = &c->nodes[id - 1];
+	n->exists = true;
+	if (initial != NULL)
+		n->disk.base.config = *initial;
+	node_boot(c, n);
+	sim_trace(c, "node %u created", id);
+}
+
+void
+sim_crash(sim_cluster *c, raft_id_t id)
+{
+	sim_node   *n = sim_node_get(c, id);
+
+	if (n == NULL || !n->up)
+		return;
+	free(n->mem);
+	n->mem = NULL;
+	n->r = NULL;
+	n->up = false;
+	sim_trace(c, "node %u crashed", id);
+}
+
+void
+sim_restart(sim_cluster *c, raft_id_t id)
+{
+	sim_node   *n = sim_node_get(c, id);
+
+	if (n == NULL || n->up || !n->exists)
+		return;
+	node_boot(c, n);
+	sim_trace(c, "node %u restarted (term %llu, %zu entries after %llu)", id,
+			  (unsigned long long) n->disk.hs.term, n->disk.n,
+			  (unsigned long long) n->disk.base.index);
+}
+
+static void
+net_send(sim_cluster *c, const raft_msg *m)
+{
+	size_t		len = raft_msg_encoded_size(m);
+	uint8_t    *buf = malloc(len);
+	size_t		written;
+	int			copies = 1;
+	bool		queued = false;
+	int			rc;
+	int			k;
+
+	rc = raft_msg_encode(m, SIM_CLUSTER_ID, buf, len, &written);
+	if (rc != RAFT_OK || written != len)
+	{
+		sim_fail(c, "node %u: cannot encode %s: %s", m->from,
+				 raft_msg_type_name(m->type), raft_strerror(rc));
+		free(buf);
+		return;
+	}
+	c->msgs_sent++;
+	if (c->drop_permille > 0 && sim_random_below(c, 1000) < c->drop_permille)
+	{
+		free(buf);
+		return;
+	}
+	if (c->dup_permille > 0 && sim_random_below(c, 1000) < c->dup_permille)
+		copies = 2;
+	for (k = 0; k < copies; k++)
+	{
+		sim_msg    *sm;
+
+		if (c->n_net >= c->net_cap)
+		{
+			if (c->net_cap >= 65536)
+				break;			/* the network is saturated: drop */
+			c->net_cap = c->net_cap == 0 ? 256 : c->net_cap * 2;
+			c->net = xrealloc(c->net, c->net_cap * sizeof(sim_msg));
+		}
+		sm = &c->net[c->n_net++];
+		sm->from = m->from;
+		sm->to = m->to;
+		sm->deliver_at = c->now + (c->max_delay_ticks > 0 ?
+								   sim_random_below(c, c->max_delay_ticks + 1) : 0);
+		sm->len = len;
+		if (!queued)
+		{
+			sm->buf = buf;
+			queued = true;
+		}
+		else
+		{
+			sm->buf = malloc(len);
+			memcpy(sm->buf, buf, len);
+		}
+	}
+	if (!queued)
+		free(buf);
+}
+
+void
+sim_drop(sim_cluster *c, size_t i)
+{
+	free(c->net[i].buf);
+	memmove(&c->net[i], &c->net[i + 1], (c->n_net - i - 1) * sizeof(sim_msg));
+	c->n_net--;
+}
+
+/*
+ * Delivers message i (if its link is up and its target alive) and removes
+ * it from the network.  Returns true when a core received it.
+ */
+bool
+sim_deliver(sim_cluster *c, size_t i)
+{
+	sim_msg		sm = c->net[i];
+	sim_node   *to = sim_node_get(c, sm.to);
+	raft_entry	entries[RAFT_MAX_ENTRIES_PER_MSG];
+	raft_msg	m;
+	bool		delivered = false;
+	int			rc;
+
+	memmove(&c->net[i], &c->net[i + 1], (c->n_net - i - 1) * sizeof(sim_msg));
+	c->n_net--;
+	if (to != NULL && to->up && !c->blocked[sm.from][sm.to])
+	{
+		rc = raft_msg_decode(sm.buf, sm.len, SIM_CLUSTER_ID, &m, entries,
+							 RAFT_MAX_ENTRIES_PER_MSG);
+		if (rc != RAFT_OK)
+			sim_fail(c, "decode of a message from %u failed: %s", sm.from,
+					 raft_strerror(rc));
+		else
+		{
+			sim_trace(c, "%u -> %u %s term %llu index %llu log_term %llu commit %llu n %u%s",
+					  m.from, m.to, raft_msg_type_name(m.type),
+					  (unsigned long long) m.term, (unsigned long long) m.index,
+					  (unsigned long long) m.log_term,
+					  (unsigned long long) m.commit, m.n_entries,
+					  m.reject ? " reject" : "");
+			rc = raft_step(to->r, &m);
+			if (rc != RAFT_OK)
+				sim_fail(c, "node %u rejected a valid message: %s", sm.to,
+						 raft_strerror(rc));
+			c->msgs_delivered++;
+			delivered = true;
+		}
+	}
+	free(sm.buf);
+	return delivered;
+}
+
+void
+sim_tick_all(sim_cluster *c)
+{
+	uint32_t	i;
+
+	c->now++;
+	for (i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].up)
+			raft_tick(c->nodes[i].r);
+}
+
+void
+sim_heal(sim_cluster *c)
+{
+	memset(c->blocked, 0, sizeof(c->blocked));
+	sim_trace(c, "network healed");
+}
+
+raft_id_t
+sim_leader(sim_cluster *c)
+{
+	uint32_t	i;
+	raft_id_t	leader = RAFT_NO_NODE;
+	raft_term_t best = 0;
+
+	for (i = 0; i < c->n_nodes; i++)
+	{
+		raft_status st;
+
+		if (!c->nodes[i].up)
+			continue;
+		raft_get_status(c->nodes[i].r, &st);
+		if (st.role == RAFT_LEADER && st.term >= best)
+		{
+			leader = st.id;
+			best = st.term;
+		}
+	}
+	return leader;
+}
+
+/* Writes the ready's entries to the disk and runs the log matching check. */
+static void
+persist_entries(sim_cluster *c, sim_node *n, const raft_ready *rd)
+{
+	sim_disk   *d = &n->disk;
+	raft_index_t i;
+	size_t		keep;
+
+	if (rd->persist_from > rd->persist_to)
+		return;
+	if (rd->persist_from <= d->base.index ||
+		rd->persist_from > d->base.index + d->n + 1)
+	{
+		sim_fail(c, "node %u: ready persists from %llu but the disk holds (%llu, %llu]",
+				 n->id, (unsigned long long) rd->persist_from,
+				 (unsigned long long) d->base.index,
+				 (unsigned long long) (d->base.index + d->n));
+		return;
+	}
+	keep = (size_t) (rd->persist_from - d->base.index - 1);
+	if (keep < d->n && n->seen_role == RAFT_LEADER)
+	{
+		raft_status st;
+
+		raft_get_status(n->r, &st);
+		if (st.role == RAFT_LEADER && st.term == n->seen_term)
+			sim_fail(c, "leader append-only: leader %u of term %llu overwrote its entries from %llu",
+					 n->id, (unsigned long long) st.term,
+					 (unsigned long long) rd->persist_from);
+	}
+	disk_truncate(d, keep);
+	for (i = rd->persist_from; i <= rd->persist_to; i++)
+	{
+		raft_entry	e;
+		sim_entry  *se;
+		uint64_t	prev;
+		sim_match_slot *slot;
+
+		if (raft_entry_get(n->r, i, &e) != RAFT_OK)
+		{
+			sim_fail(c, "node %u: entry %llu of the ready is unreadable",
+					 n->id, (unsigned long long) i);
+			return;
+		}
+		if (d->n == d->cap)
+		{
+			d->cap = d->cap == 0 ? 64 : d->cap * 2;
+			d->entries = xrealloc(d->entries, d->cap * sizeof(sim_entry));
+		}
+		prev = d->n == 0 ? d->base_prefix_hash : d->entries[d->n - 1].prefix_hash;
+		se = &d->entries[d->n++];
+		se->term = e.term;
+		se->type = e.type;
+		se->len = e.len;
+		se->data = NULL;
+		if (e.len > 0)
+		{
+			se->data = malloc(e.len);
+			memcpy(se->data, e.data, e.len);
+		}
+		se->prefix_hash = entry_hash(prev, e.term, e.type, e.data, e.len);
+
+		slot = match_lookup(c, i, e.term, true);
+		if (slot->prefix_hash == 0)
+			slot->prefix_hash = se->prefix_hash;
+		else if (slot->prefix_hash != se->prefix_hash)
+			sim_fail(c, "log matching: node %u holds entry %llu of term %llu with a different history",
+					 n->id, (unsigned long long) i, (unsigned long long) e.term);
+	}
+}
+
+/* Restores the node's state machine and disk to a snapshot. */
+static void
+install_snapshot(sim_cluster *c, sim_node *n, const raft_snapshot_meta *snap)
+{
+	sim_match_slot *slot;
+	uint64_t	h = 0;
+	raft_index_t i;
+
+	hashes_reserve(c, snap->index);
+	for (i = 1; i <= snap->index; i++)
+	{
+		if (c->applied_hash[i] == 0)
+		{
+			sim_fail(c, "node %u: snapshot at %llu includes entry %llu that no node applied",
+					 n->id, (unsigned long long) snap->index,
+					 (unsigned long long) i);
+			return;
+		}
+		h = sim_hash_bytes(h, &c->applied_hash[i], sizeof(uint64_t));
+	}
+	n->sm_applied = snap->index;
+	n->sm_hash = h;
+	disk_truncate(&n->disk, 0);
+	n->disk.base = *snap;
+	slot = snap->index == 0 ? NULL : match_lookup(c, snap->index, snap->term, false);
+	n->disk.base_prefix_hash = slot != NULL ? slot->prefix_hash : 0;
+	sim_trace(c, "node %u installed snapshot at %llu", n->id,
+			  (unsigned long long) snap->index);
+}
+
+static void
+apply_entries(sim_cluster *c, sim_node *n, const raft_ready *rd)
+{
+	raft_index_t i;
+
+	for (i = rd->apply_from; i <= rd->apply_to; i++)
+	{
+		raft_entry	e;
+		uint64_t	h;
+
+		if (raft_entry_get(n->r, i, &e) != RAFT_OK)
+		{
+			sim_fail(c, "node %u: committed entry %llu is unreadable",
+					 n->id, (unsigned long long) i);
+			return;
+		}
+		if (n->sm_applied + 1 != i)
+		{
+			sim_fail(c, "node %u: applies %llu after %llu", n->id,
+					 (unsigned long long) i, (unsigned long long) n->sm_applied);
+			return;
+		}
+		h = entry_hash(0, e.term, e.type, e.data, e.len);
+		hashes_reserve(c, i);
+		if (c->applied_hash[i] == 0)
+			c->applied_hash[i] = h;
+		else if (c->applied_hash[i] != h)
+			sim_fail(c, "state machine safety: node %u applied a different entry at %llu (term %llu)",
+					 n->id, (unsigned long long) i, (unsigned long long) e.term);
+		n->sm_applied = i;
+		n->sm_hash = sim_hash_bytes(n->sm_hash, &h, sizeof(h));
+		c->entries_applied++;
+	}
+}
+
+/* Compacts memory and disk once enough applied entries pile up. */
+static void
+maybe_compact(sim_cluster *c, sim_node *n)
+{
+	raft_snapshot_meta base;
+	raft_index_t upto;
+	size_t		drop;
+	int			rc;
+
+	if (c->compact_every == 0 ||
+		n->sm_applied < n->disk.base.index + c->compact_every + c->compact_keep)
+		return;
+	upto = n->sm_applied - c->compact_keep;
+	rc = raft_compact(n->r, upto);
+	if (rc != RAFT_OK)
+		return;
+	raft_get_base(n->r, &base);
+	if (base.index != upto)
+	{
+		sim_fail(c, "node %u: compacted to %llu, base is %llu", n->id,
+				 (unsigned long long) upto, (unsigned long long) base.index);
+		return;
+	}
+	drop = (size_t) (upto - n->disk.base.index);
+	n->disk.base_prefix_hash = n->disk.entries[drop - 1].prefix_hash;
+	{
+		size_t		i;
+
+		for (i = 0; i < drop; i++)
+			free(n->disk.entries[i].data);
+	}
+	memmove(n->disk.entries, n->disk.entries + drop,
+			(n->disk.n - drop) * sizeof(sim_entry));
+	n->disk.n -= drop;
+	n->disk.base = base;
+}
+
+/* Records newly committed entries; every node must agree on them. */
+static void
+note_commit(sim_cluster *c, sim_node *n, raft_index_t commit)
+{
+	raft_index_t i;
+
+	if (commit < n->seen_commit)
+	{
+		sim_fail(c, "commit went backwards on node %u: %llu after %llu", n->id,
+				 (unsigned long long) commit,
+				 (unsigned long long) n->seen_commit);
+		return;
+	}
+	hashes_reserve(c, commit);
+	for (i = n->seen_commit + 1; i <= commit; i++)
+	{
+		uint64_t	h;
+
+		if (i <= n->disk.base.index)
+			continue;
+		if (i > n->disk.base.index + n->disk.n)
+		{
+			sim_fail(c, "node %u: commit %llu beyond its durable log", n->id,
+					 (unsigned long long) i);
+			return;
+		}
+		h = n->disk.entries[i - n->disk.base.index - 1].prefix_hash;
+		if (c->committed_hash[i] == 0)
+			c->committed_hash[i] = h;
+		else if (c->committed_hash[i] != h)
+			sim_fail(c, "node %u committed a different entry at %llu", n->id,
+					 (unsigned long long) i);
+	}
+	n->seen_commit = commit;
+	if (commit > c->max_commit)
+		c->max_commit = commit;
+}
+
+/* Runs the caller's side of the contract for every pending ready. */
+void
+sim_process(sim_cluster *c, sim_node *n)
+{
+	uint32_t	rounds = 0;
+
+	while (n->up && raft_has_ready(n->r) && !c->failed)
+	{
+		raft_ready	rd;
+		size_t		i;
+
+		if (++rounds > 1000)
+		{
+			sim_fail(c, "node %u: ready never settles", n->id);
+			return;
+		}
+		raft_ready_get(n->r, &rd);
+		if (rd.snapshot_changed)
+			install_snapshot(c, n, &rd.snapshot);
+		if (rd.hard_state_changed)
+			n->disk.hs = rd.hard_state;
+		persist_entries(c, n, &rd);
+		/* all of the above is now durable: the messages may go */
+		for (i = 0; i < rd.n_msgs; i++)
+			net_send(c, &rd.msgs[i]);
+		apply_entries(c, n, &rd);
+		raft_advance(n->r);
+		if (rd.persist_from <= rd.persist_to)
+			raft_persisted(n->r, rd.persist_to,
+						   raft_term_at(n->r, rd.persist_to));
+		note_commit(c, n, n->disk.hs.commit);
+		maybe_compact(c, n);
+		if (rd.n_msgs > 0 && c->bounce_permille > 0 &&
+			sim_random_below(c, 1000) < c->bounce_permille)
+		{
+			/* everything it promised is durable: it must keep its word */
+			sim_crash(c, n->id);
+			sim_restart(c, n->id);
+		}
+	}
+}
+
+void
+sim_process_all(sim_cluster *c)
+{
+	uint32_t	i;
+
+	for (i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].up)
+			sim_process(c, &c->nodes[i]);
+}
+
+static void
+check_new_leader(sim_cluster *c, sim_node *n, const raft_status *st)
+{
+	raft_index_t i = c->max_commit;
+	uint64_t	h;
+
+	if (i == 0 || i <= n->disk.base.index)
+		return;
+	if (i > n->disk.base.index + n->disk.n)
+	{
+		sim_fail(c, "leader completeness: leader %u of term %llu lacks committed entry %llu",
+				 n->id, (unsigned long long) st->term, (unsigned long long) i);
+		return;
+	}
+	h = n->disk.entries[i - n->disk.base.index - 1].prefix_hash;
+	if (h != c->committed_hash[i])
+		sim_fail(c, "leader completeness: leader %u of term %llu holds another entry at committed index %llu",
+				 n->id, (unsigned long long) st->term, (unsigned long long) i);
+}
+
+void
+sim_check(sim_cluster *c)
+{
+	uint32_t	i;
+
+	for (i = 0; i < c->n_nodes && !c->failed; i++)
+	{
+		sim_node   *n = &c->nodes[i];
+		raft_status st;
+
+		if (!n->up)
+			continue;
+		raft_get_status(n->r, &st);
+		if (st.role == RAFT_LEADER)
+		{
+			if (st.term >= c->leader_of_term_cap)
+			{
+				size_t		cap = c->leader_of_term_cap;
+
+				while (cap <= st.term)
+					cap = cap == 0 ? 256 : cap * 2;
+				c->leader_of_term = xrealloc(c->leader_of_term,
+											 cap * sizeof(raft_id_t));
+				memset(c->leader_of_term + c->leader_of_term_cap, 0,
+					   (cap - c->leader_of_term_cap) * sizeof(raft_id_t));
+				c->leader_of_term_cap = cap;
+			}
+			if (c->leader_of_term[st.term] == RAFT_NO_NODE)
+				c->leader_of_term[st.term] = n->id;
+			else if (c->leader_of_term[st.term] != n->id)
+				sim_fail(c, "election safety: nodes %u and %u both led term %llu",
+						 c->leader_of_term[st.term], n->id,
+						 (unsigned long long) st.term);
+			if (n->seen_role != RAFT_LEADER || n->seen_term != st.term)
+			{
+				sim_trace(c, "node %u leads term %llu", n->id,
+						  (unsigned long long) st.term);
+				check_new_leader(c, n, &st);
+			}
+			else if (st.last_index < n->seen_last)
+				sim_fail(c, "leader append-only: leader %u's log shrank from %llu to %llu",
+						 n->id, (unsigned long long) n->seen_last,
+						 (unsigned long long) st.last_index);
+		}
+		if (st.commit_index < n->seen_commit)
+			sim_fail(c, "commit went backwards on node %u: %llu after %llu",
+					 n->id, (unsigned long long) st.commit_index,
+					 (unsigned long long) n->seen_commit);
+		if (st.applied_index > st.commit_index)
+			sim_fail(c, "node %u applied %llu beyond commit %llu", n->id,
+					 (unsigned long long) st.applied_index,
+					 (unsigned long long) st.commit_index);
+		n->seen_role = st.role;
+		n->seen_term = st.term;
+		n->seen_last = st.last_index;
+	}
+}
