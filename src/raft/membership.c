@@ -244,7 +244,8 @@ raft_propose_conf_change(raft *r, raft_conf_change_type type, raft_id_t node,
 				return RAFT_ERR_UNKNOWN_NODE;
 			if (config.members[pos].voter && raft_voter_count(r) == 1)
 				return RAFT_ERR_LAST_VOTER;
-			config.members[pos] = config.members[config.n_members - 1];
+			memmove(&config.members[pos], &config.members[pos + 1],
+					(config.n_members - pos - 1) * sizeof(raft_member));
 			config.n_members--;
 			break;
 		default:

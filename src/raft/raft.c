@@ -339,16 +339,26 @@ raft_out_msg(raft *r, uint8_t type, raft_id_t to)
 	return m;
 }
 
-/* Drops queued appends: their entries may be overwritten once we follow. */
+/*
+ * Drops queued appends that carry entries at or before index.  Queued
+ * messages point into the log, so they must go before those entries can
+ * change: when a leader becomes a follower (a new leader may overwrite
+ * its suffix) and when the log is compacted.
+ */
 static void
-outbox_drop_appends(raft *r)
+outbox_drop_entries_upto(raft *r, raft_index_t index)
 {
 	uint32_t	i;
 	uint32_t	kept = 0;
 
 	for (i = 0; i < r->n_out; i++)
-		if (r->out[i].type != RAFT_MSG_APPEND)
-			r->out[kept++] = r->out[i];
+	{
+		const raft_msg *m = &r->out[i];
+
+		if (m->type != RAFT_MSG_APPEND || m->n_entries == 0 ||
+			m->index + 1 > index)
+			r->out[kept++] = *m;
+	}
 	r->n_out = kept;
 }
 
@@ -357,7 +367,7 @@ raft_become_follower(raft *r, raft_term_t term, raft_id_t leader)
 {
 	if (r->role == RAFT_LEADER)
 	{
-		outbox_drop_appends(r);
+		outbox_drop_entries_upto(r, UINT64_MAX);
 		raft_reads_drop(r);
 	}
 	if (term != r->term)
@@ -702,7 +712,7 @@ raft_persisted(raft *r, raft_index_t index, raft_term_t term)
 			self->next = index + 1;
 		}
 		if (raft_maybe_commit(r))
-			raft_broadcast_append(r);
+			raft_commit_advanced(r);
 	}
 	return RAFT_OK;
 }
@@ -723,6 +733,7 @@ raft_compact(raft *r, raft_index_t index)
 	if (!raft_config_at(r, index, &config))
 		return RAFT_ERR_INVALID_ARG;
 	r->base_config = config;
+	outbox_drop_entries_upto(r, index);
 	raft_log_compact(&r->log, index);
 	return RAFT_OK;
 }
@@ -746,27 +757,12 @@ raft_get_base(const raft *r, raft_snapshot_meta *base)
 	base->config = r->base_config;
 }
 
-bool
-raft_has_ready(const raft *r)
-{
-	raft_hard_state hs = {r->term, r->vote, r->commit};
-
-#if RAFT_PLANTED_BUG == 1
-	hs.vote = r->persisted_hs.term == r->term ? r->persisted_hs.vote : 0;
-#endif
-	return r->snapshot_pending ||
-		memcmp(&hs, &r->persisted_hs, sizeof(hs)) != 0 ||
-		r->unstable_from <= raft_log_last_index(&r->log) ||
-		r->n_out > 0 || r->applied < r->commit || r->n_read_states > 0;
-}
-
-void
-raft_ready_get(raft *r, raft_ready *rd)
+/* The hard state the next ready asks the caller to persist. */
+static raft_hard_state
+current_hard_state(const raft *r)
 {
 	raft_hard_state hs;
 
-	memset(rd, 0, sizeof(*rd));
-	memset(&hs, 0, sizeof(hs));
 	hs.term = r->term;
 	hs.vote = r->vote;
 	hs.commit = r->commit;
@@ -774,12 +770,35 @@ raft_ready_get(raft *r, raft_ready *rd)
 	/* the planted bug: a vote cast in an already persisted term is lost */
 	hs.vote = r->persisted_hs.term == r->term ? r->persisted_hs.vote : 0;
 #endif
+	return hs;
+}
 
+static bool
+hard_state_changed(const raft *r)
+{
+	raft_hard_state hs = current_hard_state(r);
+
+	return hs.term != r->persisted_hs.term ||
+		hs.vote != r->persisted_hs.vote ||
+		hs.commit != r->persisted_hs.commit;
+}
+
+bool
+raft_has_ready(const raft *r)
+{
+	return r->snapshot_pending || hard_state_changed(r) ||
+		r->unstable_from <= raft_log_last_index(&r->log) ||
+		r->n_out > 0 || r->applied < r->commit || r->n_read_states > 0;
+}
+
+void
+raft_ready_get(raft *r, raft_ready *rd)
+{
+	memset(rd, 0, sizeof(*rd));
 	rd->snapshot_changed = r->snapshot_pending;
 	rd->snapshot = r->snapshot;
-	rd->hard_state_changed =
-		memcmp(&hs, &r->persisted_hs, sizeof(hs)) != 0;
-	rd->hard_state = hs;
+	rd->hard_state_changed = hard_state_changed(r);
+	rd->hard_state = current_hard_state(r);
 	rd->persist_from = r->unstable_from;
 	rd->persist_to = raft_log_last_index(&r->log);
 	rd->msgs = r->out;

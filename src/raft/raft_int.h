@@ -88,6 +88,7 @@ typedef struct raft_progress
 	raft_index_t next;
 	bool		probe_sent;
 	bool		recent_active;
+	raft_index_t commit_sent;	/* highest commit index sent to it */
 	raft_index_t pending_snapshot;
 	/* last index of each append in flight, oldest first (a ring) */
 	raft_index_t inflight[RAFT_MAX_INFLIGHT];
@@ -198,6 +199,7 @@ extern void raft_send_append(raft *r, raft_progress *pr, bool allow_empty);
 extern void raft_broadcast_append(raft *r);
 extern void raft_broadcast_heartbeat(raft *r, uint64_t context);
 extern bool raft_maybe_commit(raft *r);
+extern void raft_commit_advanced(raft *r);
 extern void raft_recv_append(raft *r, const raft_msg *m);
 extern void raft_recv_append_resp(raft *r, const raft_msg *m);
 extern void raft_recv_heartbeat(raft *r, const raft_msg *m);

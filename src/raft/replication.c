@@ -145,6 +145,7 @@ raft_send_append(raft *r, raft_progress *pr, bool allow_empty)
 	m->index = prev;
 	m->log_term = prev_term;
 	m->commit = r->commit;
+	pr->commit_sent = r->commit;
 	m->n_entries = n;
 	m->entries = n > 0 ? &r->out_entries[r->n_out_entries] : NULL;
 	r->n_out_entries += n;
@@ -242,11 +243,21 @@ raft_maybe_commit(raft *r)
 		return false;
 #endif
 	commit_to(r, quorum_index);
+	return true;
+}
 
-	/* thesis 4.2.2: a leader removed from the configuration steps down */
+/*
+ * Tells the followers about a new commit index, then steps down if this
+ * leader was removed by a change that has now committed (thesis 4.2.2):
+ * the followers learn the commit first, so none waits for the next leader
+ * to apply the change.
+ */
+void
+raft_commit_advanced(raft *r)
+{
+	raft_broadcast_append(r);
 	if (!raft_is_voter(r, r->id) && r->commit >= r->config_index)
 		raft_become_follower(r, r->term, RAFT_NO_NODE);
-	return true;
 }
 
 /* Finds the largest index <= index whose term is <= term (fast back-off). */
@@ -406,9 +417,9 @@ raft_recv_append_resp(raft *r, const raft_msg *m)
 
 		if (raft_maybe_commit(r))
 		{
+			raft_commit_advanced(r);
 			if (r->role != RAFT_LEADER)
 				return;
-			raft_broadcast_append(r);
 		}
 		raft_transfer_check(r, pr);
 	}
@@ -428,6 +439,15 @@ raft_recv_append_resp(raft *r, const raft_msg *m)
 	if (pr->state == RAFT_PROGRESS_PROBE && !pr->probe_sent &&
 		pr->next <= raft_log_last_index(&r->log))
 		raft_send_append(r, pr, false);
+	else if (pr->commit_sent < r->commit && pr->match >= r->commit)
+	{
+		/*
+		 * It acknowledged entries that committed since we last told it
+		 * the commit index: tell it now rather than at the next heartbeat,
+		 * so that it applies them without delay.
+		 */
+		raft_send_append(r, pr, true);
+	}
 }
 
 void
@@ -460,7 +480,14 @@ raft_recv_heartbeat_resp(raft *r, const raft_msg *m)
 	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
 		send_snapshot(r, pr);	/* the last one may have been lost */
 	else if (pr->match < raft_log_last_index(&r->log))
-		raft_send_append(r, pr, false);
+	{
+		/*
+		 * The follower lags.  Even with nothing left to send (every entry
+		 * is in flight, perhaps lost), an empty append makes a follower
+		 * that lacks them reject, which puts it back into probe.
+		 */
+		raft_send_append(r, pr, true);
+	}
 	raft_reads_ack(r, m->from, m->context);
 }
 

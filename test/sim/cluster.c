@@ -67,6 +67,15 @@ sim_hash_bytes(uint64_t h, const void *data, size_t len)
 	return h == 0 ? 1 : h;
 }
 
+static raft_term_t
+raft_status_term(const raft *r)
+{
+	raft_status st;
+
+	raft_get_status(r, &st);
+	return st.term;
+}
+
 static uint64_t
 entry_hash(uint64_t h, raft_term_t term, uint8_t type, const void *data,
 		   uint32_t len)
@@ -129,9 +138,12 @@ hashes_reserve(sim_cluster *c, raft_index_t index)
 	while (cap <= index)
 		cap = cap == 0 ? 1024 : cap * 2;
 	c->committed_hash = xrealloc(c->committed_hash, cap * sizeof(uint64_t));
+	c->commit_term = xrealloc(c->commit_term, cap * sizeof(raft_term_t));
 	c->applied_hash = xrealloc(c->applied_hash, cap * sizeof(uint64_t));
 	memset(c->committed_hash + c->hashes_cap, 0,
 		   (cap - c->hashes_cap) * sizeof(uint64_t));
+	memset(c->commit_term + c->hashes_cap, 0,
+		   (cap - c->hashes_cap) * sizeof(raft_term_t));
 	memset(c->applied_hash + c->hashes_cap, 0,
 		   (cap - c->hashes_cap) * sizeof(uint64_t));
 	c->hashes_cap = cap;
@@ -230,6 +242,7 @@ sim_free(sim_cluster *c)
 	free(c->leader_of_term);
 	free(c->match);
 	free(c->committed_hash);
+	free(c->commit_term);
 	free(c->applied_hash);
 	memset(c, 0, sizeof(*c));
 }
@@ -616,48 +629,61 @@ apply_entries(sim_cluster *c, sim_node *n, const raft_ready *rd)
 	}
 }
 
-/* Compacts memory and disk once enough applied entries pile up. */
-static void
-maybe_compact(sim_cluster *c, sim_node *n)
+/*
+ * Compacts the node's log up to index, in the core and then on its disk,
+ * as a caller would after taking a snapshot.  Returns the core's code.
+ */
+int
+sim_compact(sim_cluster *c, sim_node *n, raft_index_t upto)
 {
 	raft_snapshot_meta base;
-	raft_index_t upto;
 	size_t		drop;
+	size_t		i;
 	int			rc;
 
-	if (c->compact_every == 0 ||
-		n->sm_applied < n->disk.base.index + c->compact_every + c->compact_keep)
-		return;
-	upto = n->sm_applied - c->compact_keep;
 	rc = raft_compact(n->r, upto);
 	if (rc != RAFT_OK)
-		return;
+		return rc;
 	raft_get_base(n->r, &base);
-	if (base.index != upto)
+	if (base.index <= n->disk.base.index)
+		return RAFT_OK;
+	if (base.index > n->disk.base.index + n->disk.n)
 	{
-		sim_fail(c, "node %u: compacted to %llu, base is %llu", n->id,
-				 (unsigned long long) upto, (unsigned long long) base.index);
-		return;
+		sim_fail(c, "node %u: compacted to %llu beyond its durable log", n->id,
+				 (unsigned long long) base.index);
+		return RAFT_OK;
 	}
-	drop = (size_t) (upto - n->disk.base.index);
+	drop = (size_t) (base.index - n->disk.base.index);
 	n->disk.base_prefix_hash = n->disk.entries[drop - 1].prefix_hash;
-	{
-		size_t		i;
-
-		for (i = 0; i < drop; i++)
-			free(n->disk.entries[i].data);
-	}
+	for (i = 0; i < drop; i++)
+		free(n->disk.entries[i].data);
 	memmove(n->disk.entries, n->disk.entries + drop,
 			(n->disk.n - drop) * sizeof(sim_entry));
 	n->disk.n -= drop;
 	n->disk.base = base;
+	return RAFT_OK;
 }
 
-/* Records newly committed entries; every node must agree on them. */
+/* Compacts once enough applied entries pile up. */
+static void
+maybe_compact(sim_cluster *c, sim_node *n)
+{
+	if (c->compact_every == 0 ||
+		n->sm_applied < n->disk.base.index + c->compact_every + c->compact_keep)
+		return;
+	sim_compact(c, n, n->sm_applied - c->compact_keep);
+}
+
+/*
+ * Records newly committed entries; every node must agree on them.  The
+ * term in which an entry was committed is the lowest term in which any
+ * node saw it committed (a leader sees it first, in its own term).
+ */
 static void
 note_commit(sim_cluster *c, sim_node *n, raft_index_t commit)
 {
 	raft_index_t i;
+	raft_term_t term = raft_status_term(n->r);
 
 	if (commit < n->seen_commit)
 	{
@@ -679,6 +705,8 @@ note_commit(sim_cluster *c, sim_node *n, raft_index_t commit)
 					 (unsigned long long) i);
 			return;
 		}
+		if (c->commit_term[i] == 0 || term < c->commit_term[i])
+			c->commit_term[i] = term;
 		h = n->disk.entries[i - n->disk.base.index - 1].prefix_hash;
 		if (c->committed_hash[i] == 0)
 			c->committed_hash[i] = h;
@@ -689,6 +717,20 @@ note_commit(sim_cluster *c, sim_node *n, raft_index_t commit)
 	n->seen_commit = commit;
 	if (commit > c->max_commit)
 		c->max_commit = commit;
+}
+
+/* Crashes a node and loses every message it has in flight. */
+static void
+crash_losing_messages(sim_cluster *c, sim_node *n)
+{
+	size_t		i = 0;
+
+	while (i < c->n_net)
+		if (c->net[i].from == n->id)
+			sim_drop(c, i);
+		else
+			i++;
+	sim_crash(c, n->id);
 }
 
 /* Runs the caller's side of the contract for every pending ready. */
@@ -717,10 +759,27 @@ sim_process(sim_cluster *c, sim_node *n)
 		for (i = 0; i < rd.n_msgs; i++)
 			net_send(c, &rd.msgs[i]);
 		apply_entries(c, n, &rd);
+		for (i = 0; i < rd.n_reads && c->n_reads < SIM_MAX_READS; i++)
+		{
+			sim_read   *sr = &c->reads[c->n_reads++];
+
+			sr->node = n->id;
+			sr->request_id = rd.reads[i].request_id;
+			sr->index = rd.reads[i].index;
+		}
 		raft_advance(n->r);
 		if (rd.persist_from <= rd.persist_to)
 			raft_persisted(n->r, rd.persist_to,
 						   raft_term_at(n->r, rd.persist_to));
+		if (c->commit_crash_permille > 0 && rd.hard_state_changed &&
+			rd.hard_state.commit > n->seen_commit &&
+			n->seen_role == RAFT_LEADER &&
+			sim_random_below(c, 1000) < c->commit_crash_permille)
+		{
+			note_commit(c, n, n->disk.hs.commit);
+			crash_losing_messages(c, n);
+			return;
+		}
 		note_commit(c, n, n->disk.hs.commit);
 		maybe_compact(c, n);
 		if (rd.n_msgs > 0 && c->bounce_permille > 0 &&
@@ -743,12 +802,19 @@ sim_process_all(sim_cluster *c)
 			sim_process(c, &c->nodes[i]);
 }
 
+/*
+ * Leader completeness: the new leader of term T must hold every entry
+ * committed in a term before T.  By log matching it is enough to compare
+ * the prefix hash of the last such entry.
+ */
 static void
 check_new_leader(sim_cluster *c, sim_node *n, const raft_status *st)
 {
 	raft_index_t i = c->max_commit;
 	uint64_t	h;
 
+	while (i > 0 && (c->commit_term[i] == 0 || c->commit_term[i] >= st->term))
+		i--;
 	if (i == 0 || i <= n->disk.base.index)
 		return;
 	if (i > n->disk.base.index + n->disk.n)
@@ -818,5 +884,37 @@ sim_check(sim_cluster *c)
 		n->seen_role = st.role;
 		n->seen_term = st.term;
 		n->seen_last = st.last_index;
+	}
+}
+
+/* Prints every node's view, for a replayed failure. */
+void
+sim_dump(sim_cluster *c, FILE *out)
+{
+	uint32_t	i;
+	uint32_t	k;
+
+	for (i = 0; i < c->n_nodes; i++)
+	{
+		sim_node   *n = &c->nodes[i];
+		raft_status st;
+
+		if (!n->up)
+		{
+			fprintf(out, "  node %u: down\n", n->id);
+			continue;
+		}
+		raft_get_status(n->r, &st);
+		fprintf(out, "  node %u: %s term %llu vote %u leader %u log (%llu, %llu] last_term %llu commit %llu applied %llu config",
+				n->id, raft_role_name(st.role), (unsigned long long) st.term,
+				st.vote, st.leader, (unsigned long long) st.first_index - 1,
+				(unsigned long long) st.last_index,
+				(unsigned long long) st.last_term,
+				(unsigned long long) st.commit_index,
+				(unsigned long long) st.applied_index);
+		for (k = 0; k < st.config.n_members; k++)
+			fprintf(out, " %u%s", st.config.members[k].id,
+					st.config.members[k].voter ? "" : "(learner)");
+		fprintf(out, "\n");
 	}
 }

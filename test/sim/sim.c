@@ -41,6 +41,7 @@ typedef struct campaign
 	raft_index_t probe_index;
 	raft_term_t probe_term;
 	uint64_t	next_payload;
+	raft_id_t	last_leader;	/* leader seen at the previous chaos step */
 	/* ReadIndex requests: the commit observed before each was asked */
 	raft_index_t read_floor[64];
 	uint64_t	next_read;
@@ -218,32 +219,23 @@ read_index(campaign *cp, raft_id_t leader)
 
 /* Checks ReadIndex results: none may be older than a commit seen before it. */
 static void
-collect_reads(campaign *cp)
+check_reads(campaign *cp)
 {
 	sim_cluster *c = &cp->c;
-	uint32_t	i;
+	uint32_t	k;
 
-	for (i = 0; i < c->n_nodes; i++)
+	for (k = 0; k < c->n_reads; k++)
 	{
-		sim_node   *n = &c->nodes[i];
-		raft_ready	rd;
-		size_t		k;
+		uint64_t	id = c->reads[k].request_id;
 
-		if (!n->up || !raft_has_ready(n->r))
-			continue;
-		raft_ready_get(n->r, &rd);
-		for (k = 0; k < rd.n_reads; k++)
-		{
-			uint64_t	id = rd.reads[k].request_id;
-
-			if (id + 64 > cp->next_read &&
-				rd.reads[k].index < cp->read_floor[id % 64])
-				sim_fail(c, "read index: request %llu got %llu, but %llu was committed before it was asked",
-						 (unsigned long long) id,
-						 (unsigned long long) rd.reads[k].index,
-						 (unsigned long long) cp->read_floor[id % 64]);
-		}
+		if (id + 64 > cp->next_read &&
+			c->reads[k].index < cp->read_floor[id % 64])
+			sim_fail(c, "read index: request %llu got %llu, but %llu was committed before it was asked",
+					 (unsigned long long) id,
+					 (unsigned long long) c->reads[k].index,
+					 (unsigned long long) cp->read_floor[id % 64]);
 	}
+	c->n_reads = 0;
 }
 
 /* Picks a message that is due, starting at a random place. */
@@ -276,6 +268,20 @@ chaos_step(campaign *cp)
 	raft_id_t	leader = sim_leader(c);
 	uint32_t	roll;
 
+	if (leader != cp->last_leader)
+	{
+		/*
+		 * A new leader is cut off before its first entries spread now and
+		 * then: that leaves logs that diverge in their last term, the
+		 * ingredient of the thesis' Figure 3.7.
+		 */
+		cp->last_leader = leader;
+		if (leader != RAFT_NO_NODE && sim_random_below(c, 100) < 15)
+		{
+			isolate(c, leader);
+			return;
+		}
+	}
 	if (sim_random_below(c, 100) < 90 && deliver_random(c))
 		return;
 	roll = sim_random_below(c, 1000);
@@ -339,6 +345,8 @@ start_healing(campaign *cp)
 	c->drop_permille = 0;
 	c->dup_permille = 0;
 	c->bounce_permille = 0;
+	c->commit_crash_permille = 0;
+	c->max_delay_ticks = 0;
 	for (i = 0; i < c->n_nodes; i++)
 		if (c->nodes[i].exists && !c->nodes[i].up)
 			sim_restart(c, c->nodes[i].id);
@@ -358,6 +366,7 @@ start_chaos(campaign *cp)
 	c->dup_permille = sim_random_below(c, 40);
 	c->max_delay_ticks = sim_random_below(c, 4);
 	c->bounce_permille = sim_random_below(c, 20);
+	c->commit_crash_permille = sim_random_below(c, 200);
 }
 
 /*
@@ -405,8 +414,12 @@ healing_step(campaign *cp)
 			cp->probe_term = raft_term_at(sim_node_get(c, leader)->r, index);
 		}
 	}
-	if (sim_random_below(c, 100) < 95 && deliver_random(c))
+	/* a healed network delivers in order */
+	if (sim_random_below(c, 100) < 95 && c->n_net > 0)
+	{
+		sim_deliver(c, 0);
 		return;
+	}
 	sim_tick_all(c);
 }
 
@@ -436,8 +449,8 @@ run_seed(uint64_t seed, uint32_t voters, uint64_t steps, bool verbose,
 			if (--cp->chaos_left == 0)
 				start_healing(cp);
 		}
-		collect_reads(cp);
 		sim_process_all(&cp->c);
+		check_reads(cp);
 		sim_check(&cp->c);
 	}
 	ok = !cp->c.failed;
@@ -447,6 +460,8 @@ run_seed(uint64_t seed, uint32_t voters, uint64_t steps, bool verbose,
 			   (unsigned long long) seed, voters,
 			   (unsigned long long) cp->c.step, cp->c.violation,
 			   (unsigned long long) seed, voters, (unsigned long long) steps);
+	if (!ok && verbose)
+		sim_dump(&cp->c, stdout);
 	*steps_done += s;
 	*committed += cp->c.max_commit;
 	sim_free(&cp->c);
@@ -484,6 +499,7 @@ run_bench(bool faults, double seconds)
 		c->dup_permille = 0;
 		c->max_delay_ticks = 0;
 		c->bounce_permille = 0;
+		c->commit_crash_permille = 0;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (elapsed < seconds && !c->failed)

@@ -73,6 +73,16 @@ typedef struct sim_msg
 	size_t		len;
 } sim_msg;
 
+/* A ReadIndex result, as a node's ready handed it out. */
+typedef struct sim_read
+{
+	raft_id_t	node;
+	uint64_t	request_id;
+	raft_index_t index;
+} sim_read;
+
+#define SIM_MAX_READS 64
+
 /* (index, term) -> prefix hash: the Log Matching witness */
 typedef struct sim_match_slot
 {
@@ -101,6 +111,8 @@ typedef struct sim_cluster
 	uint32_t	max_delay_ticks;
 	/* chance that a node crashes and restarts right after sending */
 	uint32_t	bounce_permille;
+	/* chance that a leader crashes as it commits, its last messages lost */
+	uint32_t	commit_crash_permille;
 
 	/* compaction policy */
 	uint32_t	compact_every;
@@ -116,6 +128,7 @@ typedef struct sim_cluster
 	size_t		match_cap;
 	size_t		match_used;
 	uint64_t   *committed_hash; /* by index; 0 = unknown */
+	raft_term_t *commit_term;	/* by index: term it was committed in */
 	uint64_t   *applied_hash;	/* by index; 0 = unknown */
 	size_t		hashes_cap;
 	raft_index_t max_commit;
@@ -123,6 +136,10 @@ typedef struct sim_cluster
 	bool		failed;
 	char		violation[512];
 	bool		verbose;		/* print every event (replaying a seed) */
+
+	/* ReadIndex results since the driver last looked (oldest dropped) */
+	sim_read	reads[SIM_MAX_READS];
+	uint32_t	n_reads;
 
 	/* statistics */
 	uint64_t	msgs_sent;
@@ -155,6 +172,8 @@ extern void sim_trace(sim_cluster *c, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 extern raft_id_t sim_leader(sim_cluster *c);
 extern void sim_heal(sim_cluster *c);
+extern int	sim_compact(sim_cluster *c, sim_node *n, raft_index_t upto);
+extern void sim_dump(sim_cluster *c, FILE *out);
 
 /* script.c */
 extern int	sim_run_script(const char *path, bool verbose);
