@@ -17,10 +17,12 @@ DATA = pg_raft--$(PG_RAFT_VERSION).sql
 
 MODULE_big = pg_raft
 OBJS = \
-	src/pg_raft.o \
+	$(patsubst %.c,%.o,$(wildcard src/*.c)) \
 	$(patsubst %.c,%.o,$(wildcard src/raft/*.c))
 
-PG_CPPFLAGS = -DPG_RAFT_VERSION='"$(PG_RAFT_VERSION)"'
+# The workers and join_cluster() speak libpq to the other members.
+PG_CPPFLAGS = -DPG_RAFT_VERSION='"$(PG_RAFT_VERSION)"' -I$(libpq_srcdir) -Isrc
+SHLIB_LINK_INTERNAL = $(libpq)
 # PostgreSQL's own flags already give -Wall and more.  Of -Wextra, only
 # -Wunused-parameter trips on the server headers (static inline functions).
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
@@ -38,6 +40,10 @@ EXTRA_CLEAN = tmp_check_regress
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: a changed struct must rebuild every
+# object that uses it, or processes disagree about shared memory's layout.
+$(OBJS): $(wildcard src/*.h src/raft/*.h)
 
 # `make installcheck` runs both suites; these run one each (test/run_all.sh
 # counts them separately).

@@ -11,3 +11,104 @@ LANGUAGE C STRICT STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION raft.version() IS
 'version of the pg_raft library loaded in this server';
+
+-- Members of raft_peer may deliver Raft messages to this node: the other
+-- members' raft workers connect as such a role (see docs/operations.md).
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'raft_peer') THEN
+		CREATE ROLE raft_peer NOLOGIN;
+	END IF;
+END
+$$;
+-- Each function and view below says who may use it.
+GRANT USAGE ON SCHEMA raft TO PUBLIC;
+
+-- Receives one framed Raft message from a peer's raft worker.
+CREATE FUNCTION raft.deliver(message bytea)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_raft_deliver'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.deliver(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION raft.deliver(bytea) TO raft_peer;
+
+CREATE FUNCTION raft.create_cluster(node_name text, conninfo text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_raft_create_cluster'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.create_cluster(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION raft.create_cluster(text, text) IS
+'bootstrap a one-node raft cluster on this instance; conninfo is how the other members will reach it';
+
+CREATE FUNCTION raft.join_cluster(node_name text, conninfo text, peer_conninfo text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_raft_join_cluster'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.join_cluster(text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION raft.join_cluster(text, text, text) IS
+'join the cluster that peer_conninfo belongs to: enter as a learner, catch up, become a voter';
+
+-- Called by join_cluster() on the leader, through libpq.
+CREATE FUNCTION raft.add_node(node_name text, conninfo text,
+							  OUT cluster_id text, OUT node_id integer,
+							  OUT leader_id integer, OUT leader_name text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_raft_add_node'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.add_node(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION raft.add_node(text, text) TO raft_peer;
+
+CREATE FUNCTION raft.remove_node(node_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_raft_remove_node'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.remove_node(text) FROM PUBLIC;
+COMMENT ON FUNCTION raft.remove_node(text) IS
+'remove a member from the cluster (run on the leader)';
+
+CREATE FUNCTION raft.transfer_leadership(node_name text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_raft_transfer_leadership'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+REVOKE ALL ON FUNCTION raft.transfer_leadership(text) FROM PUBLIC;
+COMMENT ON FUNCTION raft.transfer_leadership(text) IS
+'hand leadership to node_name, or to the most up-to-date voter when null; returns the new leader';
+
+CREATE FUNCTION raft.barrier(timeout interval DEFAULT '5s')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_raft_barrier'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.barrier(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION raft.barrier(interval) TO raft_peer;
+COMMENT ON FUNCTION raft.barrier(interval) IS
+'commit a no-op through the leader and return its index: proves a working majority';
+
+CREATE FUNCTION raft.status_info(
+	OUT node_name text, OUT node_id integer, OUT role text, OUT term bigint,
+	OUT leader_name text, OUT commit_index bigint, OUT applied_index bigint,
+	OUT last_index bigint, OUT first_index bigint, OUT voting boolean,
+	OUT log_bytes bigint, OUT cluster_id text, OUT leader_conninfo text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_raft_status_info'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW raft.status AS SELECT * FROM raft.status_info();
+COMMENT ON VIEW raft.status IS
+'this node''s view of the raft cluster (no row when it is not a member)';
+
+CREATE FUNCTION raft.nodes_info(
+	OUT node_name text, OUT node_id integer, OUT conninfo text,
+	OUT voting boolean, OUT is_leader boolean, OUT reachable boolean,
+	OUT last_contact timestamptz, OUT match_index bigint,
+	OUT applied_index bigint, OUT lag_entries bigint, OUT lag_bytes bigint,
+	OUT replay_lag interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_raft_nodes_info'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW raft.nodes AS SELECT * FROM raft.nodes_info();
+COMMENT ON VIEW raft.nodes IS
+'one row per member; match, lag and replay_lag are measured by the leader';
+REVOKE ALL ON FUNCTION raft.status_info() FROM PUBLIC;
+REVOKE ALL ON FUNCTION raft.nodes_info() FROM PUBLIC;
+GRANT SELECT ON raft.status, raft.nodes TO raft_peer, pg_monitor;

@@ -24,7 +24,7 @@ SELECT p.oid::regprocedure AS function
    AND d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_raft')
    AND d.deptype = 'e'
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 -- The "raft." settings prefix is reserved: a misspelt setting is an error.
 SET raft.no_such_setting = 'on';

@@ -22,6 +22,9 @@
  *	  Settings use the prefix "raft."; it is reserved, so a misspelt
  *	  setting is reported instead of silently kept as a placeholder.
  *
+ *	  _PG_init also registers the raft worker (worker.c) and asks for the
+ *	  shared memory described in pg_raft.h.
+ *
  * IDENTIFICATION
  *	  src/pg_raft.c
  *
@@ -31,8 +34,13 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+
+#include "pg_raft.h"
 
 #ifndef PG_RAFT_VERSION
 #error "PG_RAFT_VERSION must be defined (the Makefile takes it from pg_raft.control)"
@@ -42,7 +50,21 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* settings */
+char	   *raft_database = NULL;
+int			raft_election_timeout_ms = 1000;
+int			raft_heartbeat_interval_ms = 100;
+
+RaftShared *RaftShmem = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
 PG_FUNCTION_INFO_V1(pg_raft_version);
+
+static void raft_shmem_request(void);
+static void raft_shmem_startup(void);
+static void register_raft_worker(void);
 
 /*
  * _PG_init
@@ -61,7 +83,103 @@ _PG_init(void)
 				 errmsg("pg_raft must be loaded via \"shared_preload_libraries\""),
 				 errhint("Add pg_raft to the \"shared_preload_libraries\" setting in postgresql.conf and restart the server.")));
 
+	DefineCustomStringVariable("raft.database",
+							   "Database in which the raft workers apply replicated changes.",
+							   NULL,
+							   &raft_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("raft.election_timeout",
+							"Time without word from a leader after which a follower starts an election.",
+							"Followers wait a random time between this value and twice it. "
+							"A leader that has not heard from a majority for this long steps down.",
+							&raft_election_timeout_ms,
+							1000, 50, 60 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("raft.heartbeat_interval",
+							"Time between the leader's heartbeats, and the Raft clock's tick.",
+							"Must be less than half of raft.election_timeout.",
+							&raft_heartbeat_interval_ms,
+							100, 10, 10 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("raft");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = raft_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = raft_shmem_startup;
+
+	register_raft_worker();
+}
+
+Size
+RaftShmemSize(void)
+{
+	return MAXALIGN(sizeof(RaftShared));
+}
+
+/*
+ * raft_shmem_request
+ *		Asks for the shared memory and the lock that RaftShared needs.
+ */
+static void
+raft_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(RaftShmemSize());
+	RequestNamedLWLockTranche("pg_raft", 1);
+}
+
+/*
+ * raft_shmem_startup
+ *		Attaches to RaftShared, initialising it in the postmaster.
+ */
+static void
+raft_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	RaftShmem = ShmemInitStruct("pg_raft", RaftShmemSize(), &found);
+	if (!found)
+	{
+		memset(RaftShmem, 0, offsetof(RaftShared, inbox));
+		RaftShmem->lock = &(GetNamedLWLockTranche("pg_raft"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * register_raft_worker
+ *		Registers the raft worker, one per instance.
+ *
+ * The postmaster restarts it a second after it exits with an error, so a
+ * worker that stops on a transient problem comes back by itself.
+ */
+static void
+register_raft_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft worker");
+	RegisterBackgroundWorker(&worker);
 }
 
 /*

@@ -133,8 +133,8 @@ raft_read_index(raft *r, uint64_t request_id)
 	/* until an entry of our term commits, our commit index may be stale */
 	if (raft_term_at(r, r->commit) != r->term)
 		return RAFT_ERR_NOT_COMMITTED_IN_TERM;
-	if (r->n_reads >= r->opts.max_pending_reads ||
-		r->n_read_states >= r->opts.max_pending_reads)
+	/* every admitted read must find room in read_states when released */
+	if (r->n_reads + r->n_read_states >= r->opts.max_pending_reads)
 		return RAFT_ERR_UNAVAILABLE;
 
 	if (raft_voter_count(r) == 1 && raft_is_voter(r, r->id))

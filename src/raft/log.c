@@ -147,18 +147,26 @@ arena_reserve(const raft_log *log, uint32_t len, uint32_t *offset,
 	return false;
 }
 
-bool
-raft_log_fits(const raft_log *log, uint32_t len)
+/*
+ * Slots kept free for the no-op a new leader must append (thesis 6.4):
+ * without it a leader elected with a full log could never commit, so never
+ * let the caller compact, so never make room.
+ */
+static uint32_t
+reserved_slots(const raft_log *log)
 {
-	uint32_t	offset;
-	bool		wraps;
+	uint32_t	reserve = log->slots_cap / 8;
 
-	return log->count < log->slots_cap && arena_reserve(log, len, &offset, &wraps);
+	return reserve < 1 ? 1 : (reserve > 8 ? 8 : reserve);
 }
 
+/*
+ * Appends an entry.  Only a new leader's no-op (and entries read back from
+ * disk, which fit before) may use the reserved slots.
+ */
 int
 raft_log_append(raft_log *log, raft_term_t term, uint8_t type,
-				const void *data, uint32_t len)
+				const void *data, uint32_t len, bool use_reserve)
 {
 	uint32_t	offset;
 	bool		wraps;
@@ -166,7 +174,8 @@ raft_log_append(raft_log *log, raft_term_t term, uint8_t type,
 	raft_slot  *s;
 
 	RAFT_ASSERT(term >= raft_log_last_term(log));
-	if (log->count >= log->slots_cap)
+	if (log->count >= log->slots_cap -
+		(use_reserve ? 0 : reserved_slots(log)))
 		return RAFT_ERR_LOG_FULL;
 	empty_arena = log->arena_start == log->arena_tail && !log->arena_wrapped;
 	if (!arena_reserve(log, len, &offset, &wraps))

@@ -145,6 +145,10 @@ options_valid(const raft_options *opts)
 		opts->log_capacity_entries >= 2 &&
 		opts->log_capacity_bytes >= opts->max_entry_bytes &&
 		opts->max_entry_bytes >= 64 &&
+		/* whatever the core accepts must fit in a message on the wire */
+		(uint64_t) opts->max_entry_bytes + 256 <= RAFT_WIRE_MAX_MSG_BYTES &&
+		(uint64_t) opts->max_bytes_per_msg + opts->max_entry_bytes +
+		(uint64_t) opts->max_entries_per_msg * 16 + 4096 <= RAFT_WIRE_MAX_MSG_BYTES &&
 		opts->max_pending_reads >= 1 &&
 		opts->max_pending_reads <= 32 * 1024;
 }
@@ -232,6 +236,24 @@ raft_init(void *mem, size_t size, const raft_options *opts, raft **out)
 }
 
 int
+raft_set_timeouts(raft *r, uint32_t election_timeout_ticks,
+				  uint32_t heartbeat_ticks)
+{
+	raft_options opts = r->opts;
+
+	opts.election_timeout_ticks = election_timeout_ticks;
+	opts.heartbeat_ticks = heartbeat_ticks;
+	if (!options_valid(&opts))
+		return RAFT_ERR_INVALID_ARG;
+	r->opts = opts;
+	if (r->randomized_timeout < election_timeout_ticks ||
+		r->randomized_timeout >= 2 * election_timeout_ticks)
+		r->randomized_timeout = election_timeout_ticks +
+			(uint32_t) (next_random(r) % election_timeout_ticks);
+	return RAFT_OK;
+}
+
+int
 raft_load(raft *r, const raft_hard_state *hs, const raft_snapshot_meta *base,
 		  const raft_entry *entries, size_t n_entries, raft_index_t applied)
 {
@@ -255,9 +277,10 @@ raft_load(raft *r, const raft_hard_state *hs, const raft_snapshot_meta *base,
 		if (e->index != base->index + 1 + i ||
 			e->term < raft_log_last_term(&r->log) ||
 			e->len > r->opts.max_entry_bytes ||
+			(e->len > 0 && e->data == NULL) ||
 			e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_CONFIG)
 			return RAFT_ERR_INVALID_ARG;
-		rc = raft_log_append(&r->log, e->term, e->type, e->data, e->len);
+		rc = raft_log_append(&r->log, e->term, e->type, e->data, e->len, true);
 		if (rc != RAFT_OK)
 			return rc;
 	}
@@ -418,7 +441,6 @@ void
 raft_become_leader(raft *r)
 {
 	uint32_t	i;
-	int			rc;
 
 	RAFT_ASSERT(r->role == RAFT_CANDIDATE);
 	r->role = RAFT_LEADER;
@@ -430,9 +452,23 @@ raft_become_leader(raft *r)
 		raft_progress_reset(r, &r->progress[i]);
 		r->progress[i].recent_active = true;
 	}
-	rc = raft_append_local(r, RAFT_ENTRY_NOOP, NULL, 0, NULL);
-	(void) rc;					/* a full log only delays the no-op */
+	raft_append_leader_noop(r);
 	raft_broadcast_append(r);
+}
+
+/*
+ * Appends the no-op that lets a new leader commit (thesis 6.4), into the
+ * log's reserved slots if need be.  Should even those be taken, the tick
+ * retries until the caller's compaction makes room.
+ */
+void
+raft_append_leader_noop(raft *r)
+{
+	RAFT_ASSERT(r->role == RAFT_LEADER);
+	if (raft_log_last_term(&r->log) == r->term)
+		return;
+	if (raft_log_append(&r->log, r->term, RAFT_ENTRY_NOOP, NULL, 0, true) == RAFT_OK)
+		raft_broadcast_append(r);
 }
 
 /*
@@ -448,7 +484,7 @@ raft_append_local(raft *r, uint8_t type, const void *data, uint32_t len,
 	RAFT_ASSERT(r->role == RAFT_LEADER);
 	if (len > r->opts.max_entry_bytes)
 		return RAFT_ERR_TOO_LARGE;
-	rc = raft_log_append(&r->log, r->term, type, data, len);
+	rc = raft_log_append(&r->log, r->term, type, data, len, false);
 	if (rc != RAFT_OK)
 		return rc;
 	if (index != NULL)
@@ -479,6 +515,7 @@ raft_tick(raft *r)
 	}
 
 	raft_transfer_tick(r);
+	raft_append_leader_noop(r);
 	if (r->election_elapsed >= r->opts.election_timeout_ticks)
 	{
 		r->election_elapsed = 0;
@@ -594,7 +631,10 @@ step_term(raft *r, const raft_msg *m)
 			 * term so it steps down; with pre-vote and check-quorum it
 			 * would otherwise never learn it.
 			 */
-			raft_out_msg(r, RAFT_MSG_APPEND_RESP, m->from);
+			raft_msg   *resp = raft_out_msg(r, RAFT_MSG_APPEND_RESP, m->from);
+
+			if (resp != NULL)
+				resp->commit = r->commit;
 		}
 		else if (m->type == RAFT_MSG_PRE_VOTE)
 		{
@@ -658,7 +698,8 @@ raft_step(raft *r, const raft_msg *m)
 				raft_recv_snapshot(r, m);
 			break;
 		case RAFT_MSG_TIMEOUT_NOW:
-			if (raft_is_voter(r, r->id))
+			/* only our leader may hand us its leadership */
+			if (m->from == r->leader && raft_is_voter(r, r->id))
 				raft_campaign(r, false, true);
 			break;
 		default:
@@ -795,6 +836,14 @@ void
 raft_ready_get(raft *r, raft_ready *rd)
 {
 	memset(rd, 0, sizeof(*rd));
+	r->handed.valid = true;
+	r->handed.snapshot = r->snapshot_pending;
+	r->handed.hs = current_hard_state(r);
+	r->handed.unstable_from = r->unstable_from;
+	r->handed.persist_to = raft_log_last_index(&r->log);
+	r->handed.apply_to = r->commit;
+	r->handed.n_msgs = r->n_out;
+	r->handed.n_reads = r->n_read_states;
 	rd->snapshot_changed = r->snapshot_pending;
 	rd->snapshot = r->snapshot;
 	rd->hard_state_changed = hard_state_changed(r);
@@ -810,23 +859,37 @@ raft_ready_get(raft *r, raft_ready *rd)
 }
 
 /*
- * Marks everything the last ready handed out as done.  The caller must not
- * have changed the core in between (raft_ready_get, then act, then this).
+ * Marks what the last raft_ready_get handed out as done, and only that:
+ * events between the two (a proposal made while applying, say) leave their
+ * own work pending for the next ready.
  */
 void
 raft_advance(raft *r)
 {
-	raft_ready	rd;
+	if (!r->handed.valid)
+		return;
+	r->handed.valid = false;
+	if (r->handed.snapshot)
+		r->snapshot_pending = false;
+	r->persisted_hs = r->handed.hs;
+	/* a truncation since then moved unstable_from back: keep that */
+	if (r->unstable_from == r->handed.unstable_from &&
+		r->handed.persist_to + 1 > r->unstable_from)
+		r->unstable_from = r->handed.persist_to + 1;
+	if (r->handed.apply_to > r->applied)
+		r->applied = r->handed.apply_to;
 
-	raft_ready_get(r, &rd);
-	r->snapshot_pending = false;
-	r->persisted_hs = rd.hard_state;
-	r->unstable_from = rd.persist_to + 1;
-	if (rd.apply_to > r->applied)
-		r->applied = rd.apply_to;
-	r->n_out = 0;
-	r->n_out_entries = 0;
-	r->n_read_states = 0;
+	/* messages may have been dropped since (see outbox_drop_entries_upto) */
+	if (r->handed.n_msgs > r->n_out)
+		r->handed.n_msgs = r->n_out;
+	memmove(r->out, r->out + r->handed.n_msgs,
+			(r->n_out - r->handed.n_msgs) * sizeof(raft_msg));
+	r->n_out -= r->handed.n_msgs;
+	if (r->n_out == 0)
+		r->n_out_entries = 0;
+	memmove(r->read_states, r->read_states + r->handed.n_reads,
+			(r->n_read_states - r->handed.n_reads) * sizeof(raft_read_state));
+	r->n_read_states -= r->handed.n_reads;
 }
 
 int
@@ -882,6 +945,7 @@ raft_get_status(const raft *r, raft_status *st)
 		{
 			st->progress[i].match_index = pr->match;
 			st->progress[i].next_index = pr->next;
+			st->progress[i].commit_index = pr->remote_commit;
 			st->progress[i].recent_active = pr->recent_active;
 		}
 	}

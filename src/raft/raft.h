@@ -208,11 +208,12 @@ extern const char *raft_msg_type_name(int type);
  *
  *	APPEND			index/log_term: the entry before entries[0]; commit
  *	APPEND_RESP		index: last matching index; when reject, index is the
- *					follower's hint and log_term the term at the hint
+ *					follower's hint, log_term the term at the hint and
+ *					context the rejected index; commit: the follower's
  *	(PRE_)VOTE		index/log_term: the candidate's last entry
  *	(PRE_)VOTE_RESP reject
  *	HEARTBEAT		commit, context
- *	HEARTBEAT_RESP	context
+ *	HEARTBEAT_RESP	context; commit: the follower's
  *	SNAPSHOT		index/log_term: snapshot point; config: its configuration
  */
 typedef struct raft_msg
@@ -285,6 +286,13 @@ typedef struct raft_options
 extern void raft_options_default(raft_options *opts, raft_id_t id, uint64_t seed);
 
 typedef struct raft raft;
+
+/*
+ * Changes the election timeout and heartbeat interval of a running core
+ * (after a configuration reload).  Same limits as raft_init.
+ */
+extern int	raft_set_timeouts(raft *r, uint32_t election_timeout_ticks,
+							  uint32_t heartbeat_ticks);
 
 /* Bytes needed for a core with these options; 0 when they are invalid. */
 extern size_t raft_size(const raft_options *opts);
@@ -374,6 +382,7 @@ typedef struct raft_member_status
 	bool		voter;
 	raft_index_t match_index;
 	raft_index_t next_index;
+	raft_index_t commit_index;	/* as the member last reported it */
 	bool		recent_active;
 } raft_member_status;
 

@@ -89,6 +89,7 @@ typedef struct raft_progress
 	bool		probe_sent;
 	bool		recent_active;
 	raft_index_t commit_sent;	/* highest commit index sent to it */
+	raft_index_t remote_commit; /* its commit index, as it last said */
 	raft_index_t pending_snapshot;
 	/* last index of each append in flight, oldest first (a ring) */
 	raft_index_t inflight[RAFT_MAX_INFLIGHT];
@@ -142,6 +143,19 @@ struct raft
 	uint32_t	n_reads;
 	uint64_t	read_context;
 
+	/* what the last raft_ready_get handed out, for raft_advance */
+	struct
+	{
+		bool		valid;
+		bool		snapshot;
+		raft_hard_state hs;
+		raft_index_t unstable_from;
+		raft_index_t persist_to;
+		raft_index_t apply_to;
+		uint32_t	n_msgs;
+		uint32_t	n_reads;
+	}			handed;
+
 	/* what the next ready hands out */
 	raft_hard_state persisted_hs;	/* as last handed out */
 	raft_index_t unstable_from; /* first entry not yet handed out */
@@ -169,9 +183,8 @@ extern bool raft_log_term(const raft_log *log, raft_index_t index,
 						  raft_term_t *term);
 extern bool raft_log_entry(const raft_log *log, raft_index_t index,
 						   raft_entry *e);
-extern bool raft_log_fits(const raft_log *log, uint32_t len);
 extern int	raft_log_append(raft_log *log, raft_term_t term, uint8_t type,
-							const void *data, uint32_t len);
+							const void *data, uint32_t len, bool use_reserve);
 extern void raft_log_truncate_after(raft_log *log, raft_index_t index);
 extern void raft_log_compact(raft_log *log, raft_index_t index);
 
@@ -188,6 +201,7 @@ extern bool raft_log_up_to_date(const raft *r, raft_index_t index,
 								raft_term_t term);
 extern int	raft_append_local(raft *r, uint8_t type, const void *data,
 							  uint32_t len, raft_index_t *index);
+extern void raft_append_leader_noop(raft *r);
 
 /* election.c */
 extern void raft_campaign(raft *r, bool pre, bool transfer);

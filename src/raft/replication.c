@@ -22,7 +22,8 @@
  *
  *	  A rejected APPEND_RESP carries the rejected previous index in
  *	  context, the follower's hint in index and the term at the hint in
- *	  log_term.
+ *	  log_term.  Every response carries the follower's commit index, which
+ *	  the leader shows for monitoring (it decides nothing with it).
  *
  *-------------------------------------------------------------------------
  */
@@ -287,6 +288,7 @@ reply_append(raft *r, const raft_msg *m, raft_index_t index, bool reject,
 	resp->reject = reject;
 	resp->log_term = hint_term;
 	resp->context = reject ? m->index : 0;
+	resp->commit = r->commit;
 }
 
 /* Drops our entries from index on: a leader's log overrides ours. */
@@ -344,9 +346,15 @@ raft_recv_append(raft *r, const raft_msg *m)
 			}
 			truncate_from(r, index);
 		}
-		if (e->len > r->opts.max_entry_bytes || !raft_log_fits(&r->log, e->len))
-			break;				/* accept what fits; the leader resends */
-		raft_log_append(&r->log, e->term, e->type, e->data, e->len);
+		/*
+		 * Accept what fits; the leader resends the rest.  The new leader's
+		 * no-op may take a reserved slot here too, or a leader elected
+		 * with a full log could never commit.
+		 */
+		if (e->len > r->opts.max_entry_bytes ||
+			raft_log_append(&r->log, e->term, e->type, e->data, e->len,
+							e->type == RAFT_ENTRY_NOOP && e->term == m->term) != RAFT_OK)
+			break;
 		if (e->type == RAFT_ENTRY_CONFIG)
 		{
 			raft_entry	stored;
@@ -369,7 +377,13 @@ raft_recv_append_resp(raft *r, const raft_msg *m)
 
 	if (pr == NULL)
 		return;
+	/* no correct follower acknowledges or rejects beyond our log */
+	if (m->index > raft_log_last_index(&r->log) ||
+		(m->reject && m->context > raft_log_last_index(&r->log)))
+		return;
 	pr->recent_active = true;
+	if (m->commit > pr->remote_commit)
+		pr->remote_commit = m->commit;
 
 	if (m->reject)
 	{
@@ -423,8 +437,11 @@ raft_recv_append_resp(raft *r, const raft_msg *m)
 		}
 		raft_transfer_check(r, pr);
 	}
-	else if (pr->state == RAFT_PROGRESS_PROBE)
-		pr->probe_sent = false;
+	/*
+	 * An acknowledgement that moved nothing (a follower with a full log, or
+	 * a duplicate) does not unpause a probe: the next heartbeat response
+	 * does, so a stuck follower costs one append per heartbeat, not a loop.
+	 */
 
 	/* keep the pipeline full */
 	while (pr->state == RAFT_PROGRESS_REPLICATE &&
@@ -459,7 +476,10 @@ raft_recv_heartbeat(raft *r, const raft_msg *m)
 	commit_to(r, m->commit < last ? m->commit : last);
 	resp = raft_out_msg(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
 	if (resp != NULL)
+	{
 		resp->context = m->context;
+		resp->commit = r->commit;
+	}
 }
 
 void
@@ -471,6 +491,8 @@ raft_recv_heartbeat_resp(raft *r, const raft_msg *m)
 		return;
 	pr->recent_active = true;
 	pr->probe_sent = false;
+	if (m->commit > pr->remote_commit)
+		pr->remote_commit = m->commit;
 	if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr))
 	{
 		/* an append may have been lost: let one more through */

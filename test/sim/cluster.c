@@ -308,6 +308,12 @@ sim_node_create(sim_cluster *c, raft_id_t id, const raft_config *initial)
 		c->n_nodes++;
 	}
 	n = &c->nodes[id - 1];
+	/* a node created again starts over, empty */
+	free(n->mem);
+	disk_truncate(&n->disk, 0);
+	free(n->disk.entries);
+	memset(n, 0, sizeof(*n));
+	n->id = id;
 	n->exists = true;
 	if (initial != NULL)
 		n->disk.base.config = *initial;

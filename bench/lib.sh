@@ -1,0 +1,74 @@
+# bench/lib.sh: start and stop local pg_raft instances on 127.0.0.1, for
+# the demo (main job) and the benchmarks.  Source it; run as a non-root
+# user with PostgreSQL 15's binaries on PATH.
+#
+#   node_init NAME PORT [EXTRA_CONF]   initdb + settings + start + extension
+#   node_conninfo PORT                 conninfo the members use
+#   node_sql PORT SQL                  run SQL, print unaligned output
+#   cluster_form PORT...               create on the first, join the others
+#   wait_for_leader PORT...            print the leader's port once all agree
+
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_demo}"
+
+node_dir() { echo "$RAFT_BASE/node_$1"; }
+
+node_init()
+{
+	local name="$1" port="$2" extra="${3:-}" dir
+	dir="$(node_dir "$port")"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	"$PG_BIN/initdb" -D "$dir" -A trust -U postgres --no-sync > "$dir.initdb.log" 2>&1
+	cat >> "$dir/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$RAFT_BASE'
+shared_preload_libraries = 'pg_raft'
+cluster_name = '$name'
+$extra
+CONF
+	"$PG_BIN/pg_ctl" -D "$dir" -l "$dir.log" -w start > /dev/null
+	node_sql "$port" "CREATE EXTENSION IF NOT EXISTS pg_raft" > /dev/null
+}
+
+node_conninfo() { echo "host=127.0.0.1 port=$1 dbname=postgres user=postgres"; }
+
+node_sql()
+{
+	"$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$RAFT_BASE" -p "$1" \
+		-U postgres -d postgres -c "$2"
+}
+
+node_stop() { "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" -m fast -w stop > /dev/null 2>&1 || true; }
+node_start() { "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" -l "$(node_dir "$1").log" -w start > /dev/null; }
+node_pid() { head -n 1 "$(node_dir "$1")/postmaster.pid"; }
+
+cluster_form()
+{
+	local first="$1" port
+	shift
+	node_sql "$first" "SELECT raft.create_cluster('node_$first', '$(node_conninfo "$first")')" > /dev/null
+	for port in "$@"; do
+		node_sql "$port" "SELECT raft.join_cluster('node_$port', '$(node_conninfo "$port")', '$(node_conninfo "$first")')" > /dev/null
+	done
+}
+
+wait_for_leader()
+{
+	local port leader i
+	for i in $(seq 1 300); do
+		leader=""
+		for port in "$@"; do
+			if [ "$(node_sql "$port" "SELECT role FROM raft.status" 2>/dev/null)" = leader ]; then
+				leader="$port"
+			fi
+		done
+		if [ -n "$leader" ]; then
+			echo "$leader"
+			return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}

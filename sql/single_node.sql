@@ -1,0 +1,86 @@
+--
+-- single_node: a one-node cluster on the regression instance.  create_cluster,
+-- the views' shape and values, and every bad argument the SQL functions
+-- must refuse with a clear error, leaving the state unchanged.
+--
+CREATE EXTENSION pg_raft;
+
+-- Outside a cluster: no status row, and nothing to do.
+SELECT count(*) AS status_rows FROM raft.status;
+SELECT count(*) AS node_rows FROM raft.nodes;
+SELECT raft.barrier('1s');
+SELECT raft.remove_node('n1');
+SELECT raft.transfer_leadership();
+
+-- Bad arguments to create_cluster.
+SELECT raft.create_cluster('', 'dbname=postgres');
+SELECT raft.create_cluster('bad name!', 'dbname=postgres');
+SELECT raft.create_cluster(repeat('n', 64), 'dbname=postgres');
+SELECT raft.create_cluster('n1', 'nonsense=1');
+SELECT raft.create_cluster('n1', repeat('x', 1100));
+SELECT raft.create_cluster('n1', 'host=127.0.0.1 port=1 connect_timeout=2');
+SELECT count(*) AS still_no_status FROM raft.status;
+
+-- A conninfo that reaches this instance.
+SELECT format('host=%s port=%s dbname=%s',
+			  split_part(current_setting('unix_socket_directories'), ',', 1),
+			  current_setting('port'), current_database()) AS conninfo \gset
+
+SELECT raft.create_cluster('n1', :'conninfo');
+
+-- The views: one row about this node, one row per member.
+SELECT node_name, node_id, role, term >= 1 AS has_term, leader_name,
+	   commit_index >= 1 AS committed, applied_index = commit_index AS applied,
+	   last_index >= commit_index AS last_ok, first_index, voting,
+	   length(cluster_id) AS cluster_id_length, leader_conninfo = :'conninfo' AS leader_conninfo_ok
+  FROM raft.status;
+SELECT raft.barrier() > 0 AS barrier_committed;
+SELECT raft.barrier('10s') AS first_barrier \gset
+SELECT raft.barrier('10s') > :first_barrier AS barriers_advance;
+SELECT node_name, node_id, conninfo = :'conninfo' AS conninfo_ok, voting,
+	   is_leader, reachable, last_contact IS NOT NULL AS contacted,
+	   match_index = (SELECT last_index FROM raft.status) AS matched,
+	   lag_entries, lag_bytes, replay_lag IS NOT NULL AS has_replay_lag
+  FROM raft.nodes;
+SELECT attname, format_type(atttypid, atttypmod)
+  FROM pg_attribute WHERE attrelid = 'raft.status'::regclass AND attnum > 0
+ ORDER BY attnum;
+SELECT attname, format_type(atttypid, atttypmod)
+  FROM pg_attribute WHERE attrelid = 'raft.nodes'::regclass AND attnum > 0
+ ORDER BY attnum;
+
+-- Refusals on a member.
+SELECT raft.create_cluster('n1', :'conninfo');
+SELECT raft.join_cluster('n2', :'conninfo', :'conninfo');
+SELECT raft.add_node('n1', :'conninfo');
+SELECT raft.add_node('n2', 'nonsense=1');
+SELECT raft.remove_node('nope');
+SELECT raft.remove_node('n1');
+SELECT raft.transfer_leadership('nope');
+SELECT raft.transfer_leadership('n1');
+SELECT raft.transfer_leadership();
+SELECT raft.barrier('0s');
+SELECT raft.barrier('-1s');
+SELECT raft.barrier(NULL);
+
+-- raft.deliver refuses whatever is not a sound frame from a member.
+SELECT raft.deliver(''::bytea);
+SELECT raft.deliver(decode(repeat('00', 100), 'hex'));
+SELECT raft.deliver(decode('5246524d' || repeat('00', 96), 'hex'));
+SELECT raft.deliver(decode('5246524d02000000' || repeat('00', 92), 'hex'));
+SELECT raft.deliver(decode('5246524d01000000' || repeat('00', 92), 'hex'));
+SELECT raft.deliver(decode('5246524d01000000' || repeat('00', 70000000), 'hex'));
+
+-- Only raft_peer members may deliver.
+CREATE ROLE raft_outsider;
+SET ROLE raft_outsider;
+SELECT raft.deliver('\x00'::bytea);
+SELECT raft.create_cluster('n2', 'dbname=postgres');
+SELECT raft.barrier();
+SELECT count(*) FROM raft.status;
+RESET ROLE;
+DROP ROLE raft_outsider;
+
+-- Nothing above changed the cluster.
+SELECT node_name, role, voting FROM raft.status;
+SELECT count(*) AS members FROM raft.nodes;

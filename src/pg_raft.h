@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_raft.h
+ *	  Shared memory, settings and the interfaces between pg_raft's files.
+ *
+ * NOTES
+ *	  Vocabulary.  A *member* is an instance that belongs to the cluster's
+ *	  configuration, as a voter or a learner.  The *directory* maps member
+ *	  ids to their names and conninfo strings; it travels in the context of
+ *	  every configuration entry, so the latest configuration entry of the
+ *	  log always carries all of it.  A *request* is work that a backend
+ *	  asks the raft worker to do (create the cluster, add a member,
+ *	  commit a barrier, ...): backends never touch Raft state themselves.
+ *
+ *	  Shared memory holds one RaftShared, protected by RaftShared->lock:
+ *	  the worker's latch, the inbox of messages that raft.deliver() queued
+ *	  for the worker, the request slots, and a copy of the worker's view
+ *	  that the raft.status and raft.nodes views read.  Readers take the
+ *	  lock shared, copy what they need and release it before doing
+ *	  anything that may fail.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_RAFT_H
+#define PG_RAFT_H
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#include "raft/raft.h"
+
+#define RAFT_NAME_BYTES 64
+#define RAFT_CONNINFO_BYTES 1024
+#define RAFT_ERROR_BYTES 512
+#define RAFT_INBOX_BYTES (8 * 1024 * 1024)
+#define RAFT_MAX_REQUESTS 32
+
+/* settings (pg_raft.c) */
+extern char *raft_database;
+extern int	raft_election_timeout_ms;
+extern int	raft_heartbeat_interval_ms;
+
+/* One member as the views show it. */
+typedef struct RaftMemberInfo
+{
+	raft_id_t	id;
+	char		name[RAFT_NAME_BYTES];
+	char		conninfo[RAFT_CONNINFO_BYTES];
+	bool		voter;
+	bool		is_leader;
+	bool		reachable;
+	TimestampTz last_contact;	/* last message received from it; 0 never */
+	uint64		match_index;	/* leader's view; for self, last index */
+	uint64		commit_index;	/* as the member last reported it */
+	uint64		lag_entries;
+	uint64		lag_bytes;
+	int64		replay_lag_us;	/* -1 when unknown */
+} RaftMemberInfo;
+
+/* The worker's view of the cluster, published after every loop. */
+typedef struct RaftView
+{
+	bool		configured;
+	uint64		cluster_id;
+	raft_id_t	node_id;
+	char		node_name[RAFT_NAME_BYTES];
+	raft_role	role;
+	bool		is_learner;
+	uint64		term;
+	raft_id_t	leader_id;
+	char		leader_name[RAFT_NAME_BYTES];
+	char		leader_conninfo[RAFT_CONNINFO_BYTES];
+	uint64		first_index;
+	uint64		last_index;
+	uint64		commit_index;
+	uint64		applied_index;
+	uint64		log_bytes;
+	TimestampTz updated;
+	uint32		n_members;
+	RaftMemberInfo members[RAFT_MAX_MEMBERS];
+} RaftView;
+
+typedef enum RaftRequestType
+{
+	RAFT_REQUEST_CREATE,		/* bootstrap a one-node cluster here */
+	RAFT_REQUEST_ADOPT,			/* become node_id of cluster_id, as a joiner */
+	RAFT_REQUEST_ADD,			/* leader: add a learner */
+	RAFT_REQUEST_REMOVE,		/* leader: remove a member */
+	RAFT_REQUEST_TRANSFER,		/* leader: hand leadership over */
+	RAFT_REQUEST_BARRIER		/* leader: commit a no-op */
+} RaftRequestType;
+
+typedef enum RaftRequestState
+{
+	RAFT_REQUEST_FREE = 0,
+	RAFT_REQUEST_QUEUED,		/* waiting for the worker */
+	RAFT_REQUEST_RUNNING,		/* the worker started it */
+	RAFT_REQUEST_DONE,			/* result is set */
+	RAFT_REQUEST_ABANDONED		/* the backend gave up; worker frees it */
+} RaftRequestState;
+
+typedef struct RaftRequest
+{
+	RaftRequestState state;
+	RaftRequestType type;
+	Latch	   *requester_latch;
+	/* arguments */
+	char		name[RAFT_NAME_BYTES];
+	char		conninfo[RAFT_CONNINFO_BYTES];
+	uint64		cluster_id;
+	raft_id_t	node_id;
+	/* ADOPT: the leader that added us, so that we can answer it */
+	raft_id_t	leader_id;
+	char		leader_name[RAFT_NAME_BYTES];
+	char		leader_conninfo[RAFT_CONNINFO_BYTES];
+	/* the worker's bookkeeping */
+	uint64		wait_index;		/* done once this index is applied */
+	uint64		wait_term;		/* ... and still holds an entry of this term */
+	TimestampTz deadline;
+	/* result: errcode 0 on success, else an SQLSTATE and messages */
+	int			sqlerrcode;
+	char		message[RAFT_ERROR_BYTES];
+	char		detail[RAFT_ERROR_BYTES];
+	char		hint[RAFT_ERROR_BYTES];
+	uint64		result_index;
+	raft_id_t	result_node_id;
+	char		result_name[RAFT_NAME_BYTES];
+} RaftRequest;
+
+/* The last message sequence accepted from each sender (replay defence). */
+typedef struct RaftSenderSeq
+{
+	raft_id_t	node_id;
+	uint64		incarnation;
+	uint64		seq;
+} RaftSenderSeq;
+
+typedef struct RaftShared
+{
+	LWLock	   *lock;
+	pid_t		worker_pid;
+	Latch	   *worker_latch;
+	uint64		cluster_id;		/* 0 until the node belongs to a cluster */
+	raft_id_t	node_id;
+
+	/* inbox: length-prefixed messages in a ring of bytes */
+	uint64		inbox_head;		/* total bytes ever written */
+	uint64		inbox_tail;		/* total bytes ever read */
+	uint64		inbox_dropped;	/* messages refused because it was full */
+	RaftSenderSeq senders[RAFT_MAX_MEMBERS * 2];
+
+	RaftRequest requests[RAFT_MAX_REQUESTS];
+	RaftView	view;
+	char		inbox[RAFT_INBOX_BYTES];
+} RaftShared;
+
+extern RaftShared *RaftShmem;
+
+/* pg_raft.c */
+extern Size RaftShmemSize(void);
+
+/* worker.c */
+extern PGDLLEXPORT void RaftWorkerMain(Datum main_arg);
+
+/* transport.c: the sending side runs in the worker */
+extern void RaftTransportInit(uint64 cluster_id, raft_id_t self_id);
+extern void RaftTransportSetPeer(raft_id_t id, const char *conninfo);
+extern void RaftTransportDropPeer(raft_id_t id);
+extern void RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len);
+extern void RaftTransportPoll(void);
+extern int	RaftTransportSocketCount(void);
+extern void RaftTransportAddWaitEvents(WaitEventSet *set);
+extern void RaftTransportShutdown(void);
+/* ... and the receiving side, in a backend running raft.deliver() */
+extern void RaftTransportReceive(const uint8 *frame, size_t len);
+/* the worker drains the inbox */
+extern bool RaftInboxPop(uint8 *buf, size_t cap, size_t *len);
+
+/* sql.c: backends hand work to the worker and wait for it */
+extern void RaftRunRequest(RaftRequest *req, int timeout_ms);
+
+#endif							/* PG_RAFT_H */

@@ -1,0 +1,469 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql.c
+ *	  The SQL functions and views of schema raft.
+ *
+ * NOTES
+ *	  Everything here runs in an ordinary backend.  Functions that change
+ *	  the cluster queue a request in shared memory, wake the raft worker
+ *	  and wait on their own latch for the result (RaftRunRequest); the
+ *	  worker is the only process that touches Raft state.  The views copy
+ *	  the worker's published view under the shared lock, release it, and
+ *	  only then build their rows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type_d.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "pg_raft.h"
+#include "sql.h"
+
+PG_FUNCTION_INFO_V1(pg_raft_deliver);
+PG_FUNCTION_INFO_V1(pg_raft_create_cluster);
+PG_FUNCTION_INFO_V1(pg_raft_add_node);
+PG_FUNCTION_INFO_V1(pg_raft_remove_node);
+PG_FUNCTION_INFO_V1(pg_raft_transfer_leadership);
+PG_FUNCTION_INFO_V1(pg_raft_barrier);
+PG_FUNCTION_INFO_V1(pg_raft_status_info);
+PG_FUNCTION_INFO_V1(pg_raft_nodes_info);
+
+/* How long membership requests may take before the caller gives up. */
+#define MEMBERSHIP_TIMEOUT_MS (30 * 1000)
+
+/*
+ * Checks a node name: 1 to 63 letters, digits, '_', '-' or '.', so that it
+ * reads well in views, logs and hints.
+ */
+void
+RaftCheckNodeName(const char *name)
+{
+	const char *p;
+
+	if (name[0] == '\0' || strlen(name) >= RAFT_NAME_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid node name \"%s\"", name),
+				 errdetail("A node name has 1 to %d characters.", RAFT_NAME_BYTES - 1)));
+	for (p = name; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == '.'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid node name \"%s\"", name),
+					 errdetail("A node name may contain only letters, digits, underscores, hyphens and dots.")));
+}
+
+/* Checks that a conninfo string parses (libpq's own rules). */
+void
+RaftCheckConninfo(const char *conninfo, const char *what)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts;
+
+	if (strlen(conninfo) >= RAFT_CONNINFO_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", what),
+				 errdetail("The limit is %d bytes.", RAFT_CONNINFO_BYTES - 1)));
+	opts = PQconninfoParse(conninfo, &err);
+	if (opts == NULL)
+	{
+		char	   *msg = err ? pchomp(err) : pstrdup("out of memory");
+
+		if (err)
+			PQfreemem(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: %s", what, msg)));
+	}
+	PQconninfoFree(opts);
+}
+
+/*
+ * Connects to conninfo, giving up after 10 seconds.  Errors name what the
+ * connection was for.
+ */
+PGconn *
+RaftConnect(const char *conninfo, const char *what)
+{
+	const char *keywords[] = {"dbname", "connect_timeout", "application_name", NULL};
+	const char *values[] = {conninfo, "10", "pg_raft", NULL};
+	PGconn	   *conn = PQconnectdbParams(keywords, values, 1);
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *msg = conn ? pchomp(PQerrorMessage(conn)) : pstrdup("out of memory");
+
+		if (conn)
+			PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to %s", what),
+				 errdetail_internal("%s", msg)));
+	}
+	return conn;
+}
+
+/*
+ * Queues req for the raft worker and waits up to timeout_ms for it to be
+ * done; on return req holds the result.  Raises the request's error, if
+ * any.  A cancelled or timed-out wait leaves the slot to the worker, which
+ * frees it.
+ */
+void
+RaftRunRequest(RaftRequest *req, int timeout_ms)
+{
+	RaftRequest *slot = NULL;
+	Latch	   *worker_latch;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   timeout_ms);
+	int			i;
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	worker_latch = RaftShmem->worker_latch;
+	for (i = 0; i < RAFT_MAX_REQUESTS && worker_latch != NULL; i++)
+		if (RaftShmem->requests[i].state == RAFT_REQUEST_FREE)
+		{
+			slot = &RaftShmem->requests[i];
+			*slot = *req;
+			slot->state = RAFT_REQUEST_QUEUED;
+			slot->requester_latch = MyLatch;
+			break;
+		}
+	LWLockRelease(RaftShmem->lock);
+
+	if (worker_latch == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the raft worker is not running"),
+				 errhint("Check the server log; the postmaster restarts the worker after a failure.")));
+	if (slot == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("too many raft requests in progress"),
+				 errhint("Retry in a moment.")));
+	SetLatch(worker_latch);
+
+	for (;;)
+	{
+		long		remaining_ms;
+		bool		done;
+
+		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+		done = slot->state == RAFT_REQUEST_DONE;
+		if (done)
+		{
+			*req = *slot;
+			slot->state = RAFT_REQUEST_FREE;
+		}
+		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													   deadline);
+		if (!done && (remaining_ms <= 0 || InterruptPending))
+			slot->state = RAFT_REQUEST_ABANDONED;
+		LWLockRelease(RaftShmem->lock);
+
+		if (done)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		if (remaining_ms <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("raft request timed out after %d ms", timeout_ms),
+					 errhint("Check raft.status: the cluster may have no leader with a majority.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining_ms, 1000), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	if (req->sqlerrcode != 0)
+		ereport(ERROR,
+				(errcode(req->sqlerrcode),
+				 errmsg_internal("%s", req->message),
+				 req->detail[0] ? errdetail_internal("%s", req->detail) : 0,
+				 req->hint[0] ? errhint("%s", req->hint) : 0));
+}
+
+/* Copies the worker's published view. */
+void
+RaftGetView(RaftView *view)
+{
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	memcpy(view, &RaftShmem->view, sizeof(RaftView));
+	LWLockRelease(RaftShmem->lock);
+}
+
+static RaftRequest *
+new_request(RaftRequestType type)
+{
+	RaftRequest *req = palloc0(sizeof(RaftRequest));
+
+	req->type = type;
+	return req;
+}
+
+/*
+ * raft.deliver(message bytea): receives one message from a peer.  Only
+ * members of raft_peer (and superusers) may call it; see the install
+ * script.
+ */
+Datum
+pg_raft_deliver(PG_FUNCTION_ARGS)
+{
+	bytea	   *frame = PG_GETARG_BYTEA_PP(0);
+
+	RaftTransportReceive((const uint8 *) VARDATA_ANY(frame),
+						 VARSIZE_ANY_EXHDR(frame));
+	PG_RETURN_VOID();
+}
+
+/*
+ * raft.create_cluster(node_name, conninfo): bootstraps a one-node cluster
+ * here.  conninfo is how the other members will reach this node; it must
+ * work from here too.
+ */
+Datum
+pg_raft_create_cluster(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	RaftRequest *req = new_request(RAFT_REQUEST_CREATE);
+	RaftView	view;
+
+	RaftCheckNodeName(name);
+	RaftCheckConninfo(conninfo, "conninfo");
+	RaftGetView(&view);
+	if (view.configured)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this node is already a member of a raft cluster"),
+				 errhint("See raft.status and raft.nodes.")));
+	PQfinish(RaftConnect(conninfo, "this node with the given conninfo"));
+
+	strlcpy(req->name, name, RAFT_NAME_BYTES);
+	strlcpy(req->conninfo, conninfo, RAFT_CONNINFO_BYTES);
+	RaftRunRequest(req, MEMBERSHIP_TIMEOUT_MS);
+	PG_RETURN_VOID();
+}
+
+/*
+ * raft.add_node(node_name, conninfo): on the leader, adds a learner and
+ * returns the cluster id and the new node's id.  raft.join_cluster() on
+ * the joining node calls it through libpq.
+ */
+Datum
+pg_raft_add_node(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	RaftRequest *req = new_request(RAFT_REQUEST_ADD);
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	RaftView   *view = palloc(sizeof(RaftView));
+
+	RaftCheckNodeName(name);
+	RaftCheckConninfo(conninfo, "conninfo");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	strlcpy(req->name, name, RAFT_NAME_BYTES);
+	strlcpy(req->conninfo, conninfo, RAFT_CONNINFO_BYTES);
+	RaftRunRequest(req, MEMBERSHIP_TIMEOUT_MS);
+
+	values[0] = CStringGetTextDatum(psprintf("%llu",
+											 (unsigned long long) req->cluster_id));
+	values[1] = Int32GetDatum((int32) req->result_node_id);
+	/* the leader's own id and name, so that the joiner can answer it */
+	RaftGetView(view);
+	values[2] = Int32GetDatum((int32) view->node_id);
+	values[3] = CStringGetTextDatum(view->node_name);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+/* raft.remove_node(node_name): removes a member, through the leader. */
+Datum
+pg_raft_remove_node(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	RaftRequest *req = new_request(RAFT_REQUEST_REMOVE);
+
+	RaftCheckNodeName(name);
+	strlcpy(req->name, name, RAFT_NAME_BYTES);
+	RaftRunRequest(req, MEMBERSHIP_TIMEOUT_MS);
+	PG_RETURN_VOID();
+}
+
+/*
+ * raft.transfer_leadership(node_name default null): hands leadership to
+ * node_name, or to the most up-to-date voter, and returns the new leader.
+ */
+Datum
+pg_raft_transfer_leadership(PG_FUNCTION_ARGS)
+{
+	RaftRequest *req = new_request(RAFT_REQUEST_TRANSFER);
+
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+		RaftCheckNodeName(name);
+		strlcpy(req->name, name, RAFT_NAME_BYTES);
+	}
+	RaftRunRequest(req, Max(4 * raft_election_timeout_ms, 5000));
+	PG_RETURN_TEXT_P(cstring_to_text(req->result_name));
+}
+
+/*
+ * raft.barrier(timeout interval default '5s'): commits a no-op through the
+ * leader and returns its index, proving that a majority works.
+ */
+Datum
+pg_raft_barrier(PG_FUNCTION_ARGS)
+{
+	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	RaftRequest *req = new_request(RAFT_REQUEST_BARRIER);
+	int64		timeout_ms;
+
+	timeout_ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
+				  (int64) timeout->month * 30 * USECS_PER_DAY) / 1000;
+	if (timeout_ms <= 0 || timeout_ms > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("barrier timeout must be positive and less than 24 days")));
+	RaftRunRequest(req, (int) timeout_ms);
+	PG_RETURN_INT64((int64) req->result_index);
+}
+
+static const char *
+role_name(const RaftView *v)
+{
+	if (v->is_learner)
+		return "learner";
+	switch (v->role)
+	{
+		case RAFT_LEADER:
+			return "leader";
+		case RAFT_CANDIDATE:
+		case RAFT_PRE_CANDIDATE:
+			return "candidate";
+		default:
+			return "follower";
+	}
+}
+
+/* raft.status_info(): the row of view raft.status (none outside a cluster). */
+Datum
+pg_raft_status_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RaftView   *v = palloc(sizeof(RaftView));
+	Datum		values[13];
+	bool		nulls[13];
+	bool		self_voter = false;
+	uint32		i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	RaftGetView(v);
+	if (!v->configured)
+		return (Datum) 0;
+
+	for (i = 0; i < v->n_members; i++)
+		if (v->members[i].id == v->node_id)
+			self_voter = v->members[i].voter;
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = CStringGetTextDatum(v->node_name);
+	values[1] = Int32GetDatum((int32) v->node_id);
+	values[2] = CStringGetTextDatum(role_name(v));
+	values[3] = Int64GetDatum((int64) v->term);
+	if (v->leader_id != RAFT_NO_NODE && v->leader_name[0] != '\0')
+		values[4] = CStringGetTextDatum(v->leader_name);
+	else
+		nulls[4] = true;
+	values[5] = Int64GetDatum((int64) v->commit_index);
+	values[6] = Int64GetDatum((int64) v->applied_index);
+	values[7] = Int64GetDatum((int64) v->last_index);
+	values[8] = Int64GetDatum((int64) v->first_index);
+	values[9] = BoolGetDatum(self_voter);
+	values[10] = Int64GetDatum((int64) v->log_bytes);
+	values[11] = CStringGetTextDatum(psprintf("%016llx",
+											  (unsigned long long) v->cluster_id));
+	if (v->leader_conninfo[0] != '\0')
+		values[12] = CStringGetTextDatum(v->leader_conninfo);
+	else
+		nulls[12] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/* raft.nodes_info(): the rows of view raft.nodes, one per member. */
+Datum
+pg_raft_nodes_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RaftView   *v = palloc(sizeof(RaftView));
+	bool		leader_view;
+	uint32		i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	RaftGetView(v);
+	if (!v->configured)
+		return (Datum) 0;
+	leader_view = v->role == RAFT_LEADER;
+
+	for (i = 0; i < v->n_members; i++)
+	{
+		RaftMemberInfo *m = &v->members[i];
+		Datum		values[12];
+		bool		nulls[12];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = CStringGetTextDatum(m->name);
+		values[1] = Int32GetDatum((int32) m->id);
+		values[2] = CStringGetTextDatum(m->conninfo);
+		values[3] = BoolGetDatum(m->voter);
+		values[4] = BoolGetDatum(m->is_leader);
+		values[5] = BoolGetDatum(m->reachable);
+		if (m->last_contact != 0)
+			values[6] = TimestampTzGetDatum(m->last_contact);
+		else
+			nulls[6] = true;
+		/* what only the leader measures is unknown elsewhere */
+		if (leader_view || m->id == v->node_id)
+			values[7] = Int64GetDatum((int64) m->match_index);
+		else
+			nulls[7] = true;
+		if (leader_view || m->id == v->node_id)
+			values[8] = Int64GetDatum((int64) m->commit_index);
+		else
+			nulls[8] = true;
+		if (leader_view)
+		{
+			values[9] = Int64GetDatum((int64) m->lag_entries);
+			values[10] = Int64GetDatum((int64) m->lag_bytes);
+		}
+		else
+			nulls[9] = nulls[10] = true;
+		if (leader_view && m->replay_lag_us >= 0)
+		{
+			Interval   *lag = palloc0(sizeof(Interval));
+
+			lag->time = m->replay_lag_us;
+			values[11] = IntervalPGetDatum(lag);
+		}
+		else
+			nulls[11] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,20 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql.h
+ *	  Helpers shared by the SQL-callable functions (sql.c, join.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_RAFT_SQL_H
+#define PG_RAFT_SQL_H
+
+#include "libpq-fe.h"
+
+#include "pg_raft.h"
+
+extern void RaftCheckNodeName(const char *name);
+extern void RaftCheckConninfo(const char *conninfo, const char *what);
+extern PGconn *RaftConnect(const char *conninfo, const char *what);
+extern void RaftGetView(RaftView *view);
+
+#endif							/* PG_RAFT_SQL_H */

@@ -1,0 +1,676 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.c
+ *	  Carries Raft messages between instances over libpq.
+ *
+ * NOTES
+ *	  Sending (the raft worker): one non-blocking libpq connection per peer,
+ *	  to the peer's ordinary PostgreSQL port, so pg_hba.conf, SCRAM and TLS
+ *	  (sslmode=require or verify-full in the member's conninfo) guard the
+ *	  cluster like any other client.  Each message becomes one
+ *	  "SELECT raft.deliver($1)" in pipeline mode; many are in flight at
+ *	  once.  A connection moves through
+ *
+ *		idle --(conninfo, back-off elapsed)--> connecting --(PQconnectPoll
+ *		OK)--> ready --(error)--> idle, back-off doubled up to 5 s
+ *
+ *	  Messages queued for a peer that is not ready wait, up to a bound;
+ *	  beyond it the oldest are dropped (Raft retries what matters).
+ *
+ *	  Receiving (a backend running raft.deliver()): the frame is checked
+ *	  (length, version, checksum), its Raft message decoded by the core
+ *	  (which checks cluster id, types and every field), its sequence number
+ *	  compared with the last one accepted from that sender, and only then
+ *	  queued in the shared-memory inbox for the worker.
+ *
+ *	  Frame (little-endian as written by this machine):
+ *		u32 magic "RFRM" | u32 version | u64 sender incarnation | u64 seq
+ *		| raft message (wire.c) | u32 CRC-32C of everything before it
+ *	  The incarnation is the sending worker's start time, so a restarted
+ *	  sender starts a new sequence; a replayed or reordered frame is
+ *	  refused.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "port/pg_crc32c.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pg_raft.h"
+
+#define FRAME_MAGIC 0x4d524652	/* "RFRM" */
+#define FRAME_VERSION 1
+#define FRAME_HEADER_BYTES 24
+#define FRAME_OVERHEAD (FRAME_HEADER_BYTES + 4)
+
+#define MAX_PEERS RAFT_MAX_MEMBERS
+#define MAX_QUEUED_BYTES (64 * 1024 * 1024)
+#define MAX_IN_FLIGHT 256
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+typedef enum PeerState
+{
+	PEER_IDLE,
+	PEER_CONNECTING,
+	PEER_READY
+} PeerState;
+
+typedef struct QueuedFrame
+{
+	struct QueuedFrame *next;
+	size_t		len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} QueuedFrame;
+
+typedef struct Peer
+{
+	raft_id_t	id;
+	char	   *conninfo;
+	PeerState	state;
+	PGconn	   *conn;
+	PostgresPollingStatusType poll;
+	TimestampTz next_attempt;
+	int			backoff_ms;
+	uint64		seq;
+	QueuedFrame *head;
+	QueuedFrame *tail;
+	size_t		queued_bytes;
+	int			in_flight;		/* queries sent, result not read */
+	int			syncs;			/* pipeline syncs sent, not read */
+	bool		want_write;
+	TimestampTz last_error_logged;
+} Peer;
+
+static Peer peers[MAX_PEERS];
+static int	n_peers;
+static uint64 my_incarnation;
+static raft_id_t my_id;
+static MemoryContext transport_cxt;
+
+static Peer *
+peer_find(raft_id_t id)
+{
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+		if (peers[i].id == id)
+			return &peers[i];
+	return NULL;
+}
+
+void
+RaftTransportInit(uint64 cluster_id, raft_id_t self_id)
+{
+	RaftTransportShutdown();
+	if (transport_cxt == NULL)
+		transport_cxt = AllocSetContextCreate(TopMemoryContext,
+											  "pg_raft transport",
+											  ALLOCSET_DEFAULT_SIZES);
+	my_id = self_id;
+	my_incarnation = (uint64) GetCurrentTimestamp();
+}
+
+static void
+peer_disconnect(Peer *p)
+{
+	if (p->conn != NULL)
+		PQfinish(p->conn);
+	p->conn = NULL;
+	p->state = PEER_IDLE;
+	p->in_flight = 0;
+	p->syncs = 0;
+	p->want_write = false;
+}
+
+/* Logs a peer's failure, at most every 10 seconds per peer. */
+static void
+peer_log_failure(Peer *p, const char *what)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *msg = p->conn ? pchomp(PQerrorMessage(p->conn)) : pstrdup("");
+
+	if (p->last_error_logged != 0 &&
+		!TimestampDifferenceExceeds(p->last_error_logged, now, 10000))
+		return;
+	p->last_error_logged = now;
+	ereport(LOG,
+			(errmsg("raft peer %u: %s", p->id, what),
+			 msg[0] ? errdetail_internal("%s", msg) : 0));
+}
+
+static void
+peer_fail(Peer *p, const char *what)
+{
+	peer_log_failure(p, what);
+	peer_disconnect(p);
+	p->backoff_ms = Min(Max(p->backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
+	p->next_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  p->backoff_ms);
+}
+
+void
+RaftTransportSetPeer(raft_id_t id, const char *conninfo)
+{
+	Peer	   *p = peer_find(id);
+
+	if (p != NULL)
+	{
+		if (strcmp(p->conninfo, conninfo) == 0)
+			return;
+		peer_disconnect(p);
+		pfree(p->conninfo);
+	}
+	else
+	{
+		if (n_peers >= MAX_PEERS)
+			elog(ERROR, "too many raft peers");
+		p = &peers[n_peers++];
+		memset(p, 0, sizeof(*p));
+		p->id = id;
+	}
+	p->conninfo = MemoryContextStrdup(transport_cxt, conninfo);
+	p->next_attempt = 0;
+}
+
+static void
+queue_clear(Peer *p)
+{
+	while (p->head != NULL)
+	{
+		QueuedFrame *f = p->head;
+
+		p->head = f->next;
+		pfree(f);
+	}
+	p->tail = NULL;
+	p->queued_bytes = 0;
+}
+
+void
+RaftTransportDropPeer(raft_id_t id)
+{
+	Peer	   *p = peer_find(id);
+
+	if (p == NULL)
+		return;
+	peer_disconnect(p);
+	queue_clear(p);
+	pfree(p->conninfo);
+	*p = peers[--n_peers];
+}
+
+/* Frames a message and queues it for its peer. */
+void
+RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len)
+{
+	Peer	   *p = peer_find(to);
+	QueuedFrame *f;
+	uint32		magic = FRAME_MAGIC;
+	uint32		version = FRAME_VERSION;
+	pg_crc32c	crc;
+
+	if (p == NULL)
+		return;					/* not (or no longer) a member we know */
+	while (p->head != NULL && p->queued_bytes + len > MAX_QUEUED_BYTES)
+	{
+		/* a peer that is down does not get an unbounded backlog */
+		QueuedFrame *old = p->head;
+
+		p->head = old->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued_bytes -= old->len;
+		pfree(old);
+	}
+	f = MemoryContextAlloc(transport_cxt,
+						   offsetof(QueuedFrame, data) + len + FRAME_OVERHEAD);
+	f->next = NULL;
+	f->len = len + FRAME_OVERHEAD;
+	p->seq++;
+	memcpy(f->data, &magic, 4);
+	memcpy(f->data + 4, &version, 4);
+	memcpy(f->data + 8, &my_incarnation, 8);
+	memcpy(f->data + 16, &p->seq, 8);
+	memcpy(f->data + FRAME_HEADER_BYTES, msg, len);
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, f->data, FRAME_HEADER_BYTES + len);
+	FIN_CRC32C(crc);
+	memcpy(f->data + FRAME_HEADER_BYTES + len, &crc, 4);
+	if (p->tail != NULL)
+		p->tail->next = f;
+	else
+		p->head = f;
+	p->tail = f;
+	p->queued_bytes += f->len;
+}
+
+static void
+peer_start_connect(Peer *p)
+{
+	char		application_name[64];
+	const char *keywords[] = {"dbname", "application_name", NULL};
+	const char *values[] = {p->conninfo, application_name, NULL};
+
+	snprintf(application_name, sizeof(application_name),
+			 "pg_raft node %u", my_id);
+	p->conn = PQconnectStartParams(keywords, values, 1);
+	if (p->conn == NULL || PQstatus(p->conn) == CONNECTION_BAD)
+	{
+		peer_fail(p, "could not start a connection");
+		return;
+	}
+	p->state = PEER_CONNECTING;
+	p->poll = PGRES_POLLING_WRITING;
+}
+
+static void
+peer_continue_connect(Peer *p)
+{
+	p->poll = PQconnectPoll(p->conn);
+	if (p->poll == PGRES_POLLING_FAILED)
+	{
+		peer_fail(p, "could not connect");
+		return;
+	}
+	if (p->poll != PGRES_POLLING_OK)
+		return;
+	if (PQsetnonblocking(p->conn, 1) != 0 || PQenterPipelineMode(p->conn) != 1)
+	{
+		peer_fail(p, "could not enter pipeline mode");
+		return;
+	}
+	p->state = PEER_READY;
+	p->backoff_ms = 0;
+	ereport(DEBUG1, (errmsg("raft peer %u: connected", p->id)));
+}
+
+/* Reads every result that has arrived. */
+static void
+peer_read(Peer *p)
+{
+	bool		last_was_null = false;
+
+	if (PQconsumeInput(p->conn) != 1)
+	{
+		peer_fail(p, "connection lost");
+		return;
+	}
+	while (!PQisBusy(p->conn))
+	{
+		PGresult   *res = PQgetResult(p->conn);
+
+		if (res == NULL)
+		{
+			if (last_was_null)
+				break;
+			last_was_null = true;
+			continue;
+		}
+		last_was_null = false;
+		switch (PQresultStatus(res))
+		{
+			case PGRES_PIPELINE_SYNC:
+				p->syncs--;
+				break;
+			case PGRES_TUPLES_OK:
+			case PGRES_COMMAND_OK:
+			case PGRES_PIPELINE_ABORTED:
+				p->in_flight--;
+				break;
+			default:
+				p->in_flight--;
+				{
+					TimestampTz now = GetCurrentTimestamp();
+
+					if (p->last_error_logged == 0 ||
+						TimestampDifferenceExceeds(p->last_error_logged, now, 10000))
+					{
+						p->last_error_logged = now;
+						ereport(LOG,
+								(errmsg("raft peer %u refused a message", p->id),
+								 errdetail_internal("%s",
+													pchomp(PQresultErrorMessage(res)))));
+					}
+				}
+				break;
+		}
+		PQclear(res);
+	}
+	if (PQstatus(p->conn) == CONNECTION_BAD)
+		peer_fail(p, "connection lost");
+}
+
+/* Sends queued frames while the pipeline has room. */
+static void
+peer_write(Peer *p)
+{
+	int			sent = 0;
+	Oid			types[1] = {BYTEAOID};
+	int			formats[1] = {1};
+
+	while (p->head != NULL && p->in_flight < MAX_IN_FLIGHT)
+	{
+		QueuedFrame *f = p->head;
+		const char *values[1] = {f->data};
+		int			lengths[1] = {(int) f->len};
+
+		if (PQsendQueryParams(p->conn, "SELECT raft.deliver($1)", 1, types,
+							  values, lengths, formats, 0) != 1)
+		{
+			peer_fail(p, "could not send a message");
+			return;
+		}
+		p->in_flight++;
+		sent++;
+		p->head = f->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued_bytes -= f->len;
+		pfree(f);
+	}
+	if (sent > 0)
+	{
+		if (PQpipelineSync(p->conn) != 1)
+		{
+			peer_fail(p, "could not send a message");
+			return;
+		}
+		p->syncs++;
+	}
+	switch (PQflush(p->conn))
+	{
+		case 0:
+			p->want_write = false;
+			break;
+		case 1:
+			p->want_write = true;
+			break;
+		default:
+			peer_fail(p, "could not send a message");
+			break;
+	}
+}
+
+/* Advances every connection as far as it can go without blocking. */
+void
+RaftTransportPoll(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+	{
+		Peer	   *p = &peers[i];
+
+		if (p->state == PEER_IDLE && now >= p->next_attempt)
+			peer_start_connect(p);
+		if (p->state == PEER_CONNECTING)
+			peer_continue_connect(p);
+		if (p->state == PEER_READY)
+			peer_read(p);
+		if (p->state == PEER_READY)
+			peer_write(p);
+	}
+}
+
+int
+RaftTransportSocketCount(void)
+{
+	return n_peers;
+}
+
+void
+RaftTransportAddWaitEvents(WaitEventSet *set)
+{
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+	{
+		Peer	   *p = &peers[i];
+		uint32		events = 0;
+		pgsocket	sock;
+
+		if (p->conn == NULL || (sock = PQsocket(p->conn)) == PGINVALID_SOCKET)
+			continue;
+		if (p->state == PEER_CONNECTING)
+			events = p->poll == PGRES_POLLING_READING ?
+				WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+		else
+			events = WL_SOCKET_READABLE |
+				(p->want_write ? WL_SOCKET_WRITEABLE : 0);
+		AddWaitEventToSet(set, events, sock, NULL, p);
+	}
+}
+
+void
+RaftTransportShutdown(void)
+{
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+	{
+		peer_disconnect(&peers[i]);
+		queue_clear(&peers[i]);
+		pfree(peers[i].conninfo);
+	}
+	n_peers = 0;
+}
+
+/* ----------------------------------------------------------------
+ * The receiving side
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Pushes a message into the inbox.  Caller must hold RaftShmem->lock
+ * exclusively.  Returns false when the inbox is full.
+ */
+static bool
+inbox_push(const uint8 *msg, uint32 len)
+{
+	uint64		used = RaftShmem->inbox_head - RaftShmem->inbox_tail;
+	uint64		pos;
+	uint32		i;
+	const uint8 *parts[2] = {(const uint8 *) &len, msg};
+	uint32		lens[2] = {sizeof(len), len};
+
+	if (used + sizeof(len) + len > RAFT_INBOX_BYTES)
+		return false;
+	pos = RaftShmem->inbox_head;
+	for (i = 0; i < 2; i++)
+	{
+		uint32		done = 0;
+
+		while (done < lens[i])
+		{
+			uint32		at = (uint32) (pos % RAFT_INBOX_BYTES);
+			uint32		chunk = Min(lens[i] - done, RAFT_INBOX_BYTES - at);
+
+			memcpy(RaftShmem->inbox + at, parts[i] + done, chunk);
+			done += chunk;
+			pos += chunk;
+		}
+	}
+	RaftShmem->inbox_head = pos;
+	return true;
+}
+
+static void
+inbox_read(uint64 pos, uint8 *out, uint32 len)
+{
+	uint32		done = 0;
+
+	while (done < len)
+	{
+		uint32		at = (uint32) (pos % RAFT_INBOX_BYTES);
+		uint32		chunk = Min(len - done, RAFT_INBOX_BYTES - at);
+
+		memcpy(out + done, RaftShmem->inbox + at, chunk);
+		done += chunk;
+		pos += chunk;
+	}
+}
+
+/* The worker takes the oldest message; false when the inbox is empty. */
+bool
+RaftInboxPop(uint8 *buf, size_t cap, size_t *len)
+{
+	uint32		msg_len;
+	bool		found = false;
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	while (RaftShmem->inbox_head != RaftShmem->inbox_tail)
+	{
+		inbox_read(RaftShmem->inbox_tail, (uint8 *) &msg_len, sizeof(msg_len));
+		RaftShmem->inbox_tail += sizeof(msg_len);
+		if (msg_len > cap)
+		{
+			RaftShmem->inbox_tail += msg_len;	/* cannot happen: skip it */
+			continue;
+		}
+		inbox_read(RaftShmem->inbox_tail, buf, msg_len);
+		RaftShmem->inbox_tail += msg_len;
+		*len = msg_len;
+		found = true;
+		break;
+	}
+	LWLockRelease(RaftShmem->lock);
+	return found;
+}
+
+/*
+ * Checks a frame received by raft.deliver() and queues its message for the
+ * worker.  Every problem is an ERROR that names it; nothing reaches the
+ * worker unless the whole frame is sound.
+ */
+void
+RaftTransportReceive(const uint8 *frame, size_t len)
+{
+	uint32		magic;
+	uint32		version;
+	uint64		incarnation;
+	uint64		seq;
+	pg_crc32c	crc;
+	pg_crc32c	expected;
+	raft_msg	m;
+	raft_entry *entries;
+	uint64		cluster_id;
+	raft_id_t	node_id;
+	Latch	   *latch;
+	RaftSenderSeq *sender = NULL;
+	size_t		i;
+	int			rc;
+	bool		pushed;
+
+	if (len > RAFT_WIRE_MAX_MSG_BYTES + FRAME_OVERHEAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("raft message is too large"),
+				 errdetail("The message has %zu bytes; the limit is %u.",
+						   len, RAFT_WIRE_MAX_MSG_BYTES + FRAME_OVERHEAD)));
+	if (len < FRAME_OVERHEAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("raft message is truncated"),
+				 errdetail("The message has %zu bytes; a frame has at least %d.",
+						   len, FRAME_OVERHEAD)));
+	memcpy(&magic, frame, 4);
+	memcpy(&version, frame + 4, 4);
+	memcpy(&incarnation, frame + 8, 8);
+	memcpy(&seq, frame + 16, 8);
+	memcpy(&crc, frame + len - 4, 4);
+	if (magic != FRAME_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("raft message has an invalid frame header")));
+	if (version != FRAME_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("raft message has unsupported frame version %u", version),
+				 errdetail("This server understands version %d.", FRAME_VERSION),
+				 errhint("Run the same pg_raft version on every member.")));
+	INIT_CRC32C(expected);
+	COMP_CRC32C(expected, frame, len - 4);
+	FIN_CRC32C(expected);
+	if (crc != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft message checksum mismatch")));
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	cluster_id = RaftShmem->cluster_id;
+	node_id = RaftShmem->node_id;
+	LWLockRelease(RaftShmem->lock);
+	if (cluster_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this node is not a member of a raft cluster")));
+
+	entries = palloc(sizeof(raft_entry) * RAFT_MAX_ENTRIES_PER_MSG);
+	rc = raft_msg_decode(frame + FRAME_HEADER_BYTES, len - FRAME_OVERHEAD,
+						 cluster_id, &m, entries, RAFT_MAX_ENTRIES_PER_MSG);
+	if (rc != RAFT_OK)
+		ereport(ERROR,
+				(errcode(rc == RAFT_ERR_MSG_CLUSTER ?
+						 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION :
+						 ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("invalid raft message: %s", raft_strerror(rc))));
+	if (m.to != node_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("raft message is addressed to node %u, but this is node %u",
+						m.to, node_id)));
+	pfree(entries);
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	for (i = 0; i < lengthof(RaftShmem->senders); i++)
+		if (RaftShmem->senders[i].node_id == m.from)
+			sender = &RaftShmem->senders[i];
+	if (sender == NULL)
+	{
+		/* take a free slot, or the one of the oldest incarnation */
+		for (i = 0; i < lengthof(RaftShmem->senders); i++)
+			if (sender == NULL ||
+				RaftShmem->senders[i].incarnation < sender->incarnation)
+				sender = &RaftShmem->senders[i];
+		sender->node_id = m.from;
+		sender->incarnation = 0;
+		sender->seq = 0;
+	}
+	if (incarnation < sender->incarnation ||
+		(incarnation == sender->incarnation && seq <= sender->seq))
+	{
+		LWLockRelease(RaftShmem->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("replayed raft message from node %u", m.from),
+				 errdetail("Sequence %llu of incarnation %llu is not newer than the last one accepted.",
+						   (unsigned long long) seq,
+						   (unsigned long long) incarnation)));
+	}
+	pushed = inbox_push(frame + FRAME_HEADER_BYTES, (uint32) (len - FRAME_OVERHEAD));
+	if (pushed)
+	{
+		sender->incarnation = incarnation;
+		sender->seq = seq;
+	}
+	else
+		RaftShmem->inbox_dropped++;
+	latch = RaftShmem->worker_latch;
+	LWLockRelease(RaftShmem->lock);
+
+	if (!pushed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("raft inbox is full"),
+				 errdetail("The raft worker is not keeping up; the message is dropped.")));
+	if (latch != NULL)
+		SetLatch(latch);
+}

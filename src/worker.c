@@ -1,0 +1,1359 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The raft worker: the one driver of the consensus core on an instance.
+ *
+ * NOTES
+ *	  One background worker per instance, registered from
+ *	  shared_preload_libraries (pg_raft.c).  Until the instance belongs to
+ *	  a cluster it only waits for a request to create or join one.  Then
+ *	  it owns the core, the durable log (storage.c) and the connections to
+ *	  the peers (transport.c), and runs one event loop over its latch, the
+ *	  peers' sockets and the Raft clock.  Each turn of the loop:
+ *
+ *		1. takes the backends' requests (create, add, remove, transfer,
+ *		   barrier) from shared memory;
+ *		2. steps the core with the messages raft.deliver() queued;
+ *		3. ticks the core once per raft.heartbeat_interval that passed;
+ *		4. carries out every ready in the contract's fixed order: persist
+ *		   term and vote, append and fsync entries, send messages, apply
+ *		   committed entries, report what is persisted;
+ *		5. lets the transport connect, send and read;
+ *		6. finishes requests whose entries are applied, and publishes its
+ *		   view for raft.status and raft.nodes;
+ *		7. sleeps until a socket, the latch or the next tick wakes it.
+ *
+ *	  What survives a restart is on disk under $PGDATA/pg_raft/: the
+ *	  identity (cluster id, node id, name), the hard state (term and vote;
+ *	  the commit index is written along with them but not on every
+ *	  advance, since it is only a hint), the log base with the member
+ *	  directory, and the log segments.
+ *
+ *	  A failure to read or write that state is an ERROR: the worker exits,
+ *	  the postmaster starts it again a second later, and the start-up
+ *	  checks decide whether it can go on (a corrupt log keeps it down,
+ *	  with the file named in the server log).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "pg_raft.h"
+#include "storage.h"
+
+/* In-memory log of the core, and when to compact it. */
+#define LOG_CAPACITY_ENTRIES (64 * 1024)
+#define LOG_CAPACITY_BYTES (64 * 1024 * 1024)
+#define MAX_ENTRY_BYTES (16 * 1024 * 1024)
+#define COMPACT_THRESHOLD_ENTRIES (16 * 1024)
+#define COMPACT_KEEP_ENTRIES 1024
+
+/* Everyone who ever was a member, so that names outlive removals. */
+#define MAX_DIRECTORY 64
+
+/* Append times of the leader's recent entries, for replay_lag. */
+#define LAG_SAMPLES 4096
+
+typedef struct DirectoryEntry
+{
+	raft_id_t	id;
+	char		name[RAFT_NAME_BYTES];
+	char		conninfo[RAFT_CONNINFO_BYTES];
+} DirectoryEntry;
+
+typedef struct LagSample
+{
+	raft_index_t index;
+	TimestampTz appended;
+} LagSample;
+
+/* What the worker knows about each member beyond the core's progress. */
+typedef struct MemberTrack
+{
+	raft_id_t	id;
+	TimestampTz last_contact;
+	raft_index_t seen_match;
+	int64		replay_lag_us;
+} MemberTrack;
+
+typedef struct RaftWorker
+{
+	bool		configured;
+	uint64		cluster_id;
+	raft_id_t	node_id;
+	char		node_name[RAFT_NAME_BYTES];
+
+	void	   *core_mem;
+	raft	   *r;
+	RaftLogStore *log;
+	raft_snapshot_meta base;
+	raft_hard_state written_hs; /* as last written to the state file */
+
+	DirectoryEntry directory[MAX_DIRECTORY];
+	int			n_directory;
+
+	MemberTrack members[MAX_DIRECTORY];
+	int			n_members;
+
+	LagSample	lag[LAG_SAMPLES];
+	TimestampTz next_tick;
+	MemoryContext loop_cxt;
+} RaftWorker;
+
+static RaftWorker W;
+
+static void start_node(void);
+static void handle_ready(void);
+static void publish_view(void);
+
+/*
+ * The identity file: who this node is.  Written once, when the node
+ * creates or joins a cluster.
+ */
+typedef struct IdentityFile
+{
+	uint64		cluster_id;
+	raft_id_t	node_id;
+	char		name[RAFT_NAME_BYTES];
+} IdentityFile;
+
+/* ----------------------------------------------------------------
+ * The member directory and its encoding in configuration entries
+ * ----------------------------------------------------------------
+ */
+
+static DirectoryEntry *
+directory_find(raft_id_t id)
+{
+	int			i;
+
+	for (i = 0; i < W.n_directory; i++)
+		if (W.directory[i].id == id)
+			return &W.directory[i];
+	return NULL;
+}
+
+static void
+directory_set(raft_id_t id, const char *name, const char *conninfo)
+{
+	DirectoryEntry *d = directory_find(id);
+
+	if (d == NULL)
+	{
+		if (W.n_directory >= MAX_DIRECTORY)
+		{
+			/* forget the oldest name: it belongs to a long-gone member */
+			memmove(&W.directory[0], &W.directory[1],
+					sizeof(DirectoryEntry) * (MAX_DIRECTORY - 1));
+			W.n_directory--;
+		}
+		d = &W.directory[W.n_directory++];
+	}
+	d->id = id;
+	strlcpy(d->name, name, RAFT_NAME_BYTES);
+	strlcpy(d->conninfo, conninfo, RAFT_CONNINFO_BYTES);
+}
+
+/*
+ * Serialises the directory entries of the given members (all entries when
+ * config is NULL): u32 count, then per member u32 id, u16 name length,
+ * name, u16 conninfo length, conninfo.
+ */
+static StringInfo
+directory_encode(const raft_config *config, raft_id_t extra_id,
+				 const char *extra_name, const char *extra_conninfo)
+{
+	StringInfo	buf = makeStringInfo();
+	uint32		count = 0;
+	int			i;
+
+	appendBinaryStringInfo(buf, (char *) &count, sizeof(count));
+	for (i = 0; i < W.n_directory; i++)
+	{
+		DirectoryEntry *d = &W.directory[i];
+		uint16		name_len = strlen(d->name);
+		uint16		conninfo_len = strlen(d->conninfo);
+		bool		member = false;
+		uint32		k;
+
+		if (config != NULL)
+			for (k = 0; k < config->n_members; k++)
+				if (config->members[k].id == d->id)
+					member = true;
+		if (config != NULL && !member)
+			continue;
+		appendBinaryStringInfo(buf, (char *) &d->id, sizeof(d->id));
+		appendBinaryStringInfo(buf, (char *) &name_len, sizeof(name_len));
+		appendBinaryStringInfo(buf, d->name, name_len);
+		appendBinaryStringInfo(buf, (char *) &conninfo_len, sizeof(conninfo_len));
+		appendBinaryStringInfo(buf, d->conninfo, conninfo_len);
+		count++;
+	}
+	if (extra_id != RAFT_NO_NODE)
+	{
+		uint16		name_len = strlen(extra_name);
+		uint16		conninfo_len = strlen(extra_conninfo);
+
+		appendBinaryStringInfo(buf, (char *) &extra_id, sizeof(extra_id));
+		appendBinaryStringInfo(buf, (char *) &name_len, sizeof(name_len));
+		appendBinaryStringInfo(buf, extra_name, name_len);
+		appendBinaryStringInfo(buf, (char *) &conninfo_len, sizeof(conninfo_len));
+		appendBinaryStringInfo(buf, extra_conninfo, conninfo_len);
+		count++;
+	}
+	memcpy(buf->data, &count, sizeof(count));
+	return buf;
+}
+
+/*
+ * Merges an encoded directory into ours.  The bytes come from our own log
+ * (checksummed on disk and on the wire), so a malformed one means a bug:
+ * it is reported and ignored rather than trusted.
+ */
+static void
+directory_merge(const uint8 *p, size_t len)
+{
+	uint32		count;
+	uint32		i;
+
+	if (len < sizeof(count))
+		return;
+	memcpy(&count, p, sizeof(count));
+	p += sizeof(count);
+	len -= sizeof(count);
+	for (i = 0; i < count; i++)
+	{
+		raft_id_t	id;
+		uint16		name_len;
+		uint16		conninfo_len;
+		char		name[RAFT_NAME_BYTES];
+		char		conninfo[RAFT_CONNINFO_BYTES];
+
+		if (len < sizeof(id) + sizeof(name_len))
+			goto malformed;
+		memcpy(&id, p, sizeof(id));
+		memcpy(&name_len, p + sizeof(id), sizeof(name_len));
+		p += sizeof(id) + sizeof(name_len);
+		len -= sizeof(id) + sizeof(name_len);
+		if (name_len >= RAFT_NAME_BYTES || len < name_len + sizeof(conninfo_len))
+			goto malformed;
+		memcpy(name, p, name_len);
+		name[name_len] = '\0';
+		memcpy(&conninfo_len, p + name_len, sizeof(conninfo_len));
+		p += name_len + sizeof(conninfo_len);
+		len -= name_len + sizeof(conninfo_len);
+		if (conninfo_len >= RAFT_CONNINFO_BYTES || len < conninfo_len)
+			goto malformed;
+		memcpy(conninfo, p, conninfo_len);
+		conninfo[conninfo_len] = '\0';
+		p += conninfo_len;
+		len -= conninfo_len;
+		directory_set(id, name, conninfo);
+	}
+	return;
+
+malformed:
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("ignoring a malformed member directory in the raft log")));
+}
+
+/* Learns names and conninfo strings from a configuration entry. */
+static void
+directory_learn(const raft_entry *e)
+{
+	raft_config config;
+	const uint8_t *context;
+	uint32_t	context_len;
+
+	if (e->type == RAFT_ENTRY_CONFIG &&
+		raft_config_decode(e, &config, &context, &context_len) == RAFT_OK &&
+		context != NULL)
+		directory_merge(context, context_len);
+}
+
+/* ----------------------------------------------------------------
+ * Durable state
+ * ----------------------------------------------------------------
+ */
+
+/* The base file: the log base and the directory as of then. */
+static void
+write_base(void)
+{
+	StringInfo	dir = directory_encode(NULL, RAFT_NO_NODE, NULL, NULL);
+	StringInfo	buf = makeStringInfo();
+
+	appendBinaryStringInfo(buf, (char *) &W.base, sizeof(W.base));
+	appendBinaryStringInfo(buf, dir->data, dir->len);
+	RaftStorageWriteFile("base", buf->data, buf->len);
+}
+
+static void
+read_base(void)
+{
+	void	   *data;
+	size_t		len;
+
+	if (!RaftStorageReadFile("base", &data, &len))
+	{
+		memset(&W.base, 0, sizeof(W.base));
+		return;
+	}
+	if (len < sizeof(W.base))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft file \"%s/base\" is too short", RAFT_STORAGE_DIR)));
+	memcpy(&W.base, data, sizeof(W.base));
+	directory_merge((uint8 *) data + sizeof(W.base), len - sizeof(W.base));
+}
+
+static void
+write_hard_state(const raft_hard_state *hs)
+{
+	RaftStorageWriteFile("state", hs, sizeof(*hs));
+	W.written_hs = *hs;
+}
+
+/* ----------------------------------------------------------------
+ * Starting the core
+ * ----------------------------------------------------------------
+ */
+
+static void
+core_options(raft_options *opts)
+{
+	uint64		seed;
+	uint32		heartbeat = Max(raft_heartbeat_interval_ms, 1);
+
+	if (!pg_strong_random(&seed, sizeof(seed)))
+		seed = (uint64) MyProcPid ^ (uint64) GetCurrentTimestamp();
+	raft_options_default(opts, W.node_id, seed);
+	opts->heartbeat_ticks = 1;
+	opts->election_timeout_ticks = Max(raft_election_timeout_ms / heartbeat, 2);
+	opts->log_capacity_entries = LOG_CAPACITY_ENTRIES;
+	opts->log_capacity_bytes = LOG_CAPACITY_BYTES;
+	opts->max_entry_bytes = MAX_ENTRY_BYTES;
+	opts->max_inflight_msgs = 32;
+	opts->max_entries_per_msg = 256;
+	opts->max_bytes_per_msg = 4 * 1024 * 1024;
+}
+
+/*
+ * Loads identity, hard state, base and log from disk and builds the core.
+ */
+static void
+start_node(void)
+{
+	IdentityFile *identity;
+	void	   *data;
+	size_t		len;
+	raft_hard_state hs;
+	RaftLoadedLog loaded;
+	raft_options opts;
+	size_t		size;
+	size_t		i;
+	int			rc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	if (!RaftStorageReadFile("identity", &data, &len))
+		elog(ERROR, "raft identity file is missing");
+	if (len != sizeof(IdentityFile))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft file \"%s/identity\" has the wrong size", RAFT_STORAGE_DIR)));
+	identity = data;
+	W.cluster_id = identity->cluster_id;
+	W.node_id = identity->node_id;
+	strlcpy(W.node_name, identity->name, RAFT_NAME_BYTES);
+
+	memset(&hs, 0, sizeof(hs));
+	if (RaftStorageReadFile("state", &data, &len))
+	{
+		if (len != sizeof(hs))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raft file \"%s/state\" has the wrong size", RAFT_STORAGE_DIR)));
+		memcpy(&hs, data, sizeof(hs));
+	}
+	W.written_hs = hs;
+	read_base();
+	W.log = RaftLogOpen(W.base.index, &loaded);
+	for (i = 0; i < loaded.n_entries; i++)
+		directory_learn(&loaded.entries[i]);
+
+	/*
+	 * The commit index on disk may be older than what was applied (it is
+	 * not rewritten on every advance), never newer than the log.
+	 */
+	if (hs.commit < W.base.index)
+		hs.commit = W.base.index;
+	if (hs.commit > W.base.index + loaded.n_entries)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft log ends at index %llu, before the commit index %llu",
+						(unsigned long long) (W.base.index + loaded.n_entries),
+						(unsigned long long) hs.commit),
+				 errdetail("Committed entries are missing from \"%s/log\".",
+						   RAFT_STORAGE_DIR)));
+
+	core_options(&opts);
+	size = raft_size(&opts);
+	W.core_mem = MemoryContextAllocHuge(TopMemoryContext, size);
+	rc = raft_init(W.core_mem, size, &opts, &W.r);
+	if (rc != RAFT_OK)
+		elog(ERROR, "could not initialise the raft core: %s", raft_strerror(rc));
+	rc = raft_load(W.r, &hs, &W.base, loaded.entries, loaded.n_entries,
+				   hs.commit);
+	if (rc != RAFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not load the raft state from \"%s\": %s",
+						RAFT_STORAGE_DIR, raft_strerror(rc))));
+	for (i = 0; i < loaded.n_entries; i++)
+		pfree((void *) loaded.entries[i].data);
+	if (loaded.entries != NULL)
+		pfree(loaded.entries);
+
+	RaftTransportInit(W.cluster_id, W.node_id);
+	W.configured = true;
+	W.next_tick = GetCurrentTimestamp();
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->cluster_id = W.cluster_id;
+	RaftShmem->node_id = W.node_id;
+	LWLockRelease(RaftShmem->lock);
+
+	ereport(LOG,
+			(errmsg("raft node \"%s\" (id %u) started at term %llu with log (%llu, %llu]",
+					W.node_name, W.node_id, (unsigned long long) hs.term,
+					(unsigned long long) W.base.index,
+					(unsigned long long) (W.base.index + loaded.n_entries))));
+	MemoryContextSwitchTo(old);
+}
+
+/* Writes identity, base and an empty state for a node that is new. */
+static void
+init_node(uint64 cluster_id, raft_id_t node_id, const char *name,
+		  const char *conninfo, bool bootstrap)
+{
+	IdentityFile identity;
+	raft_hard_state hs;
+
+	memset(&identity, 0, sizeof(identity));
+	identity.cluster_id = cluster_id;
+	identity.node_id = node_id;
+	strlcpy(identity.name, name, RAFT_NAME_BYTES);
+
+	memset(&W.base, 0, sizeof(W.base));
+	W.n_directory = 0;
+	if (bootstrap)
+	{
+		W.base.config.n_members = 1;
+		W.base.config.members[0].id = node_id;
+		W.base.config.members[0].voter = true;
+		directory_set(node_id, name, conninfo);
+	}
+	memset(&hs, 0, sizeof(hs));
+
+	RaftStorageRemoveAll();
+	write_base();
+	write_hard_state(&hs);
+	/* the identity goes last: a node is configured once it exists */
+	RaftStorageWriteFile("identity", &identity, sizeof(identity));
+}
+
+/* ----------------------------------------------------------------
+ * Requests from backends
+ * ----------------------------------------------------------------
+ */
+
+static void
+request_fail(RaftRequest *req, int sqlerrcode, const char *message,
+			 const char *detail, const char *hint)
+{
+	req->sqlerrcode = sqlerrcode;
+	strlcpy(req->message, message, RAFT_ERROR_BYTES);
+	strlcpy(req->detail, detail ? detail : "", RAFT_ERROR_BYTES);
+	strlcpy(req->hint, hint ? hint : "", RAFT_ERROR_BYTES);
+	req->state = RAFT_REQUEST_DONE;
+}
+
+static void
+request_succeed(RaftRequest *req)
+{
+	req->sqlerrcode = 0;
+	req->state = RAFT_REQUEST_DONE;
+}
+
+/* Fails a request that only the leader can serve, naming the leader. */
+static bool
+require_leader(RaftRequest *req)
+{
+	raft_status st;
+	DirectoryEntry *leader;
+	char		hint[RAFT_ERROR_BYTES];
+
+	if (!W.configured)
+	{
+		request_fail(req, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					 "this node is not a member of a raft cluster", NULL,
+					 "Create a cluster with raft.create_cluster() or join one with raft.join_cluster().");
+		return false;
+	}
+	raft_get_status(W.r, &st);
+	if (st.role == RAFT_LEADER)
+		return true;
+	leader = st.leader != RAFT_NO_NODE ? directory_find(st.leader) : NULL;
+	if (leader != NULL)
+		snprintf(hint, sizeof(hint),
+				 "Run it on the leader, node \"%s\": %s", leader->name,
+				 leader->conninfo);
+	else
+		snprintf(hint, sizeof(hint),
+				 "No leader is known at the moment; retry once raft.status shows one.");
+	request_fail(req, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+				 "this node is not the raft leader", NULL, hint);
+	return false;
+}
+
+/* Maps a core return code to a request failure. */
+static void
+request_fail_rc(RaftRequest *req, int rc, const char *what)
+{
+	char		message[RAFT_ERROR_BYTES];
+	int			code;
+
+	switch (rc)
+	{
+		case RAFT_ERR_CONF_PENDING:
+		case RAFT_ERR_TRANSFER_PENDING:
+		case RAFT_ERR_NOT_COMMITTED_IN_TERM:
+		case RAFT_ERR_NOT_CAUGHT_UP:
+		case RAFT_ERR_LOG_FULL:
+			code = ERRCODE_LOCK_NOT_AVAILABLE;
+			break;
+		case RAFT_ERR_UNKNOWN_NODE:
+			code = ERRCODE_UNDEFINED_OBJECT;
+			break;
+		case RAFT_ERR_ALREADY_MEMBER:
+			code = ERRCODE_DUPLICATE_OBJECT;
+			break;
+		case RAFT_ERR_LAST_VOTER:
+		case RAFT_ERR_TOO_MANY_MEMBERS:
+			code = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+			break;
+		default:
+			code = ERRCODE_INTERNAL_ERROR;
+			break;
+	}
+	snprintf(message, sizeof(message), "could not %s: %s", what,
+			 raft_strerror(rc));
+	request_fail(req, code, message, NULL,
+				 code == ERRCODE_LOCK_NOT_AVAILABLE ?
+				 "Retry in a moment." : NULL);
+}
+
+static raft_id_t
+member_by_name(const raft_status *st, const char *name)
+{
+	uint32		i;
+
+	for (i = 0; i < st->config.n_members; i++)
+	{
+		DirectoryEntry *d = directory_find(st->config.members[i].id);
+
+		if (d != NULL && strcmp(d->name, name) == 0)
+			return d->id;
+	}
+	return RAFT_NO_NODE;
+}
+
+/* Proposes a membership change carrying the directory after it. */
+static void
+propose_change(RaftRequest *req, raft_conf_change_type type, raft_id_t id,
+			   const raft_config *after, const char *new_name,
+			   const char *new_conninfo, const char *what)
+{
+	StringInfo	context = directory_encode(after, type == RAFT_CONF_ADD_LEARNER ? id : RAFT_NO_NODE,
+										   new_name, new_conninfo);
+	raft_index_t index;
+	int			rc;
+
+	rc = raft_propose_conf_change(W.r, type, id, context->data, context->len,
+								  &index);
+	if (rc != RAFT_OK)
+	{
+		request_fail_rc(req, rc, what);
+		return;
+	}
+	req->wait_index = index;
+	req->wait_term = raft_term_at(W.r, index);
+	req->result_node_id = id;
+	req->state = RAFT_REQUEST_RUNNING;
+}
+
+static void
+start_request(RaftRequest *req)
+{
+	raft_status st;
+
+	switch (req->type)
+	{
+		case RAFT_REQUEST_CREATE:
+		case RAFT_REQUEST_ADOPT:
+			{
+				bool		create = req->type == RAFT_REQUEST_CREATE;
+				uint64		cluster_id = req->cluster_id;
+
+				if (W.configured)
+				{
+					request_fail(req, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+								 "this node is already a member of a raft cluster",
+								 NULL, "See raft.status and raft.nodes.");
+					return;
+				}
+				while (create && cluster_id == 0)
+				{
+					if (!pg_strong_random(&cluster_id, sizeof(cluster_id)))
+						cluster_id = (uint64) GetCurrentTimestamp();
+				}
+				init_node(cluster_id, create ? 1 : req->node_id, req->name,
+						  req->conninfo, create);
+				if (!create)
+				{
+					/* until the log brings the directory, know the leader */
+					directory_set(req->leader_id, req->leader_name,
+								  req->leader_conninfo);
+					write_base();
+				}
+				start_node();
+				if (create)
+					raft_campaign_now(W.r);
+				/* the caller reads raft.status next: make it true first */
+				while (raft_has_ready(W.r))
+					handle_ready();
+				publish_view();
+				req->result_node_id = W.node_id;
+				request_succeed(req);
+				return;
+			}
+		case RAFT_REQUEST_ADD:
+			{
+				raft_config after;
+				raft_id_t	id = 0;
+				int			i;
+
+				if (!require_leader(req))
+					return;
+				raft_get_status(W.r, &st);
+				if (member_by_name(&st, req->name) != RAFT_NO_NODE)
+				{
+					char		message[RAFT_ERROR_BYTES];
+
+					snprintf(message, sizeof(message),
+							 "a member named \"%s\" already exists", req->name);
+					request_fail(req, ERRCODE_DUPLICATE_OBJECT, message, NULL,
+								 "Choose another node name, or remove the old member first.");
+					return;
+				}
+				/* ids are never reused: pick one above every id ever seen */
+				for (i = 0; i < W.n_directory; i++)
+					id = Max(id, W.directory[i].id);
+				for (i = 0; i < (int) st.config.n_members; i++)
+					id = Max(id, st.config.members[i].id);
+				id++;
+				after = st.config;
+				propose_change(req, RAFT_CONF_ADD_LEARNER, id, &after,
+							   req->name, req->conninfo, "add the member");
+				req->cluster_id = W.cluster_id;
+				return;
+			}
+		case RAFT_REQUEST_REMOVE:
+			{
+				raft_config after;
+				raft_id_t	id;
+				uint32		i;
+				uint32		k = 0;
+
+				if (!require_leader(req))
+					return;
+				raft_get_status(W.r, &st);
+				id = member_by_name(&st, req->name);
+				if (id == RAFT_NO_NODE)
+				{
+					char		message[RAFT_ERROR_BYTES];
+
+					snprintf(message, sizeof(message),
+							 "no member named \"%s\"", req->name);
+					request_fail(req, ERRCODE_UNDEFINED_OBJECT, message, NULL,
+								 "See raft.nodes for the members.");
+					return;
+				}
+				memset(&after, 0, sizeof(after));
+				for (i = 0; i < st.config.n_members; i++)
+					if (st.config.members[i].id != id)
+						after.members[k++] = st.config.members[i];
+				after.n_members = k;
+				propose_change(req, RAFT_CONF_REMOVE, id, &after, NULL, NULL,
+							   "remove the member");
+				return;
+			}
+		case RAFT_REQUEST_TRANSFER:
+			{
+				raft_id_t	target = RAFT_NO_NODE;
+				int			rc;
+
+				if (!require_leader(req))
+					return;
+				raft_get_status(W.r, &st);
+				if (req->name[0] != '\0')
+				{
+					char		message[RAFT_ERROR_BYTES];
+
+					target = member_by_name(&st, req->name);
+					if (target == RAFT_NO_NODE)
+					{
+						snprintf(message, sizeof(message),
+								 "no member named \"%s\"", req->name);
+						request_fail(req, ERRCODE_UNDEFINED_OBJECT, message,
+									 NULL, "See raft.nodes for the members.");
+						return;
+					}
+					if (target == W.node_id)
+					{
+						strlcpy(req->result_name, W.node_name, RAFT_NAME_BYTES);
+						request_succeed(req);
+						return;
+					}
+				}
+				rc = raft_transfer_leadership(W.r, target);
+				if (rc == RAFT_ERR_UNAVAILABLE)
+				{
+					request_fail(req, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+								 "there is no other voter to hand leadership to",
+								 NULL, NULL);
+					return;
+				}
+				if (rc != RAFT_OK)
+				{
+					request_fail_rc(req, rc, "transfer leadership");
+					return;
+				}
+				req->wait_term = st.term;
+				req->state = RAFT_REQUEST_RUNNING;
+				return;
+			}
+		case RAFT_REQUEST_BARRIER:
+			{
+				raft_index_t index;
+				int			rc;
+
+				if (!require_leader(req))
+					return;
+				rc = raft_propose(W.r, RAFT_ENTRY_NOOP, NULL, 0, &index);
+				if (rc != RAFT_OK)
+				{
+					request_fail_rc(req, rc, "commit a barrier");
+					return;
+				}
+				req->wait_index = index;
+				req->wait_term = raft_term_at(W.r, index);
+				req->state = RAFT_REQUEST_RUNNING;
+				return;
+			}
+	}
+}
+
+/*
+ * Finishes running requests whose entry is applied, or fails them when the
+ * entry was lost to a leader change.
+ */
+static void
+check_request(RaftRequest *req)
+{
+	raft_status st;
+
+	raft_get_status(W.r, &st);
+	if (req->type == RAFT_REQUEST_TRANSFER)
+	{
+		DirectoryEntry *d;
+
+		if (st.role == RAFT_LEADER && st.transfer_target != RAFT_NO_NODE)
+			return;				/* still transferring */
+		if (st.role == RAFT_LEADER)
+		{
+			request_fail(req, ERRCODE_LOCK_NOT_AVAILABLE,
+						 "leadership transfer did not complete", 
+						 "The target did not win an election within the election timeout.",
+						 "Check that the target is reachable and caught up (raft.nodes), then retry.");
+			return;
+		}
+		if (st.leader == RAFT_NO_NODE)
+			return;				/* the election is under way */
+		d = directory_find(st.leader);
+		strlcpy(req->result_name, d ? d->name : "", RAFT_NAME_BYTES);
+		request_succeed(req);
+		return;
+	}
+
+	{
+		raft_term_t term_now = raft_term_at(W.r, req->wait_index);
+		bool		in_log = req->wait_index >= st.first_index &&
+			req->wait_index <= st.last_index;
+		bool		discarded;
+
+		/* a later leader overwrote or truncated the entry */
+		discarded = (in_log && term_now != req->wait_term) ||
+			(req->wait_index > st.last_index && st.role != RAFT_LEADER);
+		if (discarded)
+		{
+			request_fail(req, ERRCODE_T_R_SERIALIZATION_FAILURE,
+						 "the entry was discarded by a leader change",
+						 NULL, "Retry on the new leader.");
+			return;
+		}
+		if (st.applied_index < req->wait_index)
+			return;
+	}
+	req->result_index = req->wait_index;
+	request_succeed(req);
+}
+
+/*
+ * Takes queued requests and checks running ones.  Backends are woken when
+ * their request is done.
+ */
+static void
+process_requests(void)
+{
+	int			i;
+
+	for (i = 0; i < RAFT_MAX_REQUESTS; i++)
+	{
+		RaftRequest *req = &RaftShmem->requests[i];
+		RaftRequest work;
+		RaftRequestState state;
+
+		LWLockAcquire(RaftShmem->lock, LW_SHARED);
+		state = req->state;
+		if (state == RAFT_REQUEST_QUEUED || state == RAFT_REQUEST_RUNNING)
+			work = *req;
+		LWLockRelease(RaftShmem->lock);
+
+		if (state == RAFT_REQUEST_ABANDONED)
+		{
+			LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+			if (req->state == RAFT_REQUEST_ABANDONED)
+				req->state = RAFT_REQUEST_FREE;
+			LWLockRelease(RaftShmem->lock);
+			continue;
+		}
+		if (state != RAFT_REQUEST_QUEUED && state != RAFT_REQUEST_RUNNING)
+			continue;
+
+		if (state == RAFT_REQUEST_QUEUED)
+			start_request(&work);
+		else if (W.configured)
+			check_request(&work);
+		if (work.state == state && state == RAFT_REQUEST_RUNNING)
+			continue;
+
+		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+		if (req->state == RAFT_REQUEST_ABANDONED)
+			req->state = RAFT_REQUEST_FREE;
+		else
+		{
+			Latch	   *latch = req->requester_latch;
+
+			*req = work;
+			if (work.state == RAFT_REQUEST_DONE && latch != NULL)
+				SetLatch(latch);
+		}
+		LWLockRelease(RaftShmem->lock);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * The core's side of the loop
+ * ----------------------------------------------------------------
+ */
+
+static MemberTrack *
+member_track(raft_id_t id)
+{
+	int			i;
+
+	for (i = 0; i < W.n_members; i++)
+		if (W.members[i].id == id)
+			return &W.members[i];
+	if (W.n_members >= MAX_DIRECTORY)
+		return NULL;
+	W.members[W.n_members].id = id;
+	W.members[W.n_members].last_contact = 0;
+	W.members[W.n_members].seen_match = 0;
+	W.members[W.n_members].replay_lag_us = -1;
+	return &W.members[W.n_members++];
+}
+
+/* Steps the core with every message raft.deliver() queued. */
+static void
+drain_inbox(void)
+{
+	static uint8 *buf = NULL;
+	size_t		len;
+	raft_entry *entries;
+
+	if (buf == NULL)
+		buf = MemoryContextAllocHuge(TopMemoryContext, RAFT_WIRE_MAX_MSG_BYTES);
+	entries = palloc(sizeof(raft_entry) * RAFT_MAX_ENTRIES_PER_MSG);
+	while (RaftInboxPop(buf, RAFT_WIRE_MAX_MSG_BYTES, &len))
+	{
+		raft_msg	m;
+		MemberTrack *t;
+		int			rc;
+
+		rc = raft_msg_decode(buf, len, W.cluster_id, &m, entries,
+							 RAFT_MAX_ENTRIES_PER_MSG);
+		if (rc != RAFT_OK)
+			continue;			/* raft.deliver() checked it; it cannot fail */
+		t = member_track(m.from);
+		if (t != NULL)
+			t->last_contact = GetCurrentTimestamp();
+		/* the core copies what it keeps, so buf can be reused at once */
+		rc = raft_step(W.r, &m);
+		if (rc != RAFT_OK)
+			ereport(LOG,
+					(errmsg("raft ignored a %s message from node %u: %s",
+							raft_msg_type_name(m.type), m.from,
+							raft_strerror(rc))));
+	}
+	pfree(entries);
+}
+
+/* Ticks the core once per heartbeat interval that passed. */
+static void
+tick(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			ticks = 0;
+
+	while (now >= W.next_tick && ticks < 100)
+	{
+		raft_tick(W.r);
+		W.next_tick = TimestampTzPlusMilliseconds(W.next_tick,
+												  raft_heartbeat_interval_ms);
+		ticks++;
+	}
+	if (now >= W.next_tick)
+		W.next_tick = TimestampTzPlusMilliseconds(now, raft_heartbeat_interval_ms);
+}
+
+static bool
+is_leader(void)
+{
+	raft_status st;
+
+	raft_get_status(W.r, &st);
+	return st.role == RAFT_LEADER;
+}
+
+static void
+note_append_time(raft_index_t index, TimestampTz now)
+{
+	LagSample  *s = &W.lag[index % LAG_SAMPLES];
+
+	s->index = index;
+	s->appended = now;
+}
+
+static TimestampTz
+append_time(raft_index_t index)
+{
+	LagSample  *s = &W.lag[index % LAG_SAMPLES];
+
+	return s->index == index ? s->appended : 0;
+}
+
+/*
+ * Carries out one ready in the contract's order (raft.h): snapshot, hard
+ * state and entries made durable, then messages, then applying, then
+ * telling the core what is persisted.
+ */
+static void
+handle_ready(void)
+{
+	raft_ready	rd;
+	raft_index_t i;
+	size_t		k;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		leader;
+
+	raft_ready_get(W.r, &rd);
+	leader = is_leader();
+
+	if (rd.snapshot_changed)
+	{
+		W.base = rd.snapshot;
+		write_base();
+		RaftLogReset(W.log, W.base.index);
+	}
+
+	if (rd.persist_from <= rd.persist_to)
+	{
+		size_t		n = rd.persist_to - rd.persist_from + 1;
+		raft_entry *entries = palloc(sizeof(raft_entry) * n);
+
+		for (i = rd.persist_from; i <= rd.persist_to; i++)
+		{
+			raft_entry *e = &entries[i - rd.persist_from];
+
+			if (raft_entry_get(W.r, i, e) != RAFT_OK)
+				elog(ERROR, "raft entry %llu vanished before it was persisted",
+					 (unsigned long long) i);
+			directory_learn(e);
+			if (leader)
+				note_append_time(i, now);
+		}
+		RaftLogAppend(W.log, entries, n);
+		RaftLogSync(W.log);
+		pfree(entries);
+	}
+
+	/* term and vote must be durable before any message that depends on them */
+	if (rd.hard_state_changed &&
+		(rd.hard_state.term != W.written_hs.term ||
+		 rd.hard_state.vote != W.written_hs.vote))
+		write_hard_state(&rd.hard_state);
+
+	for (k = 0; k < rd.n_msgs; k++)
+	{
+		const raft_msg *m = &rd.msgs[k];
+		size_t		len = raft_msg_encoded_size(m);
+		uint8	   *buf = palloc(len);
+		size_t		written;
+		int			rc;
+
+		rc = raft_msg_encode(m, W.cluster_id, buf, len, &written);
+		if (rc != RAFT_OK)
+			elog(ERROR, "could not encode a raft %s message: %s",
+				 raft_msg_type_name(m->type), raft_strerror(rc));
+		RaftTransportSend(m->to, buf, written);
+		pfree(buf);
+	}
+
+	/* applying: until the data issue, committed entries change nothing else */
+	raft_advance(W.r);
+	if (rd.persist_from <= rd.persist_to)
+		raft_persisted(W.r, rd.persist_to, raft_term_at(W.r, rd.persist_to));
+
+	if (rd.apply_to >= W.base.index + COMPACT_THRESHOLD_ENTRIES + COMPACT_KEEP_ENTRIES)
+	{
+		raft_index_t upto = rd.apply_to - COMPACT_KEEP_ENTRIES;
+
+		if (raft_compact(W.r, upto) == RAFT_OK)
+		{
+			raft_get_base(W.r, &W.base);
+			write_base();
+			RaftLogCompact(W.log, W.base.index);
+		}
+	}
+}
+
+/*
+ * Keeps the transport's peers equal to the members other than us, plus the
+ * leader: a learner that has not yet received the configuration must still
+ * answer the leader that sends it the log.
+ */
+static void
+sync_peers(const raft_status *st)
+{
+	static raft_id_t known[RAFT_MAX_MEMBERS + 1];
+	static int	n_known;
+	raft_id_t	wanted[RAFT_MAX_MEMBERS + 1];
+	int			n_wanted = 0;
+	uint32		k;
+	int			i;
+	int			j;
+
+	for (k = 0; k < st->config.n_members; k++)
+		if (st->config.members[k].id != W.node_id)
+			wanted[n_wanted++] = st->config.members[k].id;
+	if (st->leader != RAFT_NO_NODE && st->leader != W.node_id)
+	{
+		for (i = 0; i < n_wanted && wanted[i] != st->leader; i++)
+			;
+		if (i == n_wanted)
+			wanted[n_wanted++] = st->leader;
+	}
+
+	for (i = 0; i < n_known; i++)
+	{
+		for (j = 0; j < n_wanted && wanted[j] != known[i]; j++)
+			;
+		if (j == n_wanted)
+			RaftTransportDropPeer(known[i]);
+	}
+	n_known = 0;
+	for (i = 0; i < n_wanted; i++)
+	{
+		DirectoryEntry *d = directory_find(wanted[i]);
+
+		if (d == NULL)
+			continue;
+		RaftTransportSetPeer(d->id, d->conninfo);
+		known[n_known++] = d->id;
+	}
+}
+
+/* The leader promotes each learner as soon as it has caught up. */
+static void
+promote_learners(const raft_status *st)
+{
+	uint32		i;
+
+	if (st->role != RAFT_LEADER || st->conf_pending ||
+		st->transfer_target != RAFT_NO_NODE)
+		return;
+	for (i = 0; i < st->config.n_members; i++)
+	{
+		const raft_member_status *p = &st->progress[i];
+		raft_config after = st->config;
+		StringInfo	context;
+
+		if (p->voter || p->match_index < st->commit_index)
+			continue;
+		after.members[i].voter = true;
+		context = directory_encode(&after, RAFT_NO_NODE, NULL, NULL);
+		if (raft_propose_conf_change(W.r, RAFT_CONF_PROMOTE, p->id,
+									 context->data, context->len, NULL) == RAFT_OK)
+		{
+			DirectoryEntry *d = directory_find(p->id);
+
+			ereport(LOG,
+					(errmsg("raft learner \"%s\" caught up and is promoted to voter",
+							d ? d->name : "?")));
+		}
+		return;
+	}
+}
+
+/* Copies the worker's view into shared memory for the SQL views. */
+static void
+publish_view(void)
+{
+	RaftView   *v = palloc0(sizeof(RaftView));
+	raft_status st;
+	uint32		i;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		contact_window_us = (int64) raft_election_timeout_ms * 1000;
+
+	v->configured = W.configured;
+	v->updated = now;
+	if (W.configured)
+	{
+		DirectoryEntry *leader;
+
+		raft_get_status(W.r, &st);
+		v->cluster_id = W.cluster_id;
+		v->node_id = W.node_id;
+		strlcpy(v->node_name, W.node_name, RAFT_NAME_BYTES);
+		v->role = st.role;
+		v->is_learner = st.is_learner;
+		v->term = st.term;
+		v->leader_id = st.leader;
+		leader = st.leader != RAFT_NO_NODE ? directory_find(st.leader) : NULL;
+		if (leader != NULL)
+		{
+			strlcpy(v->leader_name, leader->name, RAFT_NAME_BYTES);
+			strlcpy(v->leader_conninfo, leader->conninfo, RAFT_CONNINFO_BYTES);
+		}
+		v->first_index = st.first_index;
+		v->last_index = st.last_index;
+		v->commit_index = st.commit_index;
+		v->applied_index = st.applied_index;
+		v->log_bytes = RaftLogBytes(W.log);
+		v->n_members = st.config.n_members;
+		for (i = 0; i < st.config.n_members; i++)
+		{
+			RaftMemberInfo *mi = &v->members[i];
+			const raft_member_status *p = &st.progress[i];
+			DirectoryEntry *d = directory_find(p->id);
+			MemberTrack *t = member_track(p->id);
+			bool		self = p->id == W.node_id;
+			raft_index_t match = self ? st.persisted_index : p->match_index;
+
+			mi->id = p->id;
+			mi->voter = p->voter;
+			mi->is_leader = p->id == st.leader;
+			if (d != NULL)
+			{
+				strlcpy(mi->name, d->name, RAFT_NAME_BYTES);
+				strlcpy(mi->conninfo, d->conninfo, RAFT_CONNINFO_BYTES);
+			}
+			mi->last_contact = self ? now : (t ? t->last_contact : 0);
+			mi->reachable = self || (mi->last_contact != 0 &&
+									 now - mi->last_contact <= contact_window_us);
+			mi->commit_index = self ? st.commit_index : p->commit_index;
+			mi->replay_lag_us = -1;
+			if (st.role != RAFT_LEADER)
+			{
+				/* only the leader knows how far each member is */
+				mi->match_index = self ? match : 0;
+				continue;
+			}
+			mi->match_index = match;
+			mi->lag_entries = st.last_index > match ? st.last_index - match : 0;
+			if (mi->lag_entries > 0)
+			{
+				raft_index_t k;
+
+				for (k = match + 1; k <= st.last_index && k <= match + 100000; k++)
+				{
+					raft_entry	e;
+
+					if (raft_entry_get(W.r, k, &e) == RAFT_OK)
+						mi->lag_bytes += e.len;
+				}
+			}
+			if (t != NULL)
+			{
+				/* replay lag: how long ago the oldest unacknowledged entry came */
+				if (match > t->seen_match)
+				{
+					TimestampTz at = append_time(match);
+
+					if (at != 0)
+						t->replay_lag_us = now - at;
+					t->seen_match = match;
+				}
+				if (mi->lag_entries > 0)
+				{
+					TimestampTz at = append_time(match + 1);
+
+					if (at != 0)
+						t->replay_lag_us = Max(t->replay_lag_us, now - at);
+				}
+				mi->replay_lag_us = t->replay_lag_us;
+			}
+		}
+		sync_peers(&st);
+		promote_learners(&st);
+	}
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	memcpy(&RaftShmem->view, v, sizeof(RaftView));
+	LWLockRelease(RaftShmem->lock);
+	pfree(v);
+}
+
+/* Applies new settings to the running core after a reload. */
+static void
+reload_settings(void)
+{
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	if (W.configured)
+	{
+		uint32		heartbeat = Max(raft_heartbeat_interval_ms, 1);
+		uint32		election = Max(raft_election_timeout_ms / heartbeat, 2);
+
+		if (raft_set_timeouts(W.r, election, 1) != RAFT_OK)
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("raft.election_timeout must be at least twice raft.heartbeat_interval; keeping the previous timing")));
+	}
+}
+
+static void
+worker_shutdown(int code, Datum arg)
+{
+	RaftTransportShutdown();
+	if (RaftShmem != NULL)
+	{
+		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+		RaftShmem->worker_latch = NULL;
+		RaftShmem->worker_pid = 0;
+		LWLockRelease(RaftShmem->lock);
+	}
+}
+
+void
+RaftWorkerMain(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	memset(&W, 0, sizeof(W));
+	W.loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_raft worker loop",
+									   ALLOCSET_DEFAULT_SIZES);
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->worker_pid = MyProcPid;
+	RaftShmem->worker_latch = MyLatch;
+	RaftShmem->cluster_id = 0;
+	RaftShmem->node_id = 0;
+	LWLockRelease(RaftShmem->lock);
+	before_shmem_exit(worker_shutdown, (Datum) 0);
+
+	{
+		void	   *data;
+		size_t		len;
+
+		if (RaftStorageReadFile("identity", &data, &len))
+			start_node();
+	}
+
+	while (!ShutdownRequestPending)
+	{
+		MemoryContext old = MemoryContextSwitchTo(W.loop_cxt);
+		WaitEventSet *set;
+		WaitEvent	events[64];
+		long		timeout_ms = 1000;
+
+		ResetLatch(MyLatch);
+		if (ConfigReloadPending)
+			reload_settings();
+
+		process_requests();
+		if (W.configured)
+		{
+			drain_inbox();
+			tick();
+			while (raft_has_ready(W.r))
+				handle_ready();
+			RaftTransportPoll();
+			process_requests();
+			timeout_ms = Max(0, (W.next_tick - GetCurrentTimestamp()) / 1000);
+		}
+		publish_view();
+
+		set = CreateWaitEventSet(W.loop_cxt, 2 + RaftTransportSocketCount());
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		if (W.configured)
+			RaftTransportAddWaitEvents(set);
+		(void) WaitEventSetWait(set, timeout_ms, events, lengthof(events),
+								PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(W.loop_cxt);
+	}
+	proc_exit(0);
+}
