@@ -368,13 +368,17 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[13];
-	bool		nulls[13];
+	Datum		values[14];
+	bool		nulls[14];
 	bool		self_voter = false;
+	pid_t		worker_pid;
 	uint32		i;
 
 	InitMaterializedSRF(fcinfo, 0);
 	RaftGetView(v);
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	worker_pid = RaftShmem->worker_pid;
+	LWLockRelease(RaftShmem->lock);
 	if (!v->configured)
 		return (Datum) 0;
 
@@ -402,6 +406,10 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 		values[12] = CStringGetTextDatum(v->leader_conninfo);
 	else
 		nulls[12] = true;
+	if (worker_pid != 0)
+		values[13] = Int32GetDatum((int32) worker_pid);
+	else
+		nulls[13] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

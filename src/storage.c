@@ -232,6 +232,8 @@ typedef struct SegmentFile
 } SegmentFile;
 
 static void check_file_name(const char *name);
+static void write_file(const char *name, const void *data, size_t len,
+					   bool durable);
 static void ensure_directory(const char *dir, const char *parent);
 static void write_fully(int fd, const char *path, const void *buf, size_t len,
 						off_t offset, uint32 wait_event);
@@ -276,14 +278,15 @@ static void encode_record_header(char *dst, const raft_entry *e);
  */
 
 /*
- * RaftStorageWriteFile
- *		Replaces pg_raft/<name> atomically with data.
+ * write_file
+ *		Replaces pg_raft/<name> atomically with data, through a temporary
+ *		file and a rename.
  *
- * On return the new content is durable; after a crash at any point the
- * file holds either the old content or the new one.
+ * When durable, the content is on disk on return, and after a crash at any
+ * point the file holds either the old content or the new one.
  */
-void
-RaftStorageWriteFile(const char *name, const void *data, size_t len)
+static void
+write_file(const char *name, const void *data, size_t len, bool durable)
 {
 	char		path[MAXPGPATH];
 	char		tmppath[MAXPGPATH];
@@ -324,15 +327,81 @@ RaftStorageWriteFile(const char *name, const void *data, size_t len)
 				(errcode_for_file_access(),
 				 errmsg("could not create file \"%s\": %m", tmppath)));
 	write_fully(fd, tmppath, buf, total, 0, WAIT_EVENT_CONTROL_FILE_WRITE);
-	sync_file(fd, tmppath, WAIT_EVENT_CONTROL_FILE_SYNC);
+	if (durable)
+		sync_file(fd, tmppath, WAIT_EVENT_CONTROL_FILE_SYNC);
 	if (CloseTransientFile(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not close file \"%s\": %m", tmppath)));
 	pfree(buf);
 
+	if (!durable)
+	{
+		if (rename(tmppath, path) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not rename file \"%s\" to \"%s\": %m",
+							tmppath, path)));
+		return;
+	}
 	/* fsyncs the file again (cheap now), renames, fsyncs the directory */
 	(void) durable_rename(tmppath, path, ERROR);
+}
+
+/*
+ * RaftStorageWriteFile
+ *		Replaces pg_raft/<name> atomically and durably with data.
+ */
+void
+RaftStorageWriteFile(const char *name, const void *data, size_t len)
+{
+	write_file(name, data, len, true);
+}
+
+/*
+ * RaftStorageWriteHint
+ *		Replaces pg_raft/<name> with data, without waiting for the disk.
+ *
+ * For values that may be lost, only not garbled: the new content survives
+ * a crash of PostgreSQL (it is in the kernel's page cache) but perhaps not
+ * one of the operating system, after which the file may hold the old
+ * content or be unreadable (see RaftStorageReadHint).
+ */
+void
+RaftStorageWriteHint(const char *name, const void *data, size_t len)
+{
+	write_file(name, data, len, false);
+}
+
+/*
+ * RaftStorageReadHint
+ *		Reads a file written by RaftStorageWriteHint; false if it is absent
+ *		or unreadable, with a LOG line saying why.
+ */
+bool
+RaftStorageReadHint(const char *name, void **data, size_t *len)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool found = false;
+
+	PG_TRY();
+	{
+		found = RaftStorageReadFile(name, data, len);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(LOG,
+				(errmsg("ignoring raft hint file \"%s\": %s", name, edata->message)));
+		FreeErrorData(edata);
+		found = false;
+	}
+	PG_END_TRY();
+	return found;
 }
 
 /*

@@ -48,6 +48,14 @@ extern bool RaftStorageReadFile(const char *name, void **data, size_t *len);
 extern void RaftStorageRemoveAll(void);
 
 /*
+ * Hints: small files written the same way but without fsync.  They survive
+ * a crash of PostgreSQL, maybe not of the operating system; reading one
+ * that is unreadable returns false with a LOG line instead of an ERROR.
+ */
+extern void RaftStorageWriteHint(const char *name, const void *data, size_t len);
+extern bool RaftStorageReadHint(const char *name, void **data, size_t *len);
+
+/*
  * The log.  RaftLogOpen checks every segment: a torn or corrupt record at
  * the end of the last segment is cut off with a LOG line; anything wrong
  * elsewhere is an ERROR with ERRCODE_DATA_CORRUPTED naming the file.  The

@@ -102,6 +102,7 @@ typedef struct RaftWorker
 	RaftLogStore *log;
 	raft_snapshot_meta base;
 	raft_hard_state written_hs; /* as last written to the state file */
+	raft_index_t written_commit;	/* as last written to either file */
 
 	DirectoryEntry directory[MAX_DIRECTORY];
 	int			n_directory;
@@ -327,6 +328,7 @@ write_hard_state(const raft_hard_state *hs)
 {
 	RaftStorageWriteFile("state", hs, sizeof(*hs));
 	W.written_hs = *hs;
+	W.written_commit = hs->commit;
 }
 
 /* ----------------------------------------------------------------
@@ -391,6 +393,8 @@ start_node(void)
 		memcpy(&hs, data, sizeof(hs));
 	}
 	W.written_hs = hs;
+	if (RaftStorageReadHint("commit", &data, &len) && len == sizeof(uint64))
+		hs.commit = Max(hs.commit, *(uint64 *) data);
 	read_base();
 	W.log = RaftLogOpen(W.base.index, &loaded);
 	for (i = 0; i < loaded.n_entries; i++)
@@ -402,6 +406,11 @@ start_node(void)
 	 */
 	if (hs.commit < W.base.index)
 		hs.commit = W.base.index;
+	/* the hint may outlive entries lost with an operating system crash */
+	if (hs.commit > W.written_hs.commit &&
+		hs.commit > W.base.index + loaded.n_entries)
+		hs.commit = Max(W.written_hs.commit, W.base.index);
+	W.written_commit = hs.commit;
 	if (hs.commit > W.base.index + loaded.n_entries)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -1034,11 +1043,21 @@ handle_ready(void)
 		pfree(entries);
 	}
 
-	/* term and vote must be durable before any message that depends on them */
+	/*
+	 * Term and vote must be durable before any message that depends on
+	 * them.  The commit index is only a hint, written without fsync, so that
+	 * a restarted node does not show an older one.
+	 */
 	if (rd.hard_state_changed &&
 		(rd.hard_state.term != W.written_hs.term ||
 		 rd.hard_state.vote != W.written_hs.vote))
 		write_hard_state(&rd.hard_state);
+	else if (rd.hard_state_changed && rd.hard_state.commit != W.written_commit)
+	{
+		RaftStorageWriteHint("commit", &rd.hard_state.commit,
+							 sizeof(rd.hard_state.commit));
+		W.written_commit = rd.hard_state.commit;
+	}
 
 	for (k = 0; k < rd.n_msgs; k++)
 	{
@@ -1355,5 +1374,11 @@ RaftWorkerMain(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(W.loop_cxt);
 	}
-	proc_exit(0);
+
+	/*
+	 * Exit with 1 so that the postmaster starts the worker again if only it
+	 * was asked to stop (pg_terminate_backend); at server shutdown nothing
+	 * is restarted anyway.
+	 */
+	proc_exit(1);
 }

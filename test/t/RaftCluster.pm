@@ -86,6 +86,8 @@ sub restart_after_kill9
 	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 	while (time() < $deadline)
 	{
+		# a failed start records the stale PID: forget it before retrying
+		$node->{_pid} = undef;
 		return if $node->start(fail_ok => 1);
 		usleep(200_000);
 	}
