@@ -232,6 +232,8 @@ typedef struct SegmentFile
 } SegmentFile;
 
 static void check_file_name(const char *name);
+static bool sound_record_after(int fd, const char *path, uint64 from,
+							   uint64 size, raft_index_t bad_index);
 static void write_file(const char *name, const void *data, size_t len,
 					   bool durable);
 static void ensure_directory(const char *dir, const char *parent);
@@ -710,6 +712,21 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 						 errdetail_internal("%s", scan.bad_reason),
 						 errhint("Only the end of the last log file can be torn by a crash; this node's log cannot be trusted.  Rebuild the node from a healthy member of the cluster.")));
 
+			/*
+			 * A crash tears only what was written last.  A sound record
+			 * after the bad one means the damage is in the middle of the
+			 * log, where acknowledged entries live: refuse to cut them.
+			 */
+			if (sound_record_after(fd, path, scan.valid_bytes,
+								   files[i].size_bytes,
+								   files[i].first_index + scan.n_records))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("raft log file \"%s\" is corrupted at offset %llu",
+								path, (unsigned long long) scan.valid_bytes),
+						 errdetail("%s Sound records follow it, so this is not a torn end of the log.",
+								   scan.bad_reason),
+						 errhint("This node's log cannot be trusted.  Rebuild the node from a healthy member of the cluster.")));
 			truncate_file(fd, path, scan.valid_bytes);
 			sync_file(fd, path, WAIT_EVENT_WAL_SYNC);
 			ereport(LOG,
@@ -1825,4 +1842,46 @@ unlink_file(const char *path)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not remove file \"%s\": %m", path)));
+}
+
+/*
+ * sound_record_after
+ *		Looks past a bad record at offset from for any record that is whole,
+ *		passes its checksum and has a plausible index (at or after the bad
+ *		record's, bad_index).
+ */
+static bool
+sound_record_after(int fd, const char *path, uint64 from, uint64 size,
+				   raft_index_t bad_index)
+{
+	uint64		rest = size > from + 1 ? size - from - 1 : 0;
+	char	   *buf;
+	uint64		p;
+	bool		found = false;
+
+	if (rest < RAFT_LOG_RECORD_HEADER_BYTES)
+		return false;
+	buf = palloc(rest);
+	read_fully(fd, path, buf, rest, from + 1, WAIT_EVENT_WAL_READ);
+	for (p = 0; p + RAFT_LOG_RECORD_HEADER_BYTES <= rest && !found; p++)
+	{
+		uint32		len;
+		pg_crc32c	stored;
+		pg_crc32c	crc;
+		uint64		index;
+
+		memcpy(&len, buf + p, 4);
+		memcpy(&stored, buf + p + 4, 4);
+		memcpy(&index, buf + p + 16, 8);
+		if (len > rest - p - RAFT_LOG_RECORD_HEADER_BYTES ||
+			index < bad_index || index - bad_index > (1 << 20))
+			continue;
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, buf + p + RAFT_LOG_REC_CRC_FROM,
+					RAFT_LOG_REC_CRC_HEADER_BYTES + len);
+		FIN_CRC32C(crc);
+		found = EQ_CRC32C(crc, stored);
+	}
+	pfree(buf);
+	return found;
 }

@@ -1304,9 +1304,12 @@ worker_shutdown(int code, Datum arg)
 	RaftTransportShutdown();
 	if (RaftShmem != NULL)
 	{
+		/* no worker, no view: the views show nothing rather than old news */
 		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 		RaftShmem->worker_latch = NULL;
 		RaftShmem->worker_pid = 0;
+		RaftShmem->cluster_id = 0;
+		RaftShmem->view.configured = false;
 		LWLockRelease(RaftShmem->lock);
 	}
 }
