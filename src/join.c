@@ -139,24 +139,14 @@ pg_raft_join_cluster(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *peer_conninfo = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	RaftView	view;
 	PGconn	   *leader;
 	char	   *leader_conninfo;
 	PGresult   *res;
 	RaftRequest *req;
 	const char *params[2];
 
-	RaftCheckNodeName(name);
-	RaftCheckConninfo(conninfo, "conninfo");
 	RaftCheckConninfo(peer_conninfo, "peer conninfo");
-	RaftGetView(&view);
-	if (view.configured)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this node is already a member of a raft cluster"),
-				 errhint("See raft.status and raft.nodes.")));
-	/* the members will reach us with conninfo: it must work */
-	PQfinish(RaftConnect(conninfo, "this node with the given conninfo"));
+	RaftCheckNewMember(name, conninfo);
 
 	leader = connect_to_leader(peer_conninfo, &leader_conninfo);
 	params[0] = name;

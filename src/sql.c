@@ -91,6 +91,28 @@ RaftCheckConninfo(const char *conninfo, const char *what)
 }
 
 /*
+ * Checks that this instance may become a member as node name, reached by
+ * the others with conninfo: it is not a member yet, and conninfo works
+ * from here.
+ */
+void
+RaftCheckNewMember(const char *name, const char *conninfo)
+{
+	RaftView   *view = palloc(sizeof(RaftView));
+
+	RaftCheckNodeName(name);
+	RaftCheckConninfo(conninfo, "conninfo");
+	RaftGetView(view);
+	if (view->configured)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this node is already a member of a raft cluster"),
+				 errhint("See raft.status and raft.nodes.")));
+	PQfinish(RaftConnect(conninfo, "this node with the given conninfo"));
+	pfree(view);
+}
+
+/*
  * Connects to conninfo, giving up after 10 seconds.  Errors name what the
  * connection was for.
  */
@@ -238,18 +260,8 @@ pg_raft_create_cluster(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	RaftRequest *req = new_request(RAFT_REQUEST_CREATE);
-	RaftView	view;
 
-	RaftCheckNodeName(name);
-	RaftCheckConninfo(conninfo, "conninfo");
-	RaftGetView(&view);
-	if (view.configured)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this node is already a member of a raft cluster"),
-				 errhint("See raft.status and raft.nodes.")));
-	PQfinish(RaftConnect(conninfo, "this node with the given conninfo"));
-
+	RaftCheckNewMember(name, conninfo);
 	strlcpy(req->name, name, RAFT_NAME_BYTES);
 	strlcpy(req->conninfo, conninfo, RAFT_CONNINFO_BYTES);
 	RaftRunRequest(req, MEMBERSHIP_TIMEOUT_MS);

@@ -137,6 +137,17 @@ typedef struct IdentityFile
  * ----------------------------------------------------------------
  */
 
+static bool
+config_has_member(const raft_config *config, raft_id_t id)
+{
+	uint32		k;
+
+	for (k = 0; k < config->n_members; k++)
+		if (config->members[k].id == id)
+			return true;
+	return false;
+}
+
 static DirectoryEntry *
 directory_find(raft_id_t id)
 {
@@ -169,10 +180,25 @@ directory_set(raft_id_t id, const char *name, const char *conninfo)
 	strlcpy(d->conninfo, conninfo, RAFT_CONNINFO_BYTES);
 }
 
+static void
+encode_member(StringInfo buf, raft_id_t id, const char *name,
+			  const char *conninfo)
+{
+	uint16		name_len = strlen(name);
+	uint16		conninfo_len = strlen(conninfo);
+
+	appendBinaryStringInfo(buf, (char *) &id, sizeof(id));
+	appendBinaryStringInfo(buf, (char *) &name_len, sizeof(name_len));
+	appendBinaryStringInfo(buf, name, name_len);
+	appendBinaryStringInfo(buf, (char *) &conninfo_len, sizeof(conninfo_len));
+	appendBinaryStringInfo(buf, conninfo, conninfo_len);
+}
+
 /*
  * Serialises the directory entries of the given members (all entries when
- * config is NULL): u32 count, then per member u32 id, u16 name length,
- * name, u16 conninfo length, conninfo.
+ * config is NULL), plus an extra member when extra_id is set: u32 count,
+ * then per member u32 id, u16 name length, name, u16 conninfo length,
+ * conninfo.
  */
 static StringInfo
 directory_encode(const raft_config *config, raft_id_t extra_id,
@@ -186,34 +212,15 @@ directory_encode(const raft_config *config, raft_id_t extra_id,
 	for (i = 0; i < W.n_directory; i++)
 	{
 		DirectoryEntry *d = &W.directory[i];
-		uint16		name_len = strlen(d->name);
-		uint16		conninfo_len = strlen(d->conninfo);
-		bool		member = false;
-		uint32		k;
 
-		if (config != NULL)
-			for (k = 0; k < config->n_members; k++)
-				if (config->members[k].id == d->id)
-					member = true;
-		if (config != NULL && !member)
+		if (config != NULL && !config_has_member(config, d->id))
 			continue;
-		appendBinaryStringInfo(buf, (char *) &d->id, sizeof(d->id));
-		appendBinaryStringInfo(buf, (char *) &name_len, sizeof(name_len));
-		appendBinaryStringInfo(buf, d->name, name_len);
-		appendBinaryStringInfo(buf, (char *) &conninfo_len, sizeof(conninfo_len));
-		appendBinaryStringInfo(buf, d->conninfo, conninfo_len);
+		encode_member(buf, d->id, d->name, d->conninfo);
 		count++;
 	}
 	if (extra_id != RAFT_NO_NODE)
 	{
-		uint16		name_len = strlen(extra_name);
-		uint16		conninfo_len = strlen(extra_conninfo);
-
-		appendBinaryStringInfo(buf, (char *) &extra_id, sizeof(extra_id));
-		appendBinaryStringInfo(buf, (char *) &name_len, sizeof(name_len));
-		appendBinaryStringInfo(buf, extra_name, name_len);
-		appendBinaryStringInfo(buf, (char *) &conninfo_len, sizeof(conninfo_len));
-		appendBinaryStringInfo(buf, extra_conninfo, conninfo_len);
+		encode_member(buf, extra_id, extra_name, extra_conninfo);
 		count++;
 	}
 	memcpy(buf->data, &count, sizeof(count));
@@ -789,6 +796,21 @@ start_request(RaftRequest *req)
 }
 
 /*
+ * Has a later leader overwritten the request's entry, or truncated it away
+ * from this former leader's log?
+ */
+static bool
+entry_discarded(const RaftRequest *req, const raft_status *st)
+{
+	bool		in_log = req->wait_index >= st->first_index &&
+		req->wait_index <= st->last_index;
+
+	if (in_log)
+		return raft_term_at(W.r, req->wait_index) != req->wait_term;
+	return req->wait_index > st->last_index && st->role != RAFT_LEADER;
+}
+
+/*
  * Finishes running requests whose entry is applied, or fails them when the
  * entry was lost to a leader change.
  */
@@ -807,7 +829,7 @@ check_request(RaftRequest *req)
 		if (st.role == RAFT_LEADER)
 		{
 			request_fail(req, ERRCODE_LOCK_NOT_AVAILABLE,
-						 "leadership transfer did not complete", 
+						 "leadership transfer did not complete",
 						 "The target did not win an election within the election timeout.",
 						 "Check that the target is reachable and caught up (raft.nodes), then retry.");
 			return;
@@ -820,25 +842,15 @@ check_request(RaftRequest *req)
 		return;
 	}
 
+	if (entry_discarded(req, &st))
 	{
-		raft_term_t term_now = raft_term_at(W.r, req->wait_index);
-		bool		in_log = req->wait_index >= st.first_index &&
-			req->wait_index <= st.last_index;
-		bool		discarded;
-
-		/* a later leader overwrote or truncated the entry */
-		discarded = (in_log && term_now != req->wait_term) ||
-			(req->wait_index > st.last_index && st.role != RAFT_LEADER);
-		if (discarded)
-		{
-			request_fail(req, ERRCODE_T_R_SERIALIZATION_FAILURE,
-						 "the entry was discarded by a leader change",
-						 NULL, "Retry on the new leader.");
-			return;
-		}
-		if (st.applied_index < req->wait_index)
-			return;
+		request_fail(req, ERRCODE_T_R_SERIALIZATION_FAILURE,
+					 "the entry was discarded by a leader change",
+					 NULL, "Retry on the new leader.");
+		return;
 	}
+	if (st.applied_index < req->wait_index)
+		return;
 	req->result_index = req->wait_index;
 	request_succeed(req);
 }
