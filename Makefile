@@ -3,9 +3,10 @@
 #   make && sudo make install      build and install the extension
 #   bash test/run_all.sh           run every test (see README.md)
 #
-# The consensus core (src/raft/*.c) compiles into the same shared library as
-# the PostgreSQL integration (src/*.c); test/sim/ builds it separately, under
-# the sanitizers, for the simulator.
+# The consensus core (src/raft/*.c) and the change format (src/changes/*.c)
+# compile into the same shared library as the PostgreSQL integration
+# (src/*.c); test/sim/ builds them separately, under the sanitizers, for the
+# simulator, the unit tests and the fuzzers.
 
 PG_CONFIG ?= pg_config
 
@@ -18,7 +19,8 @@ DATA = pg_raft--$(PG_RAFT_VERSION).sql
 MODULE_big = pg_raft
 OBJS = \
 	$(patsubst %.c,%.o,$(wildcard src/*.c)) \
-	$(patsubst %.c,%.o,$(wildcard src/raft/*.c))
+	$(patsubst %.c,%.o,$(wildcard src/raft/*.c)) \
+	$(patsubst %.c,%.o,$(wildcard src/changes/*.c))
 
 # The workers and join_cluster() speak libpq to the other members.
 PG_CPPFLAGS = -DPG_RAFT_VERSION='"$(PG_RAFT_VERSION)"' -I$(libpq_srcdir) -Isrc
@@ -43,7 +45,7 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies: a changed struct must rebuild every
 # object that uses it, or processes disagree about shared memory's layout.
-$(OBJS): $(wildcard src/*.h src/raft/*.h)
+$(OBJS): $(wildcard src/*.h src/raft/*.h src/changes/*.h)
 
 # `make installcheck` runs both suites; these run one each (test/run_all.sh
 # counts them separately).

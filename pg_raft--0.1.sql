@@ -113,3 +113,13 @@ COMMENT ON VIEW raft.nodes IS
 REVOKE ALL ON FUNCTION raft.status_info() FROM PUBLIC;
 REVOKE ALL ON FUNCTION raft.nodes_info() FROM PUBLIC;
 GRANT SELECT ON raft.status, raft.nodes TO raft_peer, pg_monitor;
+
+-- Renders a stream of the pg_raft output plugin (decoder.c) as text, one
+-- line per message; for example
+--   SELECT raft.decode_changes(string_agg(data, '' ORDER BY n))
+--     FROM pg_logical_slot_get_binary_changes('slot', NULL, NULL)
+--          WITH ORDINALITY AS c(lsn, xid, data, n);
+CREATE FUNCTION raft.decode_changes(stream bytea)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'pg_raft_decode_changes'
+LANGUAGE C STRICT IMMUTABLE;

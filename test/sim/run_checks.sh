@@ -10,7 +10,8 @@
 #     under AddressSanitizer and UndefinedBehaviorSanitizer, split over two
 #     processes;
 #   - each planted bug (raft_int.h): the campaign must report a violation;
-#   - the wire decoder's fuzz target for FUZZ_SECONDS.
+#   - the change format's unit tests;
+#   - the fuzz targets of the wire and change decoders, FUZZ_SECONDS each.
 # Called by `make check`, which builds the binaries first.
 
 set -uo pipefail
@@ -35,7 +36,7 @@ report() {	# report STATUS DESCRIPTION
 
 # Unit tests print their own TAP lines; renumbering is not needed since
 # only "ok"/"not ok" prefixes are counted.
-for t in test_core test_wire; do
+for t in test_core test_wire test_changes; do
 	echo "# $t"
 	if ! ./build/$t | grep -v '^1\.\.'; then
 		report 1 "$t exited with an error"
@@ -81,14 +82,17 @@ done
 [ $? -eq 1 ]
 report $? "planted bug 2 fails the figure8 scenario"
 
-corpus=$(mktemp -d)
-cp corpus_wire/* "$corpus"/
-./build/fuzz_wire -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1
-status=$?
-grep -E '^stat::number_of_executed_units' "$corpus.log" | sed 's/^/# fuzz_wire: /'
-[ $status -ne 0 ] && tail -n 30 "$corpus.log" | sed 's/^/# /'
-report $status "fuzz_wire ran $fuzz_seconds s without a finding"
-rm -rf "$corpus" "$corpus.log"
+# Each fuzz target starts from its seed corpus.
+for target in wire changes; do
+	corpus=$(mktemp -d)
+	cp "corpus_$target"/* "$corpus"/
+	./build/fuzz_$target -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1
+	status=$?
+	grep -E '^stat::number_of_executed_units' "$corpus.log" | sed "s/^/# fuzz_$target: /"
+	[ $status -ne 0 ] && tail -n 30 "$corpus.log" | sed 's/^/# /'
+	report $status "fuzz_$target ran $fuzz_seconds s without a finding"
+	rm -rf "$corpus" "$corpus.log"
+done
 
 echo "# core checks: $n run, $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,816 @@
+/*-------------------------------------------------------------------------
+ *
+ * changes.c
+ *	  Writing and reading the change stream carried in Raft entries.
+ *
+ * The byte format is specified in changes.h.  The writer formats messages
+ * through the caller's append callback; the reader checks one message at a
+ * time and hands out pointers into the caller's buffer and arrays.
+ *
+ * NOTES
+ *
+ *	  Who runs this.  The writer runs in whichever process decodes a
+ *	  'pg_raft' replication slot on the leader (the output plugin in
+ *	  decoder.c); the reader runs in the followers' apply worker, and in
+ *	  any backend that calls raft.decode_changes().  There is no shared
+ *	  state, no allocation and no global mutable state, so no lock is
+ *	  involved.  Like src/raft/, the file includes no PostgreSQL header, so
+ *	  that test/sim can test and fuzz it alone (test_changes.c,
+ *	  fuzz_changes.c).
+ *
+ *	  Trust.  The reader trusts nothing: a Raft entry may come from a
+ *	  buggy or older leader, or be damaged on disk.  Every length is
+ *	  checked against the bytes that remain before it is used, offsets
+ *	  are size_t and only ever advance by at most the remaining count (so
+ *	  "len - off" never underflows and "off + n" never overflows), and
+ *	  every value is checked against the set the format allows.  The
+ *	  writer trusts its caller, the server, which already guarantees what
+ *	  the reader checks (names fit in NAMEDATALEN, at most
+ *	  MaxTupleAttributeNumber columns, values below 1 GB); it only asserts
+ *	  those rules, so that a bug in decoder.c shows up in testing rather
+ *	  than as entries every follower refuses.
+ *
+ *	  Error order.  The reader checks fields in byte order and stops at
+ *	  the first problem.  A field that announces what follows (a string
+ *	  or value length, a count) is judged on its own before the bytes it
+ *	  announces are looked for: a string length of 64 is CHG_ERR_FIELD
+ *	  even when the buffer ends right after it.  Hence every strict prefix
+ *	  of a valid message gives exactly CHG_ERR_TRUNCATED, and a caller
+ *	  reading a stream cut short learns just that.  Counts: above the
+ *	  format's limit (CHG_MAX_COLUMNS, CHG_MAX_TRUNCATE_RELS) is
+ *	  CHG_ERR_TOO_MANY, within it but above the caller's arrays->cap is
+ *	  CHG_ERR_CAPACITY.
+ *
+ *	  Canonical form.  Every message has exactly one valid byte
+ *	  representation: there is no padding or slack, flags bytes may carry
+ *	  only defined bits, 'n' and 'u' columns carry no length, and an
+ *	  update with old_kind '-' carries no old tuple.  So a message that
+ *	  reads successfully re-encodes, through the writer, to exactly the
+ *	  bytes consumed; fuzz_changes.c checks that on every input.
+ *
+ *	  Beyond the structure, the reader refuses (CHG_ERR_FIELD) NUL bytes
+ *	  inside a name and inside a 't' (text output) value.  Neither can
+ *	  come from PostgreSQL, and the apply side turns both into C strings,
+ *	  where a NUL would silently cut the name or the value short.
+ *
+ *	  The reader is stateless: it does not know which relations were
+ *	  described, nor whether 'V' came first.  Those rules concern the
+ *	  stream, and are the apply worker's to check.
+ *
+ * IDENTIFICATION
+ *	  src/changes/changes.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "changes.h"
+
+#include <string.h>
+
+#ifdef NDEBUG
+#define CHG_ASSERT(cond) ((void) 0)
+#else
+#include <assert.h>
+#define CHG_ASSERT(cond) assert(cond)
+#endif
+
+/* Bits of a relation column's flags byte. */
+#define CHG_COLUMN_KEY			0x01
+#define CHG_COLUMN_FLAGS_ALL	CHG_COLUMN_KEY
+
+/* Bits of a truncate message's flags byte. */
+#define CHG_TRUNCATE_CASCADE			0x01
+#define CHG_TRUNCATE_RESTART_IDENTITY	0x02
+#define CHG_TRUNCATE_FLAGS_ALL	(CHG_TRUNCATE_CASCADE | CHG_TRUNCATE_RESTART_IDENTITY)
+
+/* Size of one relid in a truncate message. */
+#define CHG_RELID_BYTES			4
+
+/*
+ * Position of the reader inside the caller's buffer.  Invariant:
+ * off <= len, so len - off is the number of bytes that remain.
+ */
+typedef struct chg_cursor
+{
+	const uint8_t *buf;
+	size_t		len;
+	size_t		off;
+} chg_cursor;
+
+const char *
+chg_strerror(int rc)
+{
+	switch (rc)
+	{
+		case CHG_OK:
+			return "success";
+		case CHG_ERR_TRUNCATED:
+			return "change message is truncated";
+		case CHG_ERR_KIND:
+			return "unknown change message kind";
+		case CHG_ERR_VERSION:
+			return "unsupported change stream version";
+		case CHG_ERR_FIELD:
+			return "change message has an invalid field";
+		case CHG_ERR_TOO_MANY:
+			return "change message has too many columns or relations";
+		case CHG_ERR_CAPACITY:
+			return "change message has more columns than the reader has room for";
+	}
+	return "unknown change stream error";
+}
+
+/* ----------------------------------------------------------------------
+ * Validity of single fields, shared by the reader and the writer's
+ * assertions so that both agree on what is valid.
+ * ----------------------------------------------------------------------
+ */
+
+static bool
+chg_value_kind_valid(uint8_t kind)
+{
+	return kind == 'n' || kind == 'u' || kind == 't' || kind == 'b';
+}
+
+/* 'd' default, 'n' nothing, 'f' full, 'i' index: pg_class.relreplident */
+static bool
+chg_replident_valid(uint8_t replident)
+{
+	return replident == 'd' || replident == 'n' ||
+		replident == 'f' || replident == 'i';
+}
+
+static bool
+chg_update_old_kind_valid(uint8_t old_kind)
+{
+	return old_kind == '-' || old_kind == 'K' || old_kind == 'O';
+}
+
+/* A delete always identifies the row it removes. */
+static bool
+chg_delete_old_kind_valid(uint8_t old_kind)
+{
+	return old_kind == 'K' || old_kind == 'O';
+}
+
+/* ----------------------------------------------------------------------
+ * Writer
+ *
+ * Each integer is formatted byte by byte into a small local array, so the
+ * output depends neither on the host's byte order nor on struct layout.
+ * ----------------------------------------------------------------------
+ */
+
+static void
+chg_put_bytes(chg_writer *w, const void *data, size_t len)
+{
+	/* an empty string or value may come with data == NULL */
+	if (len > 0)
+		w->append(w->arg, data, len);
+}
+
+static void
+chg_put_u8(chg_writer *w, uint8_t v)
+{
+	w->append(w->arg, &v, 1);
+}
+
+static void
+chg_put_u16(chg_writer *w, uint16_t v)
+{
+	uint8_t		b[2];
+
+	b[0] = (uint8_t) v;
+	b[1] = (uint8_t) (v >> 8);
+	w->append(w->arg, b, sizeof(b));
+}
+
+static void
+chg_put_u32(chg_writer *w, uint32_t v)
+{
+	uint8_t		b[4];
+
+	b[0] = (uint8_t) v;
+	b[1] = (uint8_t) (v >> 8);
+	b[2] = (uint8_t) (v >> 16);
+	b[3] = (uint8_t) (v >> 24);
+	w->append(w->arg, b, sizeof(b));
+}
+
+static void
+chg_put_u64(chg_writer *w, uint64_t v)
+{
+	uint8_t		b[8];
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = (uint8_t) (v >> (8 * i));
+	w->append(w->arg, b, sizeof(b));
+}
+
+/* Signed integers travel as their two's complement bit pattern. */
+static void
+chg_put_i32(chg_writer *w, int32_t v)
+{
+	chg_put_u32(w, (uint32_t) v);
+}
+
+static void
+chg_put_i64(chg_writer *w, int64_t v)
+{
+	chg_put_u64(w, (uint64_t) v);
+}
+
+static void
+chg_put_str(chg_writer *w, chg_str s)
+{
+	CHG_ASSERT(s.len <= CHG_MAX_NAME_BYTES);
+	CHG_ASSERT(s.len == 0 || s.data != NULL);
+	CHG_ASSERT(s.len == 0 || memchr(s.data, '\0', s.len) == NULL);
+	chg_put_u16(w, s.len);
+	chg_put_bytes(w, s.data, s.len);
+}
+
+/*
+ * Writes a tuple.  'n' and 'u' columns are the kind byte alone, whatever
+ * their len and data say: that keeps the encoding canonical.
+ */
+static void
+chg_put_tuple(chg_writer *w, const chg_tuple *t)
+{
+	uint16_t	i;
+
+	CHG_ASSERT(t != NULL);
+	CHG_ASSERT(t->natts <= CHG_MAX_COLUMNS);
+	CHG_ASSERT(t->natts == 0 || t->values != NULL);
+	chg_put_u16(w, t->natts);
+	for (i = 0; i < t->natts; i++)
+	{
+		const chg_value *v = &t->values[i];
+
+		CHG_ASSERT(chg_value_kind_valid(v->kind));
+		chg_put_u8(w, v->kind);
+		if (v->kind == 't' || v->kind == 'b')
+		{
+			CHG_ASSERT(v->len <= CHG_MAX_VALUE_BYTES);
+			CHG_ASSERT(v->len == 0 || v->data != NULL);
+			chg_put_u32(w, v->len);
+			chg_put_bytes(w, v->data, v->len);
+		}
+	}
+}
+
+/* Writes the 'V' message that starts every entry. */
+void
+chg_write_version(chg_writer *w)
+{
+	chg_put_u8(w, CHG_VERSION);
+	chg_put_u8(w, RAFT_CHANGES_VERSION);
+}
+
+void
+chg_write_begin(chg_writer *w, uint32_t xid, uint64_t final_lsn,
+				int64_t commit_time)
+{
+	chg_put_u8(w, CHG_BEGIN);
+	chg_put_u32(w, xid);
+	chg_put_u64(w, final_lsn);
+	chg_put_i64(w, commit_time);
+}
+
+/*
+ * Writes the description of a relation.  Only is_key of each column's
+ * flags is defined; the other bits are written as zero.
+ */
+void
+chg_write_relation(chg_writer *w, uint32_t relid,
+				   chg_str nspname, chg_str relname,
+				   uint8_t replident, uint16_t natts,
+				   const chg_column *columns)
+{
+	uint16_t	i;
+
+	CHG_ASSERT(chg_replident_valid(replident));
+	CHG_ASSERT(natts <= CHG_MAX_COLUMNS);
+	CHG_ASSERT(natts == 0 || columns != NULL);
+
+	chg_put_u8(w, CHG_RELATION);
+	chg_put_u32(w, relid);
+	chg_put_str(w, nspname);
+	chg_put_str(w, relname);
+	chg_put_u8(w, replident);
+	chg_put_u16(w, natts);
+	for (i = 0; i < natts; i++)
+	{
+		chg_put_str(w, columns[i].name);
+		chg_put_u32(w, columns[i].typid);
+		chg_put_i32(w, columns[i].typmod);
+		chg_put_u8(w, columns[i].is_key ? CHG_COLUMN_KEY : 0);
+	}
+}
+
+void
+chg_write_insert(chg_writer *w, uint32_t relid, const chg_tuple *new_tuple)
+{
+	chg_put_u8(w, CHG_INSERT);
+	chg_put_u32(w, relid);
+	chg_put_tuple(w, new_tuple);
+}
+
+/* Writes an update; old_tuple is not looked at when old_kind is '-'. */
+void
+chg_write_update(chg_writer *w, uint32_t relid, uint8_t old_kind,
+				 const chg_tuple *old_tuple, const chg_tuple *new_tuple)
+{
+	CHG_ASSERT(chg_update_old_kind_valid(old_kind));
+
+	chg_put_u8(w, CHG_UPDATE);
+	chg_put_u32(w, relid);
+	chg_put_u8(w, old_kind);
+	if (old_kind != '-')
+		chg_put_tuple(w, old_tuple);
+	chg_put_tuple(w, new_tuple);
+}
+
+void
+chg_write_delete(chg_writer *w, uint32_t relid, uint8_t old_kind,
+				 const chg_tuple *old_tuple)
+{
+	CHG_ASSERT(chg_delete_old_kind_valid(old_kind));
+
+	chg_put_u8(w, CHG_DELETE);
+	chg_put_u32(w, relid);
+	chg_put_u8(w, old_kind);
+	chg_put_tuple(w, old_tuple);
+}
+
+void
+chg_write_truncate(chg_writer *w, uint8_t flags, uint32_t nrels,
+				   const uint32_t *relids)
+{
+	uint32_t	i;
+
+	CHG_ASSERT((flags & ~CHG_TRUNCATE_FLAGS_ALL) == 0);
+	CHG_ASSERT(nrels <= CHG_MAX_TRUNCATE_RELS);
+	CHG_ASSERT(nrels == 0 || relids != NULL);
+
+	chg_put_u8(w, CHG_TRUNCATE);
+	chg_put_u8(w, flags);
+	chg_put_u32(w, nrels);
+	for (i = 0; i < nrels; i++)
+		chg_put_u32(w, relids[i]);
+}
+
+void
+chg_write_commit(chg_writer *w, uint64_t commit_lsn, uint64_t end_lsn,
+				 int64_t commit_time)
+{
+	chg_put_u8(w, CHG_COMMIT);
+	chg_put_u64(w, commit_lsn);
+	chg_put_u64(w, end_lsn);
+	chg_put_i64(w, commit_time);
+}
+
+/* ----------------------------------------------------------------------
+ * Reader
+ *
+ * Each chg_get_* function checks that its bytes remain, then reads them
+ * and advances the cursor; on CHG_ERR_TRUNCATED the cursor is unchanged.
+ * ----------------------------------------------------------------------
+ */
+
+static uint32_t
+chg_load_u32(const uint8_t *p)
+{
+	return (uint32_t) p[0] |
+		((uint32_t) p[1] << 8) |
+		((uint32_t) p[2] << 16) |
+		((uint32_t) p[3] << 24);
+}
+
+static size_t
+chg_remaining(const chg_cursor *c)
+{
+	return c->len - c->off;
+}
+
+/* Hands out a pointer to the next n bytes. */
+static int
+chg_get_bytes(chg_cursor *c, size_t n, const uint8_t **p)
+{
+	if (n > chg_remaining(c))
+		return CHG_ERR_TRUNCATED;
+	*p = c->buf + c->off;
+	c->off += n;
+	return CHG_OK;
+}
+
+static int
+chg_get_u8(chg_cursor *c, uint8_t *v)
+{
+	if (chg_remaining(c) < 1)
+		return CHG_ERR_TRUNCATED;
+	*v = c->buf[c->off];
+	c->off += 1;
+	return CHG_OK;
+}
+
+static int
+chg_get_u16(chg_cursor *c, uint16_t *v)
+{
+	const uint8_t *p;
+
+	if (chg_remaining(c) < 2)
+		return CHG_ERR_TRUNCATED;
+	p = c->buf + c->off;
+	*v = (uint16_t) (p[0] | (p[1] << 8));
+	c->off += 2;
+	return CHG_OK;
+}
+
+static int
+chg_get_u32(chg_cursor *c, uint32_t *v)
+{
+	if (chg_remaining(c) < 4)
+		return CHG_ERR_TRUNCATED;
+	*v = chg_load_u32(c->buf + c->off);
+	c->off += 4;
+	return CHG_OK;
+}
+
+static int
+chg_get_u64(chg_cursor *c, uint64_t *v)
+{
+	const uint8_t *p;
+
+	if (chg_remaining(c) < 8)
+		return CHG_ERR_TRUNCATED;
+	p = c->buf + c->off;
+	*v = (uint64_t) chg_load_u32(p) | ((uint64_t) chg_load_u32(p + 4) << 32);
+	c->off += 8;
+	return CHG_OK;
+}
+
+/*
+ * Signed integers: converting an out-of-range unsigned value to a signed
+ * type is implementation-defined in C99, so the two's complement pattern
+ * is turned back into a negative number by hand.
+ */
+static int
+chg_get_i32(chg_cursor *c, int32_t *v)
+{
+	uint32_t	u;
+	int			rc;
+
+	rc = chg_get_u32(c, &u);
+	if (rc != CHG_OK)
+		return rc;
+	if (u <= (uint32_t) INT32_MAX)
+		*v = (int32_t) u;
+	else
+		*v = -(int32_t) (UINT32_MAX - u) - 1;
+	return CHG_OK;
+}
+
+static int
+chg_get_i64(chg_cursor *c, int64_t *v)
+{
+	uint64_t	u;
+	int			rc;
+
+	rc = chg_get_u64(c, &u);
+	if (rc != CHG_OK)
+		return rc;
+	if (u <= (uint64_t) INT64_MAX)
+		*v = (int64_t) u;
+	else
+		*v = -(int64_t) (UINT64_MAX - u) - 1;
+	return CHG_OK;
+}
+
+/* Reads a name: at most CHG_MAX_NAME_BYTES, no NUL inside. */
+static int
+chg_get_str(chg_cursor *c, chg_str *s)
+{
+	uint16_t	len;
+	const uint8_t *p;
+	int			rc;
+
+	rc = chg_get_u16(c, &len);
+	if (rc != CHG_OK)
+		return rc;
+	if (len > CHG_MAX_NAME_BYTES)
+		return CHG_ERR_FIELD;
+	rc = chg_get_bytes(c, len, &p);
+	if (rc != CHG_OK)
+		return rc;
+	if (memchr(p, '\0', len) != NULL)
+		return CHG_ERR_FIELD;
+	s->data = (const char *) p;
+	s->len = len;
+	return CHG_OK;
+}
+
+/*
+ * Reads a tuple into values, an array of cap elements (NULL holds none).
+ * On success t->values is values, even for a tuple of no columns.
+ */
+static int
+chg_get_tuple(chg_cursor *c, chg_value *values, uint16_t cap, chg_tuple *t)
+{
+	uint16_t	natts;
+	uint16_t	i;
+	int			rc;
+
+	rc = chg_get_u16(c, &natts);
+	if (rc != CHG_OK)
+		return rc;
+	if (natts > CHG_MAX_COLUMNS)
+		return CHG_ERR_TOO_MANY;
+	if (values == NULL)
+		cap = 0;
+	if (natts > cap)
+		return CHG_ERR_CAPACITY;
+
+	for (i = 0; i < natts; i++)
+	{
+		chg_value  *v = &values[i];
+		uint32_t	len;
+		const uint8_t *p;
+
+		rc = chg_get_u8(c, &v->kind);
+		if (rc != CHG_OK)
+			return rc;
+		if (!chg_value_kind_valid(v->kind))
+			return CHG_ERR_FIELD;
+		v->len = 0;
+		v->data = NULL;
+		if (v->kind == 'n' || v->kind == 'u')
+			continue;
+
+		rc = chg_get_u32(c, &len);
+		if (rc != CHG_OK)
+			return rc;
+		if (len > CHG_MAX_VALUE_BYTES)
+			return CHG_ERR_FIELD;
+		rc = chg_get_bytes(c, len, &p);
+		if (rc != CHG_OK)
+			return rc;
+		/* a type's text output is a C string: see NOTES */
+		if (v->kind == 't' && memchr(p, '\0', len) != NULL)
+			return CHG_ERR_FIELD;
+		v->len = len;
+		v->data = p;
+	}
+	t->natts = natts;
+	t->values = values;
+	return CHG_OK;
+}
+
+static int
+chg_read_version(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u8(c, &m->version);
+	if (rc != CHG_OK)
+		return rc;
+	if (m->version != RAFT_CHANGES_VERSION)
+		return CHG_ERR_VERSION;
+	return CHG_OK;
+}
+
+static int
+chg_read_begin(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->xid);
+	if (rc == CHG_OK)
+		rc = chg_get_u64(c, &m->lsn);
+	if (rc == CHG_OK)
+		rc = chg_get_i64(c, &m->commit_time);
+	return rc;
+}
+
+static int
+chg_read_commit(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u64(c, &m->lsn);
+	if (rc == CHG_OK)
+		rc = chg_get_u64(c, &m->end_lsn);
+	if (rc == CHG_OK)
+		rc = chg_get_i64(c, &m->commit_time);
+	return rc;
+}
+
+static int
+chg_read_relation(chg_cursor *c, const chg_arrays *arrays, chg_message *m)
+{
+	chg_column *columns = arrays != NULL ? arrays->columns : NULL;
+	uint16_t	cap = columns != NULL ? arrays->cap : 0;
+	uint16_t	i;
+	int			rc;
+
+	rc = chg_get_u32(c, &m->relid);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_str(c, &m->nspname);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_str(c, &m->relname);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_u8(c, &m->replident);
+	if (rc != CHG_OK)
+		return rc;
+	if (!chg_replident_valid(m->replident))
+		return CHG_ERR_FIELD;
+
+	rc = chg_get_u16(c, &m->natts);
+	if (rc != CHG_OK)
+		return rc;
+	if (m->natts > CHG_MAX_COLUMNS)
+		return CHG_ERR_TOO_MANY;
+	if (m->natts > cap)
+		return CHG_ERR_CAPACITY;
+
+	for (i = 0; i < m->natts; i++)
+	{
+		chg_column *col = &columns[i];
+		uint8_t		flags;
+
+		rc = chg_get_str(c, &col->name);
+		if (rc != CHG_OK)
+			return rc;
+		rc = chg_get_u32(c, &col->typid);
+		if (rc != CHG_OK)
+			return rc;
+		rc = chg_get_i32(c, &col->typmod);
+		if (rc != CHG_OK)
+			return rc;
+		rc = chg_get_u8(c, &flags);
+		if (rc != CHG_OK)
+			return rc;
+		/* undefined bits would not survive a re-encoding */
+		if ((flags & ~CHG_COLUMN_FLAGS_ALL) != 0)
+			return CHG_ERR_FIELD;
+		col->is_key = (flags & CHG_COLUMN_KEY) != 0;
+	}
+	m->columns = columns;
+	return CHG_OK;
+}
+
+static int
+chg_read_insert(chg_cursor *c, const chg_arrays *arrays, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->relid);
+	if (rc != CHG_OK)
+		return rc;
+	return chg_get_tuple(c, arrays != NULL ? arrays->new_values : NULL,
+						 arrays != NULL ? arrays->cap : 0, &m->new_tuple);
+}
+
+static int
+chg_read_update(chg_cursor *c, const chg_arrays *arrays, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->relid);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_u8(c, &m->old_kind);
+	if (rc != CHG_OK)
+		return rc;
+	if (!chg_update_old_kind_valid(m->old_kind))
+		return CHG_ERR_FIELD;
+	if (m->old_kind != '-')
+	{
+		rc = chg_get_tuple(c, arrays != NULL ? arrays->old_values : NULL,
+						   arrays != NULL ? arrays->cap : 0, &m->old_tuple);
+		if (rc != CHG_OK)
+			return rc;
+	}
+	return chg_get_tuple(c, arrays != NULL ? arrays->new_values : NULL,
+						 arrays != NULL ? arrays->cap : 0, &m->new_tuple);
+}
+
+static int
+chg_read_delete(chg_cursor *c, const chg_arrays *arrays, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->relid);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_u8(c, &m->old_kind);
+	if (rc != CHG_OK)
+		return rc;
+	if (!chg_delete_old_kind_valid(m->old_kind))
+		return CHG_ERR_FIELD;
+	return chg_get_tuple(c, arrays != NULL ? arrays->old_values : NULL,
+						 arrays != NULL ? arrays->cap : 0, &m->old_tuple);
+}
+
+static int
+chg_read_truncate(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u8(c, &m->truncate_flags);
+	if (rc != CHG_OK)
+		return rc;
+	if ((m->truncate_flags & ~CHG_TRUNCATE_FLAGS_ALL) != 0)
+		return CHG_ERR_FIELD;
+	rc = chg_get_u32(c, &m->nrels);
+	if (rc != CHG_OK)
+		return rc;
+	if (m->nrels > CHG_MAX_TRUNCATE_RELS)
+		return CHG_ERR_TOO_MANY;
+	/* cannot overflow: nrels is at most CHG_MAX_TRUNCATE_RELS */
+	return chg_get_bytes(c, (size_t) m->nrels * CHG_RELID_BYTES, &m->relids);
+}
+
+/*
+ * Reads the message at buf; see NOTES for the checks and their order.
+ *
+ * On success *msg describes the message: fields that its kind does not
+ * carry are zero, and its pointers refer to buf and to the arrays (a
+ * relation's columns to arrays->columns, an old tuple's values to
+ * arrays->old_values, a new tuple's to arrays->new_values).  On failure
+ * *msg is left untouched, though the arrays may have been written, and
+ * *consumed is 0.  arrays may be NULL to read messages without columns.
+ */
+int
+chg_read(const uint8_t *buf, size_t len, const chg_arrays *arrays,
+		 chg_message *msg, size_t *consumed)
+{
+	chg_cursor	c;
+	chg_message m;
+	int			rc;
+
+	CHG_ASSERT(buf != NULL || len == 0);
+	CHG_ASSERT(msg != NULL && consumed != NULL);
+
+	*consumed = 0;
+	c.buf = buf;
+	c.len = len;
+	c.off = 0;
+	memset(&m, 0, sizeof(m));
+
+	rc = chg_get_u8(&c, &m.kind);
+	if (rc != CHG_OK)
+		return rc;
+	switch (m.kind)
+	{
+		case CHG_VERSION:
+			rc = chg_read_version(&c, &m);
+			break;
+		case CHG_BEGIN:
+			rc = chg_read_begin(&c, &m);
+			break;
+		case CHG_RELATION:
+			rc = chg_read_relation(&c, arrays, &m);
+			break;
+		case CHG_INSERT:
+			rc = chg_read_insert(&c, arrays, &m);
+			break;
+		case CHG_UPDATE:
+			rc = chg_read_update(&c, arrays, &m);
+			break;
+		case CHG_DELETE:
+			rc = chg_read_delete(&c, arrays, &m);
+			break;
+		case CHG_TRUNCATE:
+			rc = chg_read_truncate(&c, &m);
+			break;
+		case CHG_COMMIT:
+			rc = chg_read_commit(&c, &m);
+			break;
+		default:
+			return CHG_ERR_KIND;
+	}
+	if (rc != CHG_OK)
+		return rc;
+
+	CHG_ASSERT(c.off > 0 && c.off <= len);
+	*msg = m;
+	*consumed = c.off;
+	return CHG_OK;
+}
+
+/*
+ * Returns relid number i of a truncate message.  The caller must pass
+ * i < msg->nrels; the relids stay in the buffer because they need not be
+ * aligned.
+ */
+uint32_t
+chg_truncate_relid(const chg_message *msg, uint32_t i)
+{
+	CHG_ASSERT(msg->kind == CHG_TRUNCATE);
+	CHG_ASSERT(i < msg->nrels);
+	return chg_load_u32(msg->relids + (size_t) i * CHG_RELID_BYTES);
+}

@@ -1,0 +1,185 @@
+/*-------------------------------------------------------------------------
+ *
+ * changes.h
+ *	  The encoding of replicated transactions inside Raft entries.
+ *
+ * The leader's logical decoding output plugin (decoder.c) writes it; the
+ * followers' apply worker reads it; raft.decode_changes() prints it.  Like
+ * the consensus core, this code has no PostgreSQL includes, so that the
+ * reader can be fuzzed on its own: everything it reads may be damaged.
+ *
+ * A stream is a sequence of messages.  Each starts with a one-byte kind
+ * and is self-delimiting; integers are little-endian.
+ *
+ *	'V' version		u8 version (RAFT_CHANGES_VERSION); first in every entry
+ *	'B' begin		u32 xid, u64 final_lsn, i64 commit_time
+ *	'R' relation	u32 relid, str nspname, str relname, u8 replident,
+ *					u16 natts, natts x (str name, u32 typid, i32 typmod,
+ *					u8 flags: 1 = part of the replica identity key)
+ *	'I' insert		u32 relid, tuple new
+ *	'U' update		u32 relid, u8 old_kind ('-' none, 'K' key, 'O' whole
+ *					old row), [tuple old], tuple new
+ *	'D' delete		u32 relid, u8 old_kind ('K' or 'O'), tuple old
+ *	'T' truncate	u8 flags (1 cascade, 2 restart identity), u32 nrels,
+ *					nrels x u32 relid
+ *	'C' commit		u64 commit_lsn, u64 end_lsn, i64 commit_time
+ *
+ *	str				u16 length, bytes (no terminator)
+ *	tuple			u16 natts, natts x column
+ *	column			u8 kind ('n' null, 'u' unchanged TOASTed value,
+ *					't' text output, 'b' binary send output), and for 't'
+ *					and 'b': u32 length, bytes
+ *
+ * Relations are described once per transaction, before their first
+ * change; relid is the leader's OID and only names the description within
+ * the stream.  Timestamps are PostgreSQL's (microseconds since 2000-01-01).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_RAFT_CHANGES_H
+#define PG_RAFT_CHANGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAFT_CHANGES_VERSION 1
+
+/* Bounds the reader enforces (PostgreSQL's own limits). */
+#define CHG_MAX_COLUMNS 1664
+#define CHG_MAX_NAME_BYTES 63
+#define CHG_MAX_TRUNCATE_RELS 65535
+#define CHG_MAX_VALUE_BYTES (1024u * 1024u * 1024u)
+
+typedef enum chg_kind
+{
+	CHG_VERSION = 'V',
+	CHG_BEGIN = 'B',
+	CHG_RELATION = 'R',
+	CHG_INSERT = 'I',
+	CHG_UPDATE = 'U',
+	CHG_DELETE = 'D',
+	CHG_TRUNCATE = 'T',
+	CHG_COMMIT = 'C'
+} chg_kind;
+
+typedef enum chg_rc
+{
+	CHG_OK = 0,
+	CHG_ERR_TRUNCATED = -1,		/* the buffer ends inside a message */
+	CHG_ERR_KIND = -2,			/* unknown message kind */
+	CHG_ERR_VERSION = -3,		/* unsupported version */
+	CHG_ERR_FIELD = -4,			/* a field has an impossible value */
+	CHG_ERR_TOO_MANY = -5,		/* more columns or relations than allowed */
+	CHG_ERR_CAPACITY = -6		/* the caller's column array is too small */
+} chg_rc;
+
+extern const char *chg_strerror(int rc);
+
+/* A string inside the buffer: not NUL-terminated. */
+typedef struct chg_str
+{
+	const char *data;
+	uint16_t	len;
+} chg_str;
+
+typedef struct chg_value
+{
+	uint8_t		kind;			/* 'n', 'u', 't' or 'b' */
+	uint32_t	len;
+	const uint8_t *data;		/* into the buffer; NULL for 'n' and 'u' */
+} chg_value;
+
+typedef struct chg_tuple
+{
+	uint16_t	natts;
+	chg_value  *values;			/* caller's array when reading */
+} chg_tuple;
+
+typedef struct chg_column
+{
+	chg_str		name;
+	uint32_t	typid;
+	int32_t		typmod;
+	bool		is_key;
+} chg_column;
+
+/* One decoded message; pointers refer to the buffer and caller arrays. */
+typedef struct chg_message
+{
+	uint8_t		kind;
+	uint8_t		version;
+	uint32_t	xid;
+	uint64_t	lsn;			/* final_lsn (begin) or commit_lsn */
+	uint64_t	end_lsn;
+	int64_t		commit_time;
+	uint32_t	relid;
+	chg_str		nspname;
+	chg_str		relname;
+	uint8_t		replident;
+	uint16_t	natts;
+	chg_column *columns;
+	uint8_t		old_kind;		/* '-', 'K' or 'O' */
+	chg_tuple	old_tuple;
+	chg_tuple	new_tuple;
+	uint8_t		truncate_flags;
+	uint32_t	nrels;
+	const uint8_t *relids;		/* nrels little-endian u32, in the buffer */
+} chg_message;
+
+/*
+ * Space the reader may use for one message: columns of a relation, values
+ * of the old and the new tuple.  Each array holds cap elements.
+ */
+typedef struct chg_arrays
+{
+	chg_column *columns;
+	chg_value  *old_values;
+	chg_value  *new_values;
+	uint16_t	cap;
+} chg_arrays;
+
+/*
+ * Reads the message at buf (len bytes available).  On success sets
+ * *consumed to its size.  Never reads past buf + len, never crashes on bad
+ * input, and returns a negative chg_rc for anything malformed.
+ */
+extern int	chg_read(const uint8_t *buf, size_t len, const chg_arrays *arrays,
+					 chg_message *msg, size_t *consumed);
+
+/* Reads the u32 relid number i of a truncate message. */
+extern uint32_t chg_truncate_relid(const chg_message *msg, uint32_t i);
+
+/*
+ * Writing: the caller supplies an append callback (a StringInfo in the
+ * server).  The writer only formats; it checks nothing the server already
+ * guarantees.
+ */
+typedef void (*chg_append_fn) (void *arg, const void *data, size_t len);
+
+typedef struct chg_writer
+{
+	chg_append_fn append;
+	void	   *arg;
+} chg_writer;
+
+extern void chg_write_version(chg_writer *w);
+extern void chg_write_begin(chg_writer *w, uint32_t xid, uint64_t final_lsn,
+							int64_t commit_time);
+extern void chg_write_relation(chg_writer *w, uint32_t relid,
+							   chg_str nspname, chg_str relname,
+							   uint8_t replident, uint16_t natts,
+							   const chg_column *columns);
+extern void chg_write_insert(chg_writer *w, uint32_t relid,
+							 const chg_tuple *new_tuple);
+extern void chg_write_update(chg_writer *w, uint32_t relid, uint8_t old_kind,
+							 const chg_tuple *old_tuple,
+							 const chg_tuple *new_tuple);
+extern void chg_write_delete(chg_writer *w, uint32_t relid, uint8_t old_kind,
+							 const chg_tuple *old_tuple);
+extern void chg_write_truncate(chg_writer *w, uint8_t flags, uint32_t nrels,
+							   const uint32_t *relids);
+extern void chg_write_commit(chg_writer *w, uint64_t commit_lsn,
+							 uint64_t end_lsn, int64_t commit_time);
+
+#endif							/* PG_RAFT_CHANGES_H */

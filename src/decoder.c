@@ -1,0 +1,598 @@
+/*-------------------------------------------------------------------------
+ *
+ * decoder.c
+ *	  The logical decoding output plugin: committed transactions, encoded
+ *	  for the Raft log.
+ *
+ * NOTES
+ *	  Built into pg_raft's library: a replication slot created with plugin
+ *	  'pg_raft' uses it.  It writes the format of changes/changes.h, one
+ *	  write per callback: the begin (with the version), each change (with
+ *	  its relation's description the first time the relation appears in the
+ *	  transaction), each truncate, the commit.  Values travel in their
+ *	  type's binary send format when it has one, as text otherwise; old
+ *	  rows carry what the table's replica identity says (the key columns,
+ *	  or the whole row with REPLICA IDENTITY FULL).
+ *
+ *	  Changes that carry a replication origin were written by pg_raft's
+ *	  apply worker and are filtered out, so nothing is shipped twice.
+ *
+ *	  Each callback works in a private memory context that is reset after
+ *	  every change, so a transaction of any size decodes in bounded memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+
+#include "changes/changes.h"
+#include "pg_raft.h"
+
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+PG_FUNCTION_INFO_V1(pg_raft_decode_changes);
+
+typedef struct DecoderState
+{
+	MemoryContext change_cxt;	/* reset after every callback */
+	MemoryContext txn_cxt;		/* lives for one transaction */
+	List	   *described;		/* relids described in this transaction */
+	ReorderBufferTXN *pending_begin;	/* begin not written yet */
+} DecoderState;
+
+static void
+append_to_stringinfo(void *arg, const void *data, size_t len)
+{
+	appendBinaryStringInfo((StringInfo) arg, data, (int) len);
+}
+
+static void
+writer_for(LogicalDecodingContext *ctx, chg_writer *w)
+{
+	w->append = append_to_stringinfo;
+	w->arg = ctx->out;
+}
+
+static chg_str
+make_str(const char *s)
+{
+	chg_str		str;
+
+	str.data = s;
+	str.len = (uint16_t) strlen(s);
+	return str;
+}
+
+static void
+decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
+				bool is_init)
+{
+	DecoderState *state = palloc0(sizeof(DecoderState));
+	ListCell   *lc;
+
+	foreach(lc, ctx->output_plugin_options)
+	{
+		DefElem    *option = lfirst(lc);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" is not recognized by output plugin pg_raft",
+						option->defname),
+				 errhint("The pg_raft output plugin takes no options.")));
+	}
+	state->change_cxt = AllocSetContextCreate(ctx->context,
+											  "pg_raft decoder change",
+											  ALLOCSET_DEFAULT_SIZES);
+	state->txn_cxt = AllocSetContextCreate(ctx->context,
+										   "pg_raft decoder transaction",
+										   ALLOCSET_SMALL_SIZES);
+	ctx->output_plugin_private = state;
+	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
+	opt->receive_rewrites = false;
+}
+
+static void
+decoder_shutdown(LogicalDecodingContext *ctx)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	MemoryContextDelete(state->change_cxt);
+	MemoryContextDelete(state->txn_cxt);
+}
+
+/* Changes written by the apply worker carry an origin: never ship them. */
+static bool
+decoder_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+	return origin_id != InvalidRepOriginId;
+}
+
+/*
+ * The begin is written with the transaction's first change, so that
+ * transactions that change no table (DDL, say) produce nothing.
+ */
+static void
+decoder_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	MemoryContextReset(state->txn_cxt);
+	state->described = NIL;
+	state->pending_begin = txn;
+}
+
+static void
+write_pending_begin(LogicalDecodingContext *ctx, DecoderState *state)
+{
+	ReorderBufferTXN *txn = state->pending_begin;
+	chg_writer	w;
+
+	if (txn == NULL)
+		return;
+	state->pending_begin = NULL;
+	OutputPluginPrepareWrite(ctx, false);
+	writer_for(ctx, &w);
+	chg_write_version(&w);
+	chg_write_begin(&w, txn->xid, txn->final_lsn, txn->xact_time.commit_time);
+	OutputPluginWrite(ctx, false);
+}
+
+static void
+decoder_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			   XLogRecPtr commit_lsn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	chg_writer	w;
+
+	if (state->pending_begin != NULL)
+	{
+		state->pending_begin = NULL;
+		return;					/* nothing replicated: nothing to say */
+	}
+	OutputPluginPrepareWrite(ctx, true);
+	writer_for(ctx, &w);
+	chg_write_commit(&w, commit_lsn, txn->end_lsn, txn->xact_time.commit_time);
+	OutputPluginWrite(ctx, true);
+}
+
+/* Columns that replicate: not dropped, not generated (recomputed there). */
+static bool
+column_replicates(Form_pg_attribute att)
+{
+	return !att->attisdropped && !att->attgenerated;
+}
+
+/* Describes a relation the first time the transaction touches it. */
+static void
+describe_relation(LogicalDecodingContext *ctx, DecoderState *state,
+				  Relation relation, chg_writer *w)
+{
+	TupleDesc	desc = RelationGetDescr(relation);
+	Bitmapset  *key = RelationGetIdentityKeyBitmap(relation);
+	chg_column *columns = palloc(sizeof(chg_column) * Max(desc->natts, 1));
+	uint16		n = 0;
+	int			i;
+	MemoryContext old;
+
+	if (list_member_oid(state->described, RelationGetRelid(relation)))
+		return;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!column_replicates(att))
+			continue;
+		columns[n].name = make_str(NameStr(att->attname));
+		columns[n].typid = att->atttypid;
+		columns[n].typmod = att->atttypmod;
+		columns[n].is_key = bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber,
+										  key);
+		n++;
+	}
+	chg_write_relation(w, RelationGetRelid(relation),
+					   make_str(get_namespace_name(RelationGetNamespace(relation))),
+					   make_str(RelationGetRelationName(relation)),
+					   relation->rd_rel->relreplident, n, columns);
+
+	old = MemoryContextSwitchTo(state->txn_cxt);
+	state->described = lappend_oid(state->described, RelationGetRelid(relation));
+	MemoryContextSwitchTo(old);
+}
+
+/* Encodes the replicated columns of a tuple. */
+static void
+encode_tuple(Relation relation, HeapTuple tuple, chg_tuple *out)
+{
+	TupleDesc	desc = RelationGetDescr(relation);
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			i;
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	out->values = palloc(sizeof(chg_value) * Max(desc->natts, 1));
+	out->natts = 0;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		chg_value  *v;
+		Oid			func;
+		bool		is_varlena;
+
+		if (!column_replicates(att))
+			continue;
+		v = &out->values[out->natts++];
+		v->data = NULL;
+		v->len = 0;
+		if (nulls[i])
+		{
+			v->kind = 'n';
+			continue;
+		}
+		if (att->attlen == -1 && VARATT_IS_EXTERNAL_ONDISK(values[i]))
+		{
+			/* an UPDATE left this TOASTed value alone: so does the apply */
+			v->kind = 'u';
+			continue;
+		}
+		getTypeBinaryOutputInfo(att->atttypid, &func, &is_varlena);
+		if (OidIsValid(func))
+		{
+			bytea	   *b = OidSendFunctionCall(func, values[i]);
+
+			v->kind = 'b';
+			v->len = VARSIZE(b) - VARHDRSZ;
+			v->data = (const uint8_t *) VARDATA(b);
+		}
+		else
+		{
+			char	   *text;
+
+			getTypeOutputInfo(att->atttypid, &func, &is_varlena);
+			text = OidOutputFunctionCall(func, values[i]);
+			v->kind = 't';
+			v->len = strlen(text);
+			v->data = (const uint8_t *) text;
+		}
+	}
+}
+
+static void
+decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			   Relation relation, ReorderBufferChange *change)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	MemoryContext old = MemoryContextSwitchTo(state->change_cxt);
+	HeapTuple	oldtuple = change->data.tp.oldtuple ?
+		&change->data.tp.oldtuple->tuple : NULL;
+	HeapTuple	newtuple = change->data.tp.newtuple ?
+		&change->data.tp.newtuple->tuple : NULL;
+	uint8		old_kind = relation->rd_rel->relreplident == REPLICA_IDENTITY_FULL ?
+		'O' : 'K';
+	chg_tuple	oldt;
+	chg_tuple	newt;
+	chg_writer	w;
+
+	if (change->action == REORDER_BUFFER_CHANGE_DELETE && oldtuple == NULL)
+	{
+		/* the leader refuses such deletes; a slot of our own may meet one */
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_raft cannot replicate a delete from table \"%s\" without a replica identity",
+						RelationGetRelationName(relation))));
+		MemoryContextSwitchTo(old);
+		return;
+	}
+
+	write_pending_begin(ctx, state);
+	OutputPluginPrepareWrite(ctx, true);
+	writer_for(ctx, &w);
+	describe_relation(ctx, state, relation, &w);
+	switch (change->action)
+	{
+		case REORDER_BUFFER_CHANGE_INSERT:
+			encode_tuple(relation, newtuple, &newt);
+			chg_write_insert(&w, RelationGetRelid(relation), &newt);
+			break;
+		case REORDER_BUFFER_CHANGE_UPDATE:
+			encode_tuple(relation, newtuple, &newt);
+			if (oldtuple != NULL)
+			{
+				encode_tuple(relation, oldtuple, &oldt);
+				chg_write_update(&w, RelationGetRelid(relation), old_kind,
+								 &oldt, &newt);
+			}
+			else
+				chg_write_update(&w, RelationGetRelid(relation), '-', NULL,
+								 &newt);
+			break;
+		case REORDER_BUFFER_CHANGE_DELETE:
+			encode_tuple(relation, oldtuple, &oldt);
+			chg_write_delete(&w, RelationGetRelid(relation), old_kind, &oldt);
+			break;
+		default:
+			elog(ERROR, "unexpected change %d in the pg_raft output plugin",
+				 (int) change->action);
+	}
+	OutputPluginWrite(ctx, true);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_cxt);
+}
+
+static void
+decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				 int nrelations, Relation relations[],
+				 ReorderBufferChange *change)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	MemoryContext old = MemoryContextSwitchTo(state->change_cxt);
+	uint32	   *relids = palloc(sizeof(uint32) * Max(nrelations, 1));
+	uint8		flags = 0;
+	chg_writer	w;
+	int			i;
+
+	write_pending_begin(ctx, state);
+	OutputPluginPrepareWrite(ctx, true);
+	writer_for(ctx, &w);
+	for (i = 0; i < nrelations; i++)
+	{
+		describe_relation(ctx, state, relations[i], &w);
+		relids[i] = RelationGetRelid(relations[i]);
+	}
+	if (change->data.truncate.cascade)
+		flags |= 1;
+	if (change->data.truncate.restart_seqs)
+		flags |= 2;
+	chg_write_truncate(&w, flags, (uint32) nrelations, relids);
+	OutputPluginWrite(ctx, true);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_cxt);
+}
+
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	cb->startup_cb = decoder_startup;
+	cb->begin_cb = decoder_begin;
+	cb->change_cb = decoder_change;
+	cb->truncate_cb = decoder_truncate;
+	cb->commit_cb = decoder_commit;
+	cb->filter_by_origin_cb = decoder_filter_by_origin;
+	cb->shutdown_cb = decoder_shutdown;
+}
+
+/* ----------------------------------------------------------------
+ * raft.decode_changes(): the stream as readable text
+ * ----------------------------------------------------------------
+ */
+
+/* A relation description met earlier in the stream. */
+typedef struct DescribedRelation
+{
+	uint32		relid;
+	char	   *name;			/* schema.table */
+	uint16		natts;
+	char	  **colnames;
+	Oid		   *typids;
+	int32	   *typmods;
+} DescribedRelation;
+
+static DescribedRelation *
+find_described(List *described, uint32 relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, described)
+	{
+		DescribedRelation *r = lfirst(lc);
+
+		if (r->relid == relid)
+			return r;
+	}
+	return NULL;
+}
+
+static char *
+str_dup(chg_str s)
+{
+	return pnstrdup(s.data, s.len);
+}
+
+/* Renders one value as SQL would show it, through its type's functions. */
+static void
+append_value(StringInfo out, const chg_value *v, Oid typid, int32 typmod)
+{
+	Oid			func;
+	Oid			ioparam;
+	bool		is_varlena;
+	char	   *text;
+
+	if (v->kind == 'n')
+	{
+		appendStringInfoString(out, "NULL");
+		return;
+	}
+	if (v->kind == 'u')
+	{
+		appendStringInfoString(out, "(unchanged)");
+		return;
+	}
+	if (v->kind == 'b')
+	{
+		StringInfoData buf;
+		Datum		d;
+
+		initStringInfo(&buf);
+		appendBinaryStringInfo(&buf, (const char *) v->data, (int) v->len);
+		getTypeBinaryInputInfo(typid, &func, &ioparam);
+		d = OidReceiveFunctionCall(func, &buf, ioparam, typmod);
+		getTypeOutputInfo(typid, &func, &is_varlena);
+		text = OidOutputFunctionCall(func, d);
+	}
+	else
+		text = pnstrdup((const char *) v->data, v->len);
+	appendStringInfoString(out, quote_literal_cstr(text));
+}
+
+static void
+append_tuple(StringInfo out, const DescribedRelation *rel, const chg_tuple *t,
+			 bool keys_only)
+{
+	uint16		i;
+
+	for (i = 0; i < t->natts; i++)
+	{
+		if (keys_only && t->values[i].kind == 'n')
+			continue;
+		appendStringInfo(out, " %s=", i < rel->natts ? rel->colnames[i] : "?");
+		if (i < rel->natts)
+			append_value(out, &t->values[i], rel->typids[i], rel->typmods[i]);
+		else
+			appendStringInfoString(out, "?");
+	}
+}
+
+/*
+ * raft.decode_changes(stream bytea): one line of text per message of a
+ * change stream, values rendered through their types.  Ids, LSNs and
+ * times are left out so that the output is stable.
+ */
+Datum
+pg_raft_decode_changes(PG_FUNCTION_ARGS)
+{
+	bytea	   *stream = PG_GETARG_BYTEA_PP(0);
+	const uint8_t *buf = (const uint8_t *) VARDATA_ANY(stream);
+	size_t		len = VARSIZE_ANY_EXHDR(stream);
+	size_t		offset = 0;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	chg_arrays	arrays;
+	List	   *described = NIL;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	arrays.cap = CHG_MAX_COLUMNS;
+	arrays.columns = palloc(sizeof(chg_column) * CHG_MAX_COLUMNS);
+	arrays.old_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
+	arrays.new_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
+
+	while (offset < len)
+	{
+		chg_message m;
+		size_t		consumed;
+		int			rc = chg_read(buf + offset, len - offset, &arrays, &m, &consumed);
+		StringInfoData line;
+		DescribedRelation *rel = NULL;
+		Datum		value;
+		bool		isnull = false;
+		uint32		i;
+
+		if (rc != CHG_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid change stream at byte %zu: %s",
+							offset, chg_strerror(rc))));
+		offset += consumed;
+		initStringInfo(&line);
+		if (m.kind == CHG_INSERT || m.kind == CHG_UPDATE || m.kind == CHG_DELETE)
+		{
+			rel = find_described(described, m.relid);
+			if (rel == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("invalid change stream at byte %zu: change to a relation not described before",
+								offset - consumed)));
+		}
+		switch (m.kind)
+		{
+			case CHG_VERSION:
+				appendStringInfo(&line, "version %u", m.version);
+				break;
+			case CHG_BEGIN:
+				appendStringInfoString(&line, "BEGIN");
+				break;
+			case CHG_COMMIT:
+				appendStringInfoString(&line, "COMMIT");
+				break;
+			case CHG_RELATION:
+				{
+					DescribedRelation *r = palloc0(sizeof(DescribedRelation));
+
+					r->relid = m.relid;
+					r->name = psprintf("%s.%s", quote_identifier(str_dup(m.nspname)),
+									   quote_identifier(str_dup(m.relname)));
+					r->natts = m.natts;
+					r->colnames = palloc(sizeof(char *) * Max(m.natts, 1));
+					r->typids = palloc(sizeof(Oid) * Max(m.natts, 1));
+					r->typmods = palloc(sizeof(int32) * Max(m.natts, 1));
+					appendStringInfo(&line, "RELATION %s REPLICA IDENTITY %s:",
+									 r->name,
+									 m.replident == 'd' ? "DEFAULT" :
+									 m.replident == 'f' ? "FULL" :
+									 m.replident == 'i' ? "INDEX" : "NOTHING");
+					for (i = 0; i < m.natts; i++)
+					{
+						r->colnames[i] = str_dup(m.columns[i].name);
+						r->typids[i] = m.columns[i].typid;
+						r->typmods[i] = m.columns[i].typmod;
+						appendStringInfo(&line, "%s %s %s%s", i > 0 ? "," : "",
+										 quote_identifier(r->colnames[i]),
+										 format_type_with_typemod(r->typids[i], r->typmods[i]),
+										 m.columns[i].is_key ? " KEY" : "");
+					}
+					described = lappend(described, r);
+					break;
+				}
+			case CHG_INSERT:
+				appendStringInfo(&line, "INSERT %s:", rel->name);
+				append_tuple(&line, rel, &m.new_tuple, false);
+				break;
+			case CHG_UPDATE:
+				appendStringInfo(&line, "UPDATE %s", rel->name);
+				if (m.old_kind != '-')
+				{
+					appendStringInfoString(&line, m.old_kind == 'K' ? " KEY:" : " OLD:");
+					append_tuple(&line, rel, &m.old_tuple, m.old_kind == 'K');
+				}
+				appendStringInfoString(&line, " NEW:");
+				append_tuple(&line, rel, &m.new_tuple, false);
+				break;
+			case CHG_DELETE:
+				appendStringInfo(&line, "DELETE %s %s", rel->name,
+								 m.old_kind == 'K' ? "KEY:" : "OLD:");
+				append_tuple(&line, rel, &m.old_tuple, m.old_kind == 'K');
+				break;
+			case CHG_TRUNCATE:
+				appendStringInfoString(&line, "TRUNCATE");
+				if (m.truncate_flags & 1)
+					appendStringInfoString(&line, " CASCADE");
+				if (m.truncate_flags & 2)
+					appendStringInfoString(&line, " RESTART IDENTITY");
+				appendStringInfoString(&line, ":");
+				for (i = 0; i < m.nrels; i++)
+				{
+					DescribedRelation *r = find_described(described,
+														  chg_truncate_relid(&m, i));
+
+					appendStringInfo(&line, "%s %s", i > 0 ? "," : "",
+									 r ? r->name : "(undescribed)");
+				}
+				break;
+		}
+		value = CStringGetTextDatum(line.data);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}
