@@ -123,3 +123,17 @@ CREATE FUNCTION raft.decode_changes(stream bytea)
 RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'pg_raft_decode_changes'
 LANGUAGE C STRICT IMMUTABLE;
+
+CREATE FUNCTION raft.wait_for_index(index bigint, timeout interval DEFAULT '5s')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pg_raft_wait_for_index'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION raft.wait_for_index(bigint, interval) IS
+'wait until this node has applied index; false if the timeout passes first (read-your-writes on a follower)';
+
+CREATE FUNCTION raft.table_checksum(tbl regclass)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_raft_table_checksum'
+LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION raft.table_checksum(regclass) IS
+'order-independent SHA-256 digest of a table''s rows, equal on members that hold the same data';

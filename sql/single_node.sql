@@ -81,6 +81,48 @@ SELECT count(*) FROM raft.status;
 RESET ROLE;
 DROP ROLE raft_outsider;
 
+-- raft.wait_for_index: read-your-writes.
+SELECT raft.barrier() AS idx \gset
+SELECT raft.wait_for_index(:idx, '1s') AS reached;
+SELECT raft.wait_for_index(:idx + 1000000, '200ms') AS reached_far_ahead;
+SELECT raft.wait_for_index(-1, '1s');
+SELECT raft.wait_for_index(1, '0s');
+
+-- raft.table_checksum: independent of row order and of output settings,
+-- sensitive to every value and to duplicated rows.
+-- (a column named r, like the query's alias, must not confuse it)
+CREATE TABLE sum_a (id int, t timestamptz, f float8, b bytea, r text);
+CREATE TABLE sum_b (id int, t timestamptz, f float8, b bytea, r text);
+INSERT INTO sum_a VALUES (1, '2026-01-01 00:00:00+00', 0.1, '\x00', 'r'),
+						 (2, NULL, 1e100, '\xff', NULL), (3, now(), -0.0, NULL, '');
+INSERT INTO sum_b SELECT * FROM sum_a ORDER BY id DESC;
+SELECT raft.table_checksum('sum_a') = raft.table_checksum('sum_b') AS same_rows_same_sum;
+SET TimeZone = 'Asia/Tokyo';
+SET extra_float_digits = -3;
+SELECT raft.table_checksum('sum_a') = raft.table_checksum('sum_b') AS settings_do_not_matter;
+RESET TimeZone;
+RESET extra_float_digits;
+SHOW extra_float_digits;
+UPDATE sum_b SET f = 0.1000000001 WHERE id = 1;
+SELECT raft.table_checksum('sum_a') = raft.table_checksum('sum_b') AS one_value_differs;
+UPDATE sum_b SET f = 0.1 WHERE id = 1;
+INSERT INTO sum_a SELECT * FROM sum_a WHERE id = 2;
+INSERT INTO sum_b SELECT * FROM sum_b WHERE id = 3;
+SELECT raft.table_checksum('sum_a') = raft.table_checksum('sum_b') AS duplicates_count;
+SELECT length(raft.table_checksum('sum_a')) AS hex_length;
+TRUNCATE sum_a;
+SELECT raft.table_checksum('sum_a') AS empty_table;
+CREATE VIEW sum_view AS SELECT 1 AS x;
+SELECT raft.table_checksum('sum_view');
+SELECT raft.table_checksum(0);
+CREATE ROLE raft_reader;
+SET ROLE raft_reader;
+SELECT raft.table_checksum('sum_b');
+RESET ROLE;
+DROP ROLE raft_reader;
+DROP VIEW sum_view;
+DROP TABLE sum_a, sum_b;
+
 -- Nothing above changed the cluster.
 SELECT node_name, role, voting FROM raft.status;
 SELECT count(*) AS members FROM raft.nodes;

@@ -16,14 +16,21 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -38,6 +45,10 @@ PG_FUNCTION_INFO_V1(pg_raft_transfer_leadership);
 PG_FUNCTION_INFO_V1(pg_raft_barrier);
 PG_FUNCTION_INFO_V1(pg_raft_status_info);
 PG_FUNCTION_INFO_V1(pg_raft_nodes_info);
+PG_FUNCTION_INFO_V1(pg_raft_wait_for_index);
+PG_FUNCTION_INFO_V1(pg_raft_table_checksum);
+
+static int	timeout_ms_arg(Interval *timeout, const char *what);
 
 /* How long membership requests may take before the caller gives up. */
 #define MEMBERSHIP_TIMEOUT_MS (30 * 1000)
@@ -343,17 +354,10 @@ pg_raft_transfer_leadership(PG_FUNCTION_ARGS)
 Datum
 pg_raft_barrier(PG_FUNCTION_ARGS)
 {
-	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	int			timeout_ms = timeout_ms_arg(PG_GETARG_INTERVAL_P(0), "barrier");
 	RaftRequest *req = new_request(RAFT_REQUEST_BARRIER);
-	int64		timeout_ms;
 
-	timeout_ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
-				  (int64) timeout->month * 30 * USECS_PER_DAY) / 1000;
-	if (timeout_ms <= 0 || timeout_ms > INT_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("barrier timeout must be positive and less than 24 days")));
-	RaftRunRequest(req, (int) timeout_ms);
+	RaftRunRequest(req, timeout_ms);
 	PG_RETURN_INT64((int64) req->result_index);
 }
 
@@ -486,4 +490,178 @@ pg_raft_nodes_info(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* Converts an interval argument to milliseconds, refusing nonsense. */
+static int
+timeout_ms_arg(Interval *timeout, const char *what)
+{
+	int64		ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
+					  (int64) timeout->month * 30 * USECS_PER_DAY) / 1000;
+
+	if (ms <= 0 || ms > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s timeout must be positive and less than 24 days", what)));
+	return (int) ms;
+}
+
+/*
+ * raft.wait_for_index(index bigint, timeout interval): waits until this
+ * node has applied index; true once it has, false when the timeout passes
+ * first.  A client that wrote through the leader passes the index it got
+ * there (raft.barrier() returns one) to read its own writes here.
+ */
+Datum
+pg_raft_wait_for_index(PG_FUNCTION_ARGS)
+{
+	int64		index = PG_GETARG_INT64(0);
+	int			timeout_ms = timeout_ms_arg(PG_GETARG_INTERVAL_P(1), "wait");
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   timeout_ms);
+	RaftView   *view = palloc(sizeof(RaftView));
+
+	if (index < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("raft index must not be negative")));
+	for (;;)
+	{
+		RaftGetView(view);
+		if (!view->configured)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("this node is not a member of a raft cluster")));
+		if (view->applied_index >= (uint64) index)
+			PG_RETURN_BOOL(true);
+		if (GetCurrentTimestamp() >= deadline)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* acc += digest, as 256-bit big-endian integers (carry out dropped). */
+static void
+add_digest(uint8 *acc, const uint8 *digest)
+{
+	int			carry = 0;
+	int			i;
+
+	for (i = PG_SHA256_DIGEST_LENGTH - 1; i >= 0; i--)
+	{
+		int			sum = acc[i] + digest[i] + carry;
+
+		acc[i] = (uint8) sum;
+		carry = sum >> 8;
+	}
+}
+
+static void
+sha256(const void *data, size_t len, uint8 *digest)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute a SHA-256 digest: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+}
+
+/*
+ * raft.table_checksum(table regclass): an order-independent digest of the
+ * table's rows, equal on members that hold the same data.
+ *
+ * Each row's text form is hashed with SHA-256 and the digests are added as
+ * 256-bit numbers, so the order of rows does not matter while a duplicated
+ * row still counts twice; the sum and the row count are hashed once more.
+ * Output settings are fixed for the duration, so that a timestamptz or a
+ * float reads the same whatever the session's TimeZone or
+ * extra_float_digits.  Rows are read through a cursor, in bounded memory.
+ */
+Datum
+pg_raft_table_checksum(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	uint8		acc[PG_SHA256_DIGEST_LENGTH];
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	uint8		final[PG_SHA256_DIGEST_LENGTH + sizeof(uint64)];
+	uint64		rows = 0;
+	char	   *relname;
+	char	   *query;
+	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
+	Portal		portal;
+	int			nest_level;
+	int			i;
+
+	relname = get_rel_name(relid);
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (get_rel_relkind(relid) != RELKIND_RELATION &&
+		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", relname)));
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+
+	nest_level = NewGUCNestLevel();
+	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	memset(acc, 0, sizeof(acc));
+	/* ROW(r.*) is the whole row even when a column is named r */
+	query = psprintf("SELECT ROW(r.*)::text FROM %s AS r",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												relname));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		uint64		k;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (k = 0; k < SPI_processed; k++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[k],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+			text	   *t;
+
+			if (isnull)
+				elog(ERROR, "row of \"%s\" has no text form", relname);
+			t = DatumGetTextPP(d);
+			sha256(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), digest);
+			add_digest(acc, digest);
+			rows++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	AtEOXact_GUC(true, nest_level);
+
+	memcpy(final, acc, sizeof(acc));
+	memcpy(final + sizeof(acc), &rows, sizeof(rows));
+	sha256(final, sizeof(final), digest);
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	PG_RETURN_TEXT_P(cstring_to_text(hex));
 }
