@@ -137,3 +137,12 @@ AS 'MODULE_PATHNAME', 'pg_raft_table_checksum'
 LANGUAGE C STRICT STABLE;
 COMMENT ON FUNCTION raft.table_checksum(regclass) IS
 'order-independent SHA-256 digest of a table''s rows, equal on members that hold the same data';
+
+-- Applies a stream of the output plugin in the current transaction.
+CREATE FUNCTION raft.apply_changes(stream bytea)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_raft_apply_changes'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.apply_changes(bytea) FROM PUBLIC;
+COMMENT ON FUNCTION raft.apply_changes(bytea) IS
+'apply a change stream of the pg_raft output plugin to local tables (superusers)';

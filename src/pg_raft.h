@@ -177,6 +177,9 @@ extern void RaftTransportReceive(const uint8 *frame, size_t len);
 /* the worker drains the inbox */
 extern bool RaftInboxPop(uint8 *buf, size_t cap, size_t *len);
 
+/* apply.c */
+extern void RaftApplyStream(const uint8 *buf, size_t len);
+
 /* sql.c: backends hand work to the worker and wait for it */
 extern void RaftRunRequest(RaftRequest *req, int timeout_ms);
 
