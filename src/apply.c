@@ -360,6 +360,7 @@ RaftApplyStream(const uint8 *buf, size_t len)
 {
 	ApplyState	state;
 	chg_arrays	arrays;
+	chg_message m;
 	size_t		offset = 0;
 
 	memset(&state, 0, sizeof(state));
@@ -369,24 +370,11 @@ RaftApplyStream(const uint8 *buf, size_t len)
 	state.change_cxt = AllocSetContextCreate(CurrentMemoryContext,
 											 "pg_raft apply change",
 											 ALLOCSET_DEFAULT_SIZES);
-	arrays.cap = CHG_MAX_COLUMNS;
-	arrays.columns = palloc(sizeof(chg_column) * CHG_MAX_COLUMNS);
-	arrays.old_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
-	arrays.new_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
-
-	while (offset < len)
+	RaftChangeArraysInit(&arrays);
+	while (RaftChangeRead(buf, len, &offset, &arrays, &m))
 	{
-		chg_message m;
-		size_t		consumed;
-		int			rc = chg_read(buf + offset, len - offset, &arrays, &m, &consumed);
 		MemoryContext old;
 
-		if (rc != CHG_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid change stream at byte %zu: %s",
-							offset, chg_strerror(rc))));
-		offset += consumed;
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(state.change_cxt);
 		switch (m.kind)

@@ -376,6 +376,44 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 }
 
 /* ----------------------------------------------------------------
+ * Reading a stream, for raft.decode_changes() and apply.c
+ * ----------------------------------------------------------------
+ */
+
+/* Allocates the arrays chg_read needs for the widest possible message. */
+void
+RaftChangeArraysInit(chg_arrays *arrays)
+{
+	arrays->cap = CHG_MAX_COLUMNS;
+	arrays->columns = palloc(sizeof(chg_column) * CHG_MAX_COLUMNS);
+	arrays->old_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
+	arrays->new_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
+}
+
+/*
+ * Reads the message at *offset into m and moves *offset past it; false at
+ * the end of the stream.  A damaged stream is an error naming the byte.
+ */
+bool
+RaftChangeRead(const uint8 *buf, size_t len, size_t *offset,
+			   const chg_arrays *arrays, chg_message *m)
+{
+	size_t		consumed;
+	int			rc;
+
+	if (*offset >= len)
+		return false;
+	rc = chg_read(buf + *offset, len - *offset, arrays, m, &consumed);
+	if (rc != CHG_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid change stream at byte %zu: %s",
+						*offset, chg_strerror(rc))));
+	*offset += consumed;
+	return true;
+}
+
+/* ----------------------------------------------------------------
  * raft.decode_changes(): the stream as readable text
  * ----------------------------------------------------------------
  */
@@ -480,31 +518,19 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 	size_t		offset = 0;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	chg_arrays	arrays;
+	chg_message m;
 	List	   *described = NIL;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	arrays.cap = CHG_MAX_COLUMNS;
-	arrays.columns = palloc(sizeof(chg_column) * CHG_MAX_COLUMNS);
-	arrays.old_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
-	arrays.new_values = palloc(sizeof(chg_value) * CHG_MAX_COLUMNS);
-
-	while (offset < len)
+	RaftChangeArraysInit(&arrays);
+	while (RaftChangeRead(buf, len, &offset, &arrays, &m))
 	{
-		chg_message m;
-		size_t		consumed;
-		int			rc = chg_read(buf + offset, len - offset, &arrays, &m, &consumed);
 		StringInfoData line;
 		DescribedRelation *rel = NULL;
 		Datum		value;
 		bool		isnull = false;
 		uint32		i;
 
-		if (rc != CHG_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid change stream at byte %zu: %s",
-							offset, chg_strerror(rc))));
-		offset += consumed;
 		initStringInfo(&line);
 		if (m.kind == CHG_INSERT || m.kind == CHG_UPDATE || m.kind == CHG_DELETE)
 		{
@@ -512,8 +538,8 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 			if (rel == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("invalid change stream at byte %zu: change to a relation not described before",
-								offset - consumed)));
+						 errmsg("invalid change stream: change to relation %u before its description",
+								m.relid)));
 		}
 		switch (m.kind)
 		{

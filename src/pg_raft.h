@@ -177,6 +177,14 @@ extern void RaftTransportReceive(const uint8 *frame, size_t len);
 /* the worker drains the inbox */
 extern bool RaftInboxPop(uint8 *buf, size_t cap, size_t *len);
 
+/* decoder.c: reading a change stream (changes/changes.h) */
+struct chg_arrays;
+struct chg_message;
+extern void RaftChangeArraysInit(struct chg_arrays *arrays);
+extern bool RaftChangeRead(const uint8 *buf, size_t len, size_t *offset,
+						   const struct chg_arrays *arrays,
+						   struct chg_message *m);
+
 /* apply.c */
 extern void RaftApplyStream(const uint8 *buf, size_t len);
 
