@@ -116,6 +116,7 @@ _PG_init(void)
 	shmem_startup_hook = raft_shmem_startup;
 
 	register_raft_worker();
+	RaftFenceInit();
 }
 
 Size
@@ -154,6 +155,7 @@ raft_shmem_startup(void)
 	if (!found)
 	{
 		memset(RaftShmem, 0, offsetof(RaftShared, inbox));
+		RaftShmem->role_epoch = 1;
 		RaftShmem->lock = &(GetNamedLWLockTranche("pg_raft"))->lock;
 	}
 	LWLockRelease(AddinShmemInitLock);

@@ -143,6 +143,7 @@ typedef struct RaftShared
 	Latch	   *worker_latch;
 	uint64		cluster_id;		/* 0 until the node belongs to a cluster */
 	raft_id_t	node_id;
+	uint64		role_epoch;		/* bumped when the node gains or loses leadership */
 
 	/* inbox: length-prefixed messages in a ring of bytes */
 	uint64		inbox_head;		/* total bytes ever written */
@@ -176,6 +177,9 @@ extern void RaftTransportShutdown(void);
 extern void RaftTransportReceive(const uint8 *frame, size_t len);
 /* the worker drains the inbox */
 extern bool RaftInboxPop(uint8 *buf, size_t cap, size_t *len);
+
+/* fence.c */
+extern void RaftFenceInit(void);
 
 /* decoder.c: reading a change stream (changes/changes.h) */
 struct chg_arrays;

@@ -1287,6 +1287,10 @@ publish_view(void)
 	}
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	/* sessions that began under the other role are ended (fence.c) */
+	if ((RaftShmem->view.configured && RaftShmem->view.role == RAFT_LEADER) !=
+		(v->configured && v->role == RAFT_LEADER))
+		RaftShmem->role_epoch++;
 	memcpy(&RaftShmem->view, v, sizeof(RaftView));
 	LWLockRelease(RaftShmem->lock);
 	pfree(v);

@@ -1,0 +1,194 @@
+/*-------------------------------------------------------------------------
+ *
+ * fence.c
+ *	  One writer: only the raft leader accepts writes.
+ *
+ * NOTES
+ *	  Runs in client backends.  A node that belongs to a cluster and is not
+ *	  its leader (a follower, a candidate, a learner, or a leader that lost
+ *	  its majority and stepped down) is *fenced*: every statement it runs
+ *	  executes in a read-only transaction, so PostgreSQL itself refuses
+ *	  INSERT, UPDATE, DELETE, MERGE, COPY FROM, TRUNCATE, DDL, nextval()
+ *	  and the rest, and the error's hint names the leader and its conninfo.
+ *
+ *	  A session that starts on a fenced node reports
+ *	  default_transaction_read_only = on, so that libpq's
+ *	  target_session_attrs=read-write moves on to the leader and
+ *	  prefer-standby settles on a follower.  A session that started before
+ *	  the node gained or lost leadership is ended at its next statement,
+ *	  with a message saying why, so that its client reconnects to the
+ *	  right node.
+ *
+ *	  The role is read from the raft worker's published view in shared
+ *	  memory (RaftShmem->view, role_epoch), under the shared lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "libpq/auth.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/elog.h"
+#include "utils/guc.h"
+
+#include "pg_raft.h"
+
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+static ClientAuthentication_hook_type prev_client_authentication = NULL;
+static emit_log_hook_type prev_emit_log = NULL;
+
+/* The role epoch this session started in; 0 when not tracked. */
+static uint64 session_epoch = 0;
+
+/* Whether this backend forced the current statement read-only. */
+static bool fenced_here = false;
+
+typedef struct FenceState
+{
+	bool		fenced;
+	uint64		epoch;
+	bool		leader_known;
+	char		leader_name[RAFT_NAME_BYTES];
+	char		leader_conninfo[RAFT_CONNINFO_BYTES];
+} FenceState;
+
+static void
+read_fence_state(FenceState *fs)
+{
+	memset(fs, 0, sizeof(*fs));
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	fs->fenced = RaftShmem->view.configured &&
+		RaftShmem->view.role != RAFT_LEADER;
+	fs->epoch = RaftShmem->role_epoch;
+	fs->leader_known = RaftShmem->view.configured &&
+		RaftShmem->view.leader_conninfo[0] != '\0' &&
+		RaftShmem->view.leader_id != RaftShmem->view.node_id;
+	if (fs->leader_known)
+	{
+		strlcpy(fs->leader_name, RaftShmem->view.leader_name, RAFT_NAME_BYTES);
+		strlcpy(fs->leader_conninfo, RaftShmem->view.leader_conninfo,
+				RAFT_CONNINFO_BYTES);
+	}
+	LWLockRelease(RaftShmem->lock);
+}
+
+/*
+ * Called before every statement of a client backend: ends a session that
+ * outlived a change of role, and makes the statement read-only on a
+ * fenced node.
+ */
+static void
+fence_statement(void)
+{
+	FenceState	fs;
+
+	fenced_here = false;
+	if (MyBackendType != B_BACKEND || RaftShmem == NULL)
+		return;
+	read_fence_state(&fs);
+
+	/*
+	 * The members' own connections (raft.deliver) carry on across role
+	 * changes: they only read, and ending them would slow the very
+	 * election that changed the role.  They are still fenced below.
+	 */
+	if (session_epoch != 0 && fs.epoch != session_epoch &&
+		!(application_name != NULL &&
+		  strncmp(application_name, "pg_raft", 7) == 0))
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating connection because this node's raft role changed"),
+				 errdetail("This node is now %s.", fs.fenced ?
+						   "a follower and accepts no writes" : "the leader"),
+				 errhint("Reconnect; a conninfo with target_session_attrs=read-write finds the leader.")));
+	if (fs.fenced)
+	{
+		XactReadOnly = true;
+		fenced_here = true;
+	}
+}
+
+static void
+fence_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	fence_statement();
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+fence_process_utility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	fence_statement();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/*
+ * At the start of a session: remember the role epoch, and on a fenced node
+ * make the session read-only by default, which libpq sees.
+ */
+static void
+fence_client_authentication(Port *port, int status)
+{
+	FenceState	fs;
+
+	if (prev_client_authentication)
+		prev_client_authentication(port, status);
+	if (status != STATUS_OK || RaftShmem == NULL)
+		return;
+	read_fence_state(&fs);
+	session_epoch = fs.epoch;
+	if (fs.fenced)
+		SetConfigOption("default_transaction_read_only", "on",
+						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/* Adds the leader to the hint of a write refused on a fenced node. */
+static void
+fence_emit_log(ErrorData *edata)
+{
+	if (fenced_here && edata->elevel >= ERROR &&
+		edata->sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION &&
+		edata->hint == NULL)
+	{
+		FenceState	fs;
+		MemoryContext old = MemoryContextSwitchTo(ErrorContext);
+
+		read_fence_state(&fs);
+		if (fs.leader_known)
+			edata->hint = psprintf("This node is not the raft leader; write on the leader, node \"%s\": %s",
+								   fs.leader_name, fs.leader_conninfo);
+		else
+			edata->hint = pstrdup("This node is not the raft leader, and no leader is known at the moment.");
+		MemoryContextSwitchTo(old);
+	}
+	if (prev_emit_log)
+		prev_emit_log(edata);
+}
+
+void
+RaftFenceInit(void)
+{
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = fence_executor_start;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = fence_process_utility;
+	prev_client_authentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = fence_client_authentication;
+	prev_emit_log = emit_log_hook;
+	emit_log_hook = fence_emit_log;
+}
