@@ -15,7 +15,8 @@
  *	  default_transaction_read_only = on, so that libpq's
  *	  target_session_attrs=read-write moves on to the leader and
  *	  prefer-standby settles on a follower.  A session that started before
- *	  the node gained or lost leadership is ended at its next statement,
+ *	  the node gained or lost leadership (or joined a cluster as a
+ *	  follower) is ended at its next statement,
  *	  with a message saying why, so that its client reconnects to the
  *	  right node.
  *

@@ -1087,7 +1087,7 @@ handle_ready(void)
 		pfree(buf);
 	}
 
-	/* applying: until the data issue, committed entries change nothing else */
+	/* applying: until entries carry table changes, there is nothing else to do */
 	raft_advance(W.r);
 	if (rd.persist_from <= rd.persist_to)
 		raft_persisted(W.r, rd.persist_to, raft_term_at(W.r, rd.persist_to));
@@ -1287,9 +1287,13 @@ publish_view(void)
 	}
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	/* sessions that began under the other role are ended (fence.c) */
-	if ((RaftShmem->view.configured && RaftShmem->view.role == RAFT_LEADER) !=
-		(v->configured && v->role == RAFT_LEADER))
+	/*
+	 * Sessions that began when the node was writable (not in a cluster, or
+	 * its leader) and now is not, or the other way round, are ended
+	 * (fence.c).
+	 */
+	if ((!RaftShmem->view.configured || RaftShmem->view.role == RAFT_LEADER) !=
+		(!v->configured || v->role == RAFT_LEADER))
 		RaftShmem->role_epoch++;
 	memcpy(&RaftShmem->view, v, sizeof(RaftView));
 	LWLockRelease(RaftShmem->lock);
