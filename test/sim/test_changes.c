@@ -38,13 +38,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tap.h"
+
 #define S(lit)	{ (lit), (uint16_t) (sizeof(lit) - 1) }
 
 #define BIG_TEXT_BYTES	70000			/* longer than a u16 could say */
 #define BIG_BINARY_BYTES (1024 * 1024)	/* a megabyte, every byte value */
-
-static int	n_tests;
-static int	n_failed;
 
 /* Arrays the reader fills: as large as the format allows. */
 static chg_column columns[CHG_MAX_COLUMNS];
@@ -53,35 +52,6 @@ static chg_value new_values[CHG_MAX_COLUMNS];
 static const chg_arrays full_arrays = {
 	columns, old_values, new_values, CHG_MAX_COLUMNS
 };
-
-static bool
-check(bool cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	n_tests++;
-	if (!cond)
-		n_failed++;
-	printf("%s %d - ", cond ? "ok" : "not ok", n_tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return cond;
-}
-
-/* A diagnostic line; TAP harnesses show it and ignore it. */
-static void
-diag(const char *fmt,...)
-{
-	va_list		ap;
-
-	printf("# ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
 
 static void *
 xmalloc(size_t len)

@@ -46,36 +46,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tap.h"
+
 /* ----------------------------------------------------------------
- *		TAP output
+ *		TAP output, with the line of a failed check
  * ----------------------------------------------------------------
  */
-
-static int	n_tests;
-static int	n_failed;
-
-/* A diagnostic line; TAP harnesses show it and ignore it. */
-static void
-diag(const char *fmt,...)
-{
-	va_list		ap;
-
-	printf("# ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
 
 static bool
 report(bool cond, int line, const char *fmt, va_list ap)
 {
-	n_tests++;
-	if (!cond)
-		n_failed++;
-	printf("%s %d - ", cond ? "ok" : "not ok", n_tests);
-	vprintf(fmt, ap);
-	printf("\n");
+	vcheck(cond, fmt, ap);
 	if (!cond)
 		diag("failed at test_core.c line %d", line);
 	return cond;

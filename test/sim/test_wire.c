@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tap.h"
+
 /* Must match CLUSTER_ID in fuzz_wire.c: the corpus is encoded with it. */
 #define TEST_CLUSTER_ID UINT64_C(0x7067726166740001)
 
@@ -56,38 +58,6 @@
 
 #define MAX_SAMPLES		32
 #define BUF_BYTES		(256 * 1024)
-
-static int	n_tests;
-static int	n_failed;
-
-static bool
-check(bool cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	n_tests++;
-	if (!cond)
-		n_failed++;
-	printf("%s %d - ", cond ? "ok" : "not ok", n_tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return cond;
-}
-
-/* A diagnostic line; TAP harnesses show it and ignore it. */
-static void
-diag(const char *fmt,...)
-{
-	va_list		ap;
-
-	printf("# ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
 
 static void
 put_u32(uint8_t *p, uint32_t v)
