@@ -64,11 +64,23 @@ pids=()        # every background process started (agents, etcd)
 declare -A agent_of    # data directory -> its agent's PID
 MODE="${MODE:-node}"
 datadirs=()    # every data directory, stopped at exit in case
+# descendants PID...: the PIDs and all their descendants.
+descendants()
+{
+	local p
+	for p in "$@"; do
+		echo "$p"
+		descendants $(pgrep -P "$p")
+	done
+}
+
 cleanup()
 {
-	local p d
-	for p in "${pids[@]}"; do kill -TERM "$p" 2> /dev/null; done
-	for p in "${pids[@]}"; do
+	local p d all
+	# an agent's services are its children: stop them with it
+	all=$(descendants "${pids[@]}")
+	for p in $all; do kill -TERM "$p" 2> /dev/null; done
+	for p in $all; do
 		for _ in $(seq 1 50); do kill -0 "$p" 2> /dev/null || break; sleep 0.2; done
 		kill -KILL "$p" 2> /dev/null
 	done
