@@ -1183,6 +1183,20 @@ promote_learners(const raft_status *st)
 	}
 }
 
+/*
+ * Keeps the transport's peers in line with the configuration and, on the
+ * leader, promotes caught-up learners.
+ */
+static void
+maintain_membership(void)
+{
+	raft_status st;
+
+	raft_get_status(W.r, &st);
+	sync_peers(&st);
+	promote_learners(&st);
+}
+
 /* Copies the worker's view into shared memory for the SQL views. */
 static void
 publish_view(void)
@@ -1282,8 +1296,6 @@ publish_view(void)
 				mi->replay_lag_us = t->replay_lag_us;
 			}
 		}
-		sync_peers(&st);
-		promote_learners(&st);
 	}
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
@@ -1377,6 +1389,7 @@ RaftWorkerMain(Datum main_arg)
 		{
 			drain_inbox();
 			tick();
+			maintain_membership();
 			while (raft_has_ready(W.r))
 				handle_ready();
 			RaftTransportPoll();
