@@ -25,6 +25,9 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$RAFT_BASE'
 shared_preload_libraries = 'pg_raft'
+wal_level = logical
+# this PostgreSQL 15 build lists the output plugins a slot may use
+output_plugin_libraries = 'pgoutput, test_decoding, pg_raft'
 cluster_name = '$name'
 $extra
 CONF
@@ -48,9 +51,9 @@ cluster_form()
 {
 	local first="$1" port
 	shift
-	node_sql "$first" "SELECT raft.create_cluster('node_$first', '$(node_conninfo "$first")')" > /dev/null
+	PGOPTIONS="-c client_min_messages=warning" node_sql "$first" "SELECT raft.create_cluster('node_$first', '$(node_conninfo "$first")')" > /dev/null
 	for port in "$@"; do
-		node_sql "$port" "SELECT raft.join_cluster('node_$port', '$(node_conninfo "$port")', '$(node_conninfo "$first")')" > /dev/null
+		PGOPTIONS="-c client_min_messages=warning" node_sql "$port" "SELECT raft.join_cluster('node_$port', '$(node_conninfo "$port")', '$(node_conninfo "$first")')" > /dev/null
 	done
 }
 
@@ -60,7 +63,7 @@ wait_for_leader()
 	for i in $(seq 1 300); do
 		leader=""
 		for port in "$@"; do
-			if [ "$(node_sql "$port" "SELECT role FROM raft.status" 2>/dev/null)" = leader ]; then
+			if [ "$(node_sql "$port" "SELECT role = 'leader' AND writable FROM raft.status" 2>/dev/null)" = t ]; then
 				leader="$port"
 			fi
 		done

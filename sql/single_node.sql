@@ -123,6 +123,8 @@ DROP ROLE raft_reader;
 DROP VIEW sum_view;
 DROP TABLE sum_a, sum_b;
 
--- Nothing above changed the cluster.
-SELECT node_name, role, voting FROM raft.status;
+-- Nothing above changed the cluster.  Every write above went through
+-- the raft log (synchronous mode), and the apply worker went past it.
+SELECT node_name, role, voting, writable FROM raft.status;
+SELECT raft.wait_for_index(commit_index, '10s') AS applied_everything FROM raft.status;
 SELECT count(*) AS members FROM raft.nodes;

@@ -4,9 +4,8 @@
  *	  Applies a change stream (changes/changes.h) to local tables.
  *
  * NOTES
- *	  Runs in the current transaction of whoever calls it: today
- *	  raft.apply_changes(), and the follower's apply worker once changes
- *	  travel through the Raft log.  Rows go through the executor's
+ *	  Two callers: raft.apply_changes(), in the current transaction, and
+ *	  the apply worker at the end of this file.  Rows go through the executor's
  *	  replication entry points (ExecSimpleRelationInsert and friends), as
  *	  PostgreSQL's own logical replication worker does: no SQL text per row.
  *
@@ -19,7 +18,19 @@
  *	  unchanged keeps the local row's.
  *
  *	  Each message is applied in a memory context reset after it, so a
- *	  transaction of any size applies in bounded memory.
+ *	  transaction of any size applies in bounded memory.  A transaction's
+ *	  stream may arrive in pieces cut at any byte (RaftApplyPiece).
+ *
+ *	  The apply worker (one per instance, in raft.database) applies the
+ *	  committed entries that the raft worker hands it through the apply
+ *	  queue, in log order.  A transaction's entries apply in one local
+ *	  transaction, under the replication origin pg_raft whose progress is
+ *	  set to the index of its last entry: that commits atomically with the
+ *	  data, so after a crash the worker resumes exactly after the last
+ *	  transaction it applied.  Entries decoded on this very node (its own
+ *	  leadership) are skipped: their data is here already.  A transaction
+ *	  whose leader lost its leadership before sending all of it is
+ *	  discarded when the next term's entries come.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +38,8 @@
 
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "commands/tablecmds.h"
@@ -36,7 +49,15 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/origin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -351,54 +372,133 @@ apply_truncate(ApplyState *state, const chg_message *m)
 		table_close(lfirst(lc), NoLock);
 }
 
+/* ----------------------------------------------------------------
+ * Applying a transaction's stream, piece by piece
+ * ----------------------------------------------------------------
+ */
+
+struct RaftApplyState
+{
+	ApplyState	apply;
+	chg_arrays	arrays;
+	StringInfo	carry;			/* a message begun in an earlier piece */
+	TimestampTz commit_time;	/* of the commit message, once seen */
+};
+
 /*
- * Applies every message of a change stream in the current transaction.
- * Begin and commit markers only delimit: the caller owns the transaction.
+ * Starts applying one transaction's stream in the current transaction.
+ * Everything lives in a context under parent: TopTransactionContext frees
+ * it whether the transaction commits or aborts.
+ */
+RaftApplyState *
+RaftApplyBegin(MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "pg_raft apply",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	RaftApplyState *state = palloc0(sizeof(RaftApplyState));
+
+	state->apply.stream_cxt = cxt;
+	state->apply.change_cxt = AllocSetContextCreate(cxt, "pg_raft apply change",
+													ALLOCSET_DEFAULT_SIZES);
+	state->carry = makeStringInfo();
+	RaftChangeArraysInit(&state->arrays);
+	MemoryContextSwitchTo(old);
+	return state;
+}
+
+static void
+apply_message(RaftApplyState *state, const chg_message *m)
+{
+	MemoryContext old;
+
+	CHECK_FOR_INTERRUPTS();
+	old = MemoryContextSwitchTo(state->apply.change_cxt);
+	switch (m->kind)
+	{
+		case CHG_RELATION:
+			describe(&state->apply, m);
+			break;
+		case CHG_INSERT:
+		case CHG_UPDATE:
+		case CHG_DELETE:
+			apply_row_change(m, find_relation(&state->apply, m->relid));
+			break;
+		case CHG_TRUNCATE:
+			apply_truncate(&state->apply, m);
+			break;
+		case CHG_COMMIT:
+			state->commit_time = m->commit_time;
+			break;
+		default:
+			break;				/* version, begin: delimiters */
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->apply.change_cxt);
+	CommandCounterIncrement();
+}
+
+/*
+ * Applies the messages of the next piece of the stream.  A message that
+ * goes on in the next piece waits for it.
  */
 void
-RaftApplyStream(const uint8 *buf, size_t len)
+RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len)
 {
-	ApplyState	state;
-	chg_arrays	arrays;
-	chg_message m;
 	size_t		offset = 0;
 
-	memset(&state, 0, sizeof(state));
-	state.stream_cxt = AllocSetContextCreate(CurrentMemoryContext,
-											 "pg_raft apply stream",
-											 ALLOCSET_DEFAULT_SIZES);
-	state.change_cxt = AllocSetContextCreate(CurrentMemoryContext,
-											 "pg_raft apply change",
-											 ALLOCSET_DEFAULT_SIZES);
-	RaftChangeArraysInit(&arrays);
-	while (RaftChangeRead(buf, len, &offset, &arrays, &m))
+	if (state->carry->len > 0)
 	{
-		MemoryContext old;
+		MemoryContext old = MemoryContextSwitchTo(state->apply.stream_cxt);
 
-		CHECK_FOR_INTERRUPTS();
-		old = MemoryContextSwitchTo(state.change_cxt);
-		switch (m.kind)
-		{
-			case CHG_RELATION:
-				describe(&state, &m);
-				break;
-			case CHG_INSERT:
-			case CHG_UPDATE:
-			case CHG_DELETE:
-				apply_row_change(&m, find_relation(&state, m.relid));
-				break;
-			case CHG_TRUNCATE:
-				apply_truncate(&state, &m);
-				break;
-			default:
-				break;			/* version, begin, commit: delimiters */
-		}
+		appendBinaryStringInfo(state->carry, (const char *) buf, (int) len);
 		MemoryContextSwitchTo(old);
-		MemoryContextReset(state.change_cxt);
-		CommandCounterIncrement();
+		buf = (const uint8 *) state->carry->data;
+		len = state->carry->len;
 	}
-	MemoryContextDelete(state.change_cxt);
-	MemoryContextDelete(state.stream_cxt);
+	while (offset < len)
+	{
+		chg_message m;
+		size_t		consumed;
+		int			rc = chg_read(buf + offset, len - offset, &state->arrays,
+								  &m, &consumed);
+
+		if (rc == CHG_ERR_TRUNCATED)
+			break;
+		if (rc != CHG_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid change stream at byte %zu: %s",
+							offset, chg_strerror(rc))));
+		apply_message(state, &m);
+		offset += consumed;
+	}
+	if (offset < len)
+	{
+		/* keep the unfinished message; it may sit in carry itself */
+		StringInfo	rest = state->carry;
+		MemoryContext old = MemoryContextSwitchTo(state->apply.stream_cxt);
+
+		state->carry = makeStringInfo();
+		appendBinaryStringInfo(state->carry, (const char *) buf + offset,
+							   (int) (len - offset));
+		MemoryContextSwitchTo(old);
+		pfree(rest->data);
+		pfree(rest);
+	}
+	else
+		resetStringInfo(state->carry);
+}
+
+/* Ends the stream: it must not stop inside a message. */
+void
+RaftApplyEnd(RaftApplyState *state)
+{
+	if (state->carry->len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("change stream ends inside a message")));
+	MemoryContextDelete(state->apply.stream_cxt);
 }
 
 /*
@@ -409,8 +509,299 @@ Datum
 pg_raft_apply_changes(PG_FUNCTION_ARGS)
 {
 	bytea	   *stream = PG_GETARG_BYTEA_PP(0);
+	RaftApplyState *state = RaftApplyBegin(CurrentMemoryContext);
 
-	RaftApplyStream((const uint8 *) VARDATA_ANY(stream),
-					VARSIZE_ANY_EXHDR(stream));
+	RaftApplyPiece(state, (const uint8 *) VARDATA_ANY(stream),
+				   VARSIZE_ANY_EXHDR(stream));
+	RaftApplyEnd(state);
 	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * The apply worker
+ * ----------------------------------------------------------------
+ */
+
+/* Where the apply worker is in the log. */
+typedef struct ApplyWorker
+{
+	raft_id_t	self;			/* entries of this origin are here already */
+	uint64		next_index;		/* the entry expected next */
+	uint64		done_index;		/* every entry up to here is applied */
+	TimestampTz done_commit_time;
+	/* the transaction being applied, if any */
+	RaftApplyState *txn;
+	uint64		txn_term;
+	uint64		txn_first_index;
+} ApplyWorker;
+
+static ApplyWorker AW;
+
+static void
+apply_worker_detach(int code, Datum arg)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.apply_pid = 0;
+	RaftShmem->apply.apply_latch = NULL;
+	LWLockRelease(RaftShmem->lock);
+}
+
+/*
+ * Tells the raft worker as whom to open its replication connection to this
+ * server (capture.c): the bootstrap superuser, which exists on every
+ * instance.  Only a backend connected to a database can look it up.
+ */
+static void
+publish_superuser_name(void)
+{
+	char	   *name;
+
+	StartTransactionCommand();
+	name = GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	strlcpy(RaftShmem->superuser_name, name, NAMEDATALEN);
+	LWLockRelease(RaftShmem->lock);
+	CommitTransactionCommand();
+}
+
+/* Waits until the node belongs to a cluster; returns its node id. */
+static raft_id_t
+wait_for_cluster(void)
+{
+	for (;;)
+	{
+		raft_id_t	self;
+
+		LWLockAcquire(RaftShmem->lock, LW_SHARED);
+		self = RaftShmem->cluster_id != 0 ? RaftShmem->node_id : 0;
+		LWLockRelease(RaftShmem->lock);
+		if (self != 0)
+			return self;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/*
+ * Sets up the replication origin, whose progress is the index of the last
+ * transaction applied, and asks the raft worker for the entries after it.
+ */
+static void
+apply_worker_attach(void)
+{
+	RepOriginId origin;
+	XLogRecPtr	progress;
+	Latch	   *raft_latch;
+
+	StartTransactionCommand();
+	origin = replorigin_by_name(RAFT_ORIGIN_NAME, true);
+	if (origin == InvalidRepOriginId)
+		origin = replorigin_create(RAFT_ORIGIN_NAME);
+	CommitTransactionCommand();
+	replorigin_session_setup(origin);
+	replorigin_session_origin = origin;
+	progress = replorigin_session_get_progress(false);
+
+	AW.next_index = progress + 1;
+	AW.done_index = progress;
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.apply_pid = MyProcPid;
+	RaftShmem->apply.apply_latch = MyLatch;
+	RaftShmem->apply.from_index = AW.next_index;
+	RaftShmem->apply.done_index = AW.done_index;
+	RaftShmem->apply.generation++;
+	raft_latch = RaftShmem->worker_latch;
+	LWLockRelease(RaftShmem->lock);
+	if (raft_latch != NULL)
+		SetLatch(raft_latch);
+	ereport(LOG,
+			(errmsg("pg_raft apply worker starts after raft index %llu",
+					(unsigned long long) progress)));
+}
+
+/* Drops a transaction whose remaining entries will never come. */
+static void
+abandon_transaction(const char *why)
+{
+	ereport(LOG,
+			(errmsg("pg_raft discards the incomplete transaction that began at raft index %llu: %s",
+					(unsigned long long) AW.txn_first_index, why)));
+	AbortCurrentTransaction();
+	AW.txn = NULL;
+}
+
+/* Applies (or skips) one committed entry. */
+static void
+apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
+{
+	chg_entry_header header;
+	int			rc;
+
+	if (AW.txn != NULL && e->term != AW.txn_term)
+		abandon_transaction("the leader that sent it lost its leadership");
+	if (e->type != RAFT_ENTRY_NORMAL)
+		return;
+
+	rc = chg_entry_header_read(data, len, &header);
+	if (rc != CHG_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft entry %llu has an invalid data header: %s",
+						(unsigned long long) e->index, chg_strerror(rc))));
+	if (AW.txn != NULL && (header.flags & CHG_ENTRY_FIRST))
+		abandon_transaction("its leader began to send it again");
+	if (header.origin == AW.self)
+		return;					/* decoded here: the data is here */
+
+	if (header.flags & CHG_ENTRY_FIRST)
+	{
+		StartTransactionCommand();
+		AW.txn = RaftApplyBegin(TopTransactionContext);
+		AW.txn_term = e->term;
+		AW.txn_first_index = e->index;
+	}
+	else if (AW.txn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft entry %llu continues a transaction whose beginning is missing",
+						(unsigned long long) e->index)));
+	RaftApplyPiece(AW.txn, data + CHG_ENTRY_HEADER_BYTES,
+				   len - CHG_ENTRY_HEADER_BYTES);
+	if (header.flags & CHG_ENTRY_LAST)
+	{
+		AW.done_commit_time = AW.txn->commit_time;
+		RaftApplyEnd(AW.txn);
+		AW.txn = NULL;
+		/* the origin's progress commits with the transaction */
+		replorigin_session_origin_lsn = e->index;
+		replorigin_session_origin_timestamp = AW.done_commit_time;
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+	}
+}
+
+/*
+ * Takes the next entry of the apply queue into buf.  Returns false when
+ * there is none yet.
+ */
+static bool
+next_entry(uint8 *buf, uint32 cap, uint32 *len)
+{
+	RaftApplyQueue *q = &RaftShmem->apply;
+	bool		found = false;
+	bool		compacted;
+	uint64		log_base = 0;
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	compacted = q->compacted && q->served_generation == q->generation;
+	if (compacted)
+		log_base = q->log_base;
+	else if (q->served_generation == q->generation)
+		found = RaftRingPop(&q->ring, buf, cap, len);
+	LWLockRelease(RaftShmem->lock);
+	if (compacted)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_raft cannot apply raft index %llu: the log here begins after index %llu",
+						(unsigned long long) AW.next_index,
+						(unsigned long long) log_base),
+				 errdetail("The entries this node's data needs were compacted before it applied them."),
+				 errhint("Remove the node with raft.remove_node() and add it again with raft.join_cluster() on an empty instance.")));
+	return found;
+}
+
+/* Publishes progress for the raft worker and the views. */
+static void
+publish_progress(void)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.done_index = AW.done_index;
+	RaftShmem->apply.done_commit_time = AW.done_commit_time;
+	RaftShmem->apply.from_index = AW.next_index;
+	LWLockRelease(RaftShmem->lock);
+}
+
+void
+RaftApplyWorkerMain(Datum main_arg)
+{
+	uint32		cap = sizeof(RaftQueuedEntry) + RAFT_MAX_ENTRY_BYTES;
+	uint8	   *buf;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	memset(&AW, 0, sizeof(AW));
+	BackgroundWorkerInitializeConnection(raft_database, NULL, 0);
+	publish_superuser_name();
+	AW.self = wait_for_cluster();
+
+	/*
+	 * The Raft log is the durable copy: a commit here need not wait for
+	 * the disk, and must not wait for synchronous replication.  Triggers
+	 * and foreign keys behave as for PostgreSQL's own replication.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("session_replication_role", "replica", PGC_SUSET,
+					PGC_S_OVERRIDE);
+	before_shmem_exit(apply_worker_detach, (Datum) 0);
+	apply_worker_attach();
+
+	buf = MemoryContextAllocHuge(TopMemoryContext, cap);
+	for (;;)
+	{
+		uint32		len;
+		bool		progressed = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		while (next_entry(buf, cap, &len))
+		{
+			RaftQueuedEntry e;
+
+			if (len < sizeof(e))
+				elog(ERROR, "pg_raft apply queue holds a record of %u bytes", len);
+			memcpy(&e, buf, sizeof(e));
+			if (e.index < AW.next_index)
+				continue;		/* served again after the raft worker restarted */
+			if (e.index > AW.next_index)
+				elog(ERROR, "pg_raft apply queue skipped from index %llu to %llu",
+					 (unsigned long long) AW.next_index,
+					 (unsigned long long) e.index);
+			apply_entry(&e, buf + sizeof(e), len - sizeof(e));
+			AW.next_index = e.index + 1;
+			if (AW.txn == NULL)
+				AW.done_index = e.index;
+			progressed = true;
+			/* let the others see progress inside a long run of entries */
+			if (e.index % 64 == 0)
+				publish_progress();
+		}
+		if (progressed)
+		{
+			Latch	   *raft_latch;
+
+			publish_progress();
+			LWLockAcquire(RaftShmem->lock, LW_SHARED);
+			raft_latch = RaftShmem->worker_latch;
+			LWLockRelease(RaftShmem->lock);
+			if (raft_latch != NULL)
+				SetLatch(raft_latch);
+			continue;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 }

@@ -20,6 +20,12 @@
  *	  with a message saying why, so that its client reconnects to the
  *	  right node.
  *
+ *	  A leader is writable only once it applied every entry of earlier
+ *	  terms and captures its own changes (worker.c); until then it is
+ *	  fenced like a follower.  The raft worker also ends sessions whose
+ *	  COMMIT waits for synchronous replication on a node that is fenced
+ *	  (RaftFenceEndSyncWaiters).
+ *
  *	  The role is read from the raft worker's published view in shared
  *	  memory (RaftShmem->view, role_epoch), under the shared lock.
  *
@@ -27,10 +33,14 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "libpq/auth.h"
 #include "miscadmin.h"
+#include "replication/syncrep.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
@@ -55,6 +65,7 @@ typedef struct FenceState
 	bool		leader_known;
 	char		leader_name[RAFT_NAME_BYTES];
 	char		leader_conninfo[RAFT_CONNINFO_BYTES];
+	char		reason[RAFT_ERROR_BYTES];	/* why a leader takes no writes */
 } FenceState;
 
 static void
@@ -62,8 +73,7 @@ read_fence_state(FenceState *fs)
 {
 	memset(fs, 0, sizeof(*fs));
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	fs->fenced = RaftShmem->view.configured &&
-		RaftShmem->view.role != RAFT_LEADER;
+	fs->fenced = RaftShmem->view.configured && !RaftShmem->view.writable;
 	fs->epoch = RaftShmem->role_epoch;
 	fs->leader_known = RaftShmem->view.configured &&
 		RaftShmem->view.leader_conninfo[0] != '\0' &&
@@ -74,6 +84,7 @@ read_fence_state(FenceState *fs)
 		strlcpy(fs->leader_conninfo, RaftShmem->view.leader_conninfo,
 				RAFT_CONNINFO_BYTES);
 	}
+	strlcpy(fs->reason, RaftShmem->view.not_writable_reason, RAFT_ERROR_BYTES);
 	LWLockRelease(RaftShmem->lock);
 }
 
@@ -173,12 +184,58 @@ fence_emit_log(ErrorData *edata)
 		if (fs.leader_known)
 			edata->hint = psprintf("This node is not the raft leader; write on the leader, node \"%s\": %s",
 								   fs.leader_name, fs.leader_conninfo);
+		else if (fs.reason[0] != '\0')
+			edata->hint = psprintf("This node leads the raft cluster but takes no writes yet: %s.",
+								   fs.reason);
 		else
 			edata->hint = pstrdup("This node is not the raft leader, and no leader is known at the moment.");
 		MemoryContextSwitchTo(old);
 	}
 	if (prev_emit_log)
 		prev_emit_log(edata);
+}
+
+/*
+ * Lets the current session carry on across a change of writability that
+ * it caused itself (raft.create_cluster()).
+ */
+void
+RaftFenceAdoptEpoch(void)
+{
+	FenceState	fs;
+
+	read_fence_state(&fs);
+	session_epoch = fs.epoch;
+	if (!fs.fenced)
+		SetConfigOption("default_transaction_read_only", "off",
+						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * Ends the sessions whose COMMIT waits for synchronous replication.  Runs
+ * in the raft worker on a node that takes no writes: such a commit was
+ * made while the node led, and its changes may never reach the log, so it
+ * must not be acknowledged later.  PostgreSQL tells the client that the
+ * transaction committed locally but might not have been replicated.
+ */
+void
+RaftFenceEndSyncWaiters(void)
+{
+	uint32		i;
+
+	for (i = 0; i < ProcGlobal->allProcCount; i++)
+	{
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+		pid_t		pid = proc->pid;
+
+		if (pid != 0 && proc->syncRepState == SYNC_REP_WAITING)
+		{
+			ereport(LOG,
+					(errmsg("ending the session of process %d: its commit waits for a replication this node no longer provides",
+							(int) pid)));
+			kill(pid, SIGTERM);
+		}
+	}
 }
 
 void

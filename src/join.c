@@ -147,6 +147,7 @@ pg_raft_join_cluster(PG_FUNCTION_ARGS)
 
 	RaftCheckConninfo(peer_conninfo, "peer conninfo");
 	RaftCheckNewMember(name, conninfo);
+	RaftCheckReplicationSettings();
 
 	leader = connect_to_leader(peer_conninfo, &leader_conninfo);
 	params[0] = name;
@@ -168,6 +169,7 @@ pg_raft_join_cluster(PG_FUNCTION_ARGS)
 	PQfinish(leader);
 
 	RaftRunRequest(req, 30 * 1000);
+	RaftConfigureSynchronousCommit();
 	wait_for_promotion();
 	PG_RETURN_VOID();
 }

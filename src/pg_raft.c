@@ -65,6 +65,7 @@ PG_FUNCTION_INFO_V1(pg_raft_version);
 static void raft_shmem_request(void);
 static void raft_shmem_startup(void);
 static void register_raft_worker(void);
+static void register_apply_worker(void);
 
 /*
  * _PG_init
@@ -116,6 +117,7 @@ _PG_init(void)
 	shmem_startup_hook = raft_shmem_startup;
 
 	register_raft_worker();
+	register_apply_worker();
 	RaftFenceInit();
 }
 
@@ -154,8 +156,11 @@ raft_shmem_startup(void)
 	RaftShmem = ShmemInitStruct("pg_raft", RaftShmemSize(), &found);
 	if (!found)
 	{
-		memset(RaftShmem, 0, offsetof(RaftShared, inbox));
+		memset(RaftShmem, 0, offsetof(RaftShared, inbox_data));
 		RaftShmem->role_epoch = 1;
+		RaftRingInit(&RaftShmem->inbox, RaftShmem->inbox_data, RAFT_INBOX_BYTES);
+		RaftRingInit(&RaftShmem->apply.ring, RaftShmem->apply_data,
+					 RAFT_APPLY_QUEUE_BYTES);
 		RaftShmem->lock = &(GetNamedLWLockTranche("pg_raft"))->lock;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -181,6 +186,26 @@ register_raft_worker(void)
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftWorkerMain");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * register_apply_worker
+ *		Registers the apply worker, one per instance, in raft.database.
+ */
+static void
+register_apply_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftApplyWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft apply worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft apply worker");
 	RegisterBackgroundWorker(&worker);
 }
 

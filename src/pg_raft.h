@@ -34,7 +34,22 @@
 #define RAFT_CONNINFO_BYTES 1024
 #define RAFT_ERROR_BYTES 512
 #define RAFT_INBOX_BYTES (8 * 1024 * 1024)
+#define RAFT_APPLY_QUEUE_BYTES (16 * 1024 * 1024)
 #define RAFT_MAX_REQUESTS 32
+
+/*
+ * Data entries carry at most this much of a transaction's stream: bigger
+ * transactions travel in several entries (changes/changes.h).
+ */
+#define RAFT_DATA_PIECE_BYTES (256 * 1024)
+/* The largest entry of any kind. */
+#define RAFT_MAX_ENTRY_BYTES (1024 * 1024)
+
+/* The names the leader's decoding uses: slot, plugin, application_name. */
+#define RAFT_SLOT_NAME "pg_raft"
+#define RAFT_CAPTURE_APPLICATION_NAME "pg_raft"
+/* The replication origin under which the apply worker writes. */
+#define RAFT_ORIGIN_NAME "pg_raft"
 
 /* settings (pg_raft.c) */
 extern char *raft_database;
@@ -74,8 +89,10 @@ typedef struct RaftView
 	uint64		first_index;
 	uint64		last_index;
 	uint64		commit_index;
-	uint64		applied_index;
+	uint64		applied_index;	/* data applied by the apply worker */
 	uint64		log_bytes;
+	bool		writable;		/* leader, caught up, its changes captured */
+	char		not_writable_reason[RAFT_ERROR_BYTES];
 	TimestampTz updated;
 	uint32		n_members;
 	RaftMemberInfo members[RAFT_MAX_MEMBERS];
@@ -136,6 +153,43 @@ typedef struct RaftSenderSeq
 	uint64		seq;
 } RaftSenderSeq;
 
+/* A ring of length-prefixed records (ring.c). */
+typedef struct RaftRing
+{
+	uint64		head;			/* total bytes ever written */
+	uint64		tail;			/* total bytes ever read */
+	uint64		size;
+	char	   *data;
+} RaftRing;
+
+/*
+ * Committed entries on their way from the raft worker to the apply worker.
+ * The apply worker says where it wants to start by bumping generation with
+ * from_index set; the raft worker then empties the ring and fills it from
+ * there, and sets served_generation.
+ */
+typedef struct RaftApplyQueue
+{
+	pid_t		apply_pid;
+	Latch	   *apply_latch;
+	uint64		generation;
+	uint64		from_index;
+	uint64		served_generation;
+	bool		compacted;		/* from_index is before the log's base */
+	uint64		log_base;		/* ... which was this */
+	uint64		done_index;		/* every entry up to here is applied */
+	TimestampTz done_commit_time;	/* commit time of the last transaction applied */
+	RaftRing	ring;
+} RaftApplyQueue;
+
+/* An entry in the apply queue: this header, then the entry's data. */
+typedef struct RaftQueuedEntry
+{
+	uint64		index;
+	uint64		term;
+	uint8		type;
+} RaftQueuedEntry;
+
 typedef struct RaftShared
 {
 	LWLock	   *lock;
@@ -144,16 +198,20 @@ typedef struct RaftShared
 	uint64		cluster_id;		/* 0 until the node belongs to a cluster */
 	raft_id_t	node_id;
 	uint64		role_epoch;		/* bumped when the node gains or loses leadership */
+	/* the bootstrap superuser, as whom the leader connects to itself */
+	char		superuser_name[NAMEDATALEN];
 
-	/* inbox: length-prefixed messages in a ring of bytes */
-	uint64		inbox_head;		/* total bytes ever written */
-	uint64		inbox_tail;		/* total bytes ever read */
+	/* messages that raft.deliver() queued for the worker */
+	RaftRing	inbox;
 	uint64		inbox_dropped;	/* messages refused because it was full */
 	RaftSenderSeq senders[RAFT_MAX_MEMBERS * 2];
 
+	RaftApplyQueue apply;
+
 	RaftRequest requests[RAFT_MAX_REQUESTS];
 	RaftView	view;
-	char		inbox[RAFT_INBOX_BYTES];
+	char		inbox_data[RAFT_INBOX_BYTES];
+	char		apply_data[RAFT_APPLY_QUEUE_BYTES];
 } RaftShared;
 
 extern RaftShared *RaftShmem;
@@ -178,8 +236,32 @@ extern void RaftTransportReceive(const uint8 *frame, size_t len);
 /* the worker drains the inbox */
 extern bool RaftInboxPop(uint8 *buf, size_t cap, size_t *len);
 
+/* ring.c; callers hold RaftShmem->lock exclusively */
+extern void RaftRingInit(RaftRing *ring, char *data, uint32 size);
+extern uint64 RaftRingRecordBytes(uint32 len);
+extern bool RaftRingPush(RaftRing *ring, const void *a, uint32 a_len,
+						 const void *b, uint32 b_len);
+extern bool RaftRingPop(RaftRing *ring, void *buf, uint32 cap, uint32 *len);
+extern void RaftRingClear(RaftRing *ring);
+
 /* fence.c */
 extern void RaftFenceInit(void);
+extern void RaftFenceAdoptEpoch(void);
+extern void RaftFenceEndSyncWaiters(void);
+
+/*
+ * capture.c: the leader's consumer of its own logical decoding stream, in
+ * the raft worker.  It proposes data entries through the callback and
+ * reports the stream's flush position once they are committed.
+ */
+typedef bool (*RaftProposeData) (const void *data, uint32 len, uint64 *index);
+extern void RaftCaptureRun(uint64 term, raft_id_t node_id, RaftProposeData propose);
+extern void RaftCaptureStop(void);
+extern void RaftCapturePoll(uint64 commit_index);
+extern bool RaftCaptureStreaming(void);
+extern const char *RaftCaptureProblem(void);
+extern void RaftCaptureAddWaitEvents(WaitEventSet *set);
+extern int	RaftCaptureSocketCount(void);
 
 /* decoder.c: reading a change stream (changes/changes.h) */
 struct chg_arrays;
@@ -190,7 +272,11 @@ extern bool RaftChangeRead(const uint8 *buf, size_t len, size_t *offset,
 						   struct chg_message *m);
 
 /* apply.c */
-extern void RaftApplyStream(const uint8 *buf, size_t len);
+typedef struct RaftApplyState RaftApplyState;
+extern RaftApplyState *RaftApplyBegin(MemoryContext parent);
+extern void RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len);
+extern void RaftApplyEnd(RaftApplyState *state);
+extern PGDLLEXPORT void RaftApplyWorkerMain(Datum main_arg);
 
 /* sql.c: backends hand work to the worker and wait for it */
 extern void RaftRunRequest(RaftRequest *req, int timeout_ms);

@@ -15,7 +15,10 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "common/cryptohash.h"
@@ -25,6 +28,10 @@
 #include "funcapi.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "postmaster/postmaster.h"
+#include "replication/slot.h"
+#include "replication/walsender.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -227,6 +234,108 @@ RaftRunRequest(RaftRequest *req, int timeout_ms)
 				 req->hint[0] ? errhint("%s", req->hint) : 0));
 }
 
+/*
+ * Refuses to form or join a cluster on an instance that cannot capture
+ * its changes: the leader decodes its WAL through a replication slot.
+ */
+void
+RaftCheckReplicationSettings(void)
+{
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_raft requires \"wal_level\" to be \"logical\""),
+				 errhint("Set wal_level = logical in postgresql.conf and restart the server.")));
+	if (max_wal_senders < 1 || max_replication_slots < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_raft requires \"max_wal_senders\" and \"max_replication_slots\" to be at least 1"),
+				 errhint("Raise them in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Synchronous mode: makes every COMMIT on the leader wait until its
+ * transaction is committed in the Raft log, by naming the leader's capture
+ * connection in synchronous_standby_names (ALTER SYSTEM, then a reload).
+ * A setting the operator chose is kept, with a warning when it leaves
+ * pg_raft out.
+ */
+void
+RaftConfigureSynchronousCommit(void)
+{
+	const char *current = GetConfigOption("synchronous_standby_names", false, false);
+	AlterSystemStmt *stmt;
+	VariableSetStmt *set;
+	A_Const    *value;
+
+	if (current != NULL && current[0] != '\0')
+	{
+		if (strstr(current, RAFT_CAPTURE_APPLICATION_NAME) == NULL)
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("\"synchronous_standby_names\" does not name %s",
+							RAFT_CAPTURE_APPLICATION_NAME),
+					 errdetail("Commits on this node, when it leads, do not wait for a majority of the raft log: a failover can lose acknowledged transactions."),
+					 errhint("Set synchronous_standby_names = '%s'.",
+							 RAFT_CAPTURE_APPLICATION_NAME)));
+		return;
+	}
+	value = makeNode(A_Const);
+	value->val.sval.type = T_String;
+	value->val.sval.sval = RAFT_CAPTURE_APPLICATION_NAME;
+	value->location = -1;
+	set = makeNode(VariableSetStmt);
+	set->kind = VAR_SET_VALUE;
+	set->name = "synchronous_standby_names";
+	set->args = list_make1(value);
+	stmt = makeNode(AlterSystemStmt);
+	stmt->setstmt = set;
+	AlterSystemSetConfigFile(stmt);
+	if (kill(PostmasterPid, SIGHUP) != 0)
+		ereport(WARNING,
+				(errmsg("could not signal the postmaster to reload: %m"),
+				 errhint("Run SELECT pg_reload_conf().")));
+	ereport(NOTICE,
+			(errmsg("synchronous_standby_names is now '%s': commits on the leader wait for a majority of the raft log",
+					RAFT_CAPTURE_APPLICATION_NAME),
+			 errhint("Set synchronous_commit = local, per session or globally, to stop waiting (acknowledged transactions may then be lost in a failover).")));
+}
+
+/*
+ * Waits until the node takes writes after it created a cluster, and lets
+ * the session carry on although the node's writability changed.
+ */
+static void
+wait_until_writable(int timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   timeout_ms);
+	RaftView   *view = palloc(sizeof(RaftView));
+
+	for (;;)
+	{
+		RaftGetView(view);
+		if (view->writable)
+			break;
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the cluster is created, but this node takes no writes yet"),
+					 errdetail("%s", view->not_writable_reason[0] ?
+							   view->not_writable_reason : "The node is not the leader."),
+					 errhint("raft.status shows when it does; the server log says what stops it.")));
+			break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(view);
+	RaftFenceAdoptEpoch();
+}
+
 /* Copies the worker's published view. */
 void
 RaftGetView(RaftView *view)
@@ -273,9 +382,12 @@ pg_raft_create_cluster(PG_FUNCTION_ARGS)
 	RaftRequest *req = new_request(RAFT_REQUEST_CREATE);
 
 	RaftCheckNewMember(name, conninfo);
+	RaftCheckReplicationSettings();
 	strlcpy(req->name, name, RAFT_NAME_BYTES);
 	strlcpy(req->conninfo, conninfo, RAFT_CONNINFO_BYTES);
 	RaftRunRequest(req, MEMBERSHIP_TIMEOUT_MS);
+	RaftConfigureSynchronousCommit();
+	wait_until_writable(MEMBERSHIP_TIMEOUT_MS);
 	PG_RETURN_VOID();
 }
 
@@ -384,8 +496,8 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[14];
-	bool		nulls[14];
+	Datum		values[15];
+	bool		nulls[15];
 	bool		self_voter = false;
 	pid_t		worker_pid;
 	uint32		i;
@@ -426,6 +538,7 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 		values[13] = Int32GetDatum((int32) worker_pid);
 	else
 		nulls[13] = true;
+	values[14] = BoolGetDatum(v->writable);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

@@ -17,5 +17,7 @@ extern void RaftCheckConninfo(const char *conninfo, const char *what);
 extern void RaftCheckNewMember(const char *name, const char *conninfo);
 extern PGconn *RaftConnect(const char *conninfo, const char *what);
 extern void RaftGetView(RaftView *view);
+extern void RaftCheckReplicationSettings(void);
+extern void RaftConfigureSynchronousCommit(void);
 
 #endif							/* PG_RAFT_SQL_H */

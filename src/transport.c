@@ -468,80 +468,19 @@ RaftTransportShutdown(void)
  * ----------------------------------------------------------------
  */
 
-/*
- * Pushes a message into the inbox.  Caller must hold RaftShmem->lock
- * exclusively.  Returns false when the inbox is full.
- */
-static bool
-inbox_push(const uint8 *msg, uint32 len)
-{
-	uint64		used = RaftShmem->inbox_head - RaftShmem->inbox_tail;
-	uint64		pos;
-	uint32		i;
-	const uint8 *parts[2] = {(const uint8 *) &len, msg};
-	uint32		lens[2] = {sizeof(len), len};
-
-	if (used + sizeof(len) + len > RAFT_INBOX_BYTES)
-		return false;
-	pos = RaftShmem->inbox_head;
-	for (i = 0; i < 2; i++)
-	{
-		uint32		done = 0;
-
-		while (done < lens[i])
-		{
-			uint32		at = (uint32) (pos % RAFT_INBOX_BYTES);
-			uint32		chunk = Min(lens[i] - done, RAFT_INBOX_BYTES - at);
-
-			memcpy(RaftShmem->inbox + at, parts[i] + done, chunk);
-			done += chunk;
-			pos += chunk;
-		}
-	}
-	RaftShmem->inbox_head = pos;
-	return true;
-}
-
-static void
-inbox_read(uint64 pos, uint8 *out, uint32 len)
-{
-	uint32		done = 0;
-
-	while (done < len)
-	{
-		uint32		at = (uint32) (pos % RAFT_INBOX_BYTES);
-		uint32		chunk = Min(len - done, RAFT_INBOX_BYTES - at);
-
-		memcpy(out + done, RaftShmem->inbox + at, chunk);
-		done += chunk;
-		pos += chunk;
-	}
-}
-
 /* The worker takes the oldest message; false when the inbox is empty. */
 bool
 RaftInboxPop(uint8 *buf, size_t cap, size_t *len)
 {
 	uint32		msg_len;
-	bool		found = false;
+	bool		found;
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	while (RaftShmem->inbox_head != RaftShmem->inbox_tail)
-	{
-		inbox_read(RaftShmem->inbox_tail, (uint8 *) &msg_len, sizeof(msg_len));
-		RaftShmem->inbox_tail += sizeof(msg_len);
-		if (msg_len > cap)
-		{
-			RaftShmem->inbox_tail += msg_len;	/* cannot happen: skip it */
-			continue;
-		}
-		inbox_read(RaftShmem->inbox_tail, buf, msg_len);
-		RaftShmem->inbox_tail += msg_len;
-		*len = msg_len;
-		found = true;
-		break;
-	}
+	found = RaftRingPop(&RaftShmem->inbox, buf, (uint32) Min(cap, PG_UINT32_MAX),
+						&msg_len);
 	LWLockRelease(RaftShmem->lock);
+	if (found)
+		*len = msg_len;
 	return found;
 }
 
@@ -655,7 +594,8 @@ RaftTransportReceive(const uint8 *frame, size_t len)
 						   (unsigned long long) seq,
 						   (unsigned long long) incarnation)));
 	}
-	pushed = inbox_push(frame + FRAME_HEADER_BYTES, (uint32) (len - FRAME_OVERHEAD));
+	pushed = RaftRingPush(&RaftShmem->inbox, NULL, 0, frame + FRAME_HEADER_BYTES,
+						  (uint32) (len - FRAME_OVERHEAD));
 	if (pushed)
 	{
 		sender->incarnation = incarnation;

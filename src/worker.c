@@ -58,8 +58,8 @@
 /* In-memory log of the core, and when to compact it. */
 #define LOG_CAPACITY_ENTRIES (64 * 1024)
 #define LOG_CAPACITY_BYTES (64 * 1024 * 1024)
-#define MAX_ENTRY_BYTES (16 * 1024 * 1024)
 #define COMPACT_THRESHOLD_ENTRIES (16 * 1024)
+#define COMPACT_THRESHOLD_BYTES (16 * 1024 * 1024)
 #define COMPACT_KEEP_ENTRIES 1024
 
 /* Everyone who ever was a member, so that names outlive removals. */
@@ -113,6 +113,14 @@ typedef struct RaftWorker
 	LagSample	lag[LAG_SAMPLES];
 	TimestampTz next_tick;
 	MemoryContext loop_cxt;
+
+	/* leadership: the term it began in and the index of its first entry */
+	uint64		lead_term;
+	raft_index_t lead_start;
+	bool		writable;
+
+	/* the next committed entry to hand to the apply worker */
+	raft_index_t next_to_queue;
 } RaftWorker;
 
 static RaftWorker W;
@@ -356,7 +364,7 @@ core_options(raft_options *opts)
 	opts->election_timeout_ticks = Max(raft_election_timeout_ms / heartbeat, 2);
 	opts->log_capacity_entries = LOG_CAPACITY_ENTRIES;
 	opts->log_capacity_bytes = LOG_CAPACITY_BYTES;
-	opts->max_entry_bytes = MAX_ENTRY_BYTES;
+	opts->max_entry_bytes = RAFT_MAX_ENTRY_BYTES;
 	opts->max_inflight_msgs = 32;
 	opts->max_entries_per_msg = 256;
 	opts->max_bytes_per_msg = 4 * 1024 * 1024;
@@ -1087,22 +1095,14 @@ handle_ready(void)
 		pfree(buf);
 	}
 
-	/* applying: until entries carry table changes, there is nothing else to do */
+	/*
+	 * Applying: the apply worker takes committed entries from the apply
+	 * queue (feed_apply_queue); the core only needs to know they are taken
+	 * care of.
+	 */
 	raft_advance(W.r);
 	if (rd.persist_from <= rd.persist_to)
 		raft_persisted(W.r, rd.persist_to, raft_term_at(W.r, rd.persist_to));
-
-	if (rd.apply_to >= W.base.index + COMPACT_THRESHOLD_ENTRIES + COMPACT_KEEP_ENTRIES)
-	{
-		raft_index_t upto = rd.apply_to - COMPACT_KEEP_ENTRIES;
-
-		if (raft_compact(W.r, upto) == RAFT_OK)
-		{
-			raft_get_base(W.r, &W.base);
-			write_base();
-			RaftLogCompact(W.log, W.base.index);
-		}
-	}
 }
 
 /*
@@ -1197,6 +1197,175 @@ maintain_membership(void)
 	promote_learners(&st);
 }
 
+/* capture.c proposes the leader's transactions through this. */
+static bool
+propose_data(const void *data, uint32 len, uint64 *index)
+{
+	raft_index_t at;
+
+	if (raft_propose(W.r, RAFT_ENTRY_NORMAL, data, len, &at) != RAFT_OK)
+		return false;
+	*index = at;
+	return true;
+}
+
+/*
+ * Starts capturing the node's transactions when it leads, stops when it
+ * no longer does, and remembers where each leadership began: a new leader
+ * accepts writes only once it applied every entry before its own first.
+ */
+static void
+follow_leadership(void)
+{
+	raft_status st;
+
+	raft_get_status(W.r, &st);
+	if (st.role != RAFT_LEADER)
+	{
+		W.lead_term = 0;
+		RaftCaptureStop();
+		return;
+	}
+	if (W.lead_term != st.term)
+	{
+		W.lead_term = st.term;
+		W.lead_start = st.last_index;
+	}
+	RaftCaptureRun(st.term, W.node_id, propose_data);
+	RaftCapturePoll(st.commit_index);
+}
+
+/*
+ * Hands committed entries to the apply worker through the apply queue,
+ * from where it asked to start, as far as the queue has room.
+ */
+static void
+feed_apply_queue(void)
+{
+	RaftApplyQueue *q = &RaftShmem->apply;
+	raft_status st;
+	Latch	   *latch;
+	bool		pushed = false;
+
+	raft_get_status(W.r, &st);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	if (q->generation != q->served_generation)
+	{
+		RaftRingClear(&q->ring);
+		W.next_to_queue = q->from_index;
+		q->compacted = q->from_index <= W.base.index;
+		q->log_base = W.base.index;
+		q->served_generation = q->generation;
+		pushed = true;
+	}
+	if (q->apply_pid != 0 && !q->compacted && W.next_to_queue > 0)
+	{
+		while (W.next_to_queue <= st.applied_index)
+		{
+			raft_entry	e;
+			RaftQueuedEntry header;
+
+			if (raft_entry_get(W.r, W.next_to_queue, &e) != RAFT_OK)
+				break;
+			header.index = e.index;
+			header.term = e.term;
+			header.type = e.type;
+			if (!RaftRingPush(&q->ring, &header, sizeof(header), e.data, e.len))
+				break;
+			W.next_to_queue++;
+			pushed = true;
+		}
+	}
+	latch = q->apply_latch;
+	LWLockRelease(RaftShmem->lock);
+	if (pushed && latch != NULL)
+		SetLatch(latch);
+}
+
+/* The index up to which the apply worker applied every entry. */
+static raft_index_t
+apply_done_index(void)
+{
+	raft_index_t done;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	done = RaftShmem->apply.done_index;
+	LWLockRelease(RaftShmem->lock);
+	return done;
+}
+
+/*
+ * Compacts the log once enough of it is applied.  Entries the apply worker
+ * has not applied stay, and so, on the leader, do those that a reachable
+ * member still needs: a member that must be sent the base instead needs a
+ * copy of the data.
+ */
+static void
+compact_log(void)
+{
+	raft_status st;
+	raft_index_t upto;
+	TimestampTz now = GetCurrentTimestamp();
+	uint32		i;
+
+	raft_get_status(W.r, &st);
+	upto = Min(st.applied_index, apply_done_index());
+	if (st.role == RAFT_LEADER)
+	{
+		for (i = 0; i < st.config.n_members; i++)
+		{
+			const raft_member_status *p = &st.progress[i];
+			MemberTrack *t = member_track(p->id);
+
+			if (p->id == W.node_id || t == NULL || t->last_contact == 0 ||
+				now - t->last_contact > (int64) raft_election_timeout_ms * 1000)
+				continue;
+			upto = Min(upto, p->match_index);
+		}
+	}
+	if (upto <= W.base.index + COMPACT_KEEP_ENTRIES)
+		return;
+	upto -= COMPACT_KEEP_ENTRIES;
+	if (upto < W.base.index + COMPACT_THRESHOLD_ENTRIES &&
+		RaftLogBytes(W.log) < COMPACT_THRESHOLD_BYTES)
+		return;
+	if (raft_compact(W.r, upto) == RAFT_OK)
+	{
+		raft_get_base(W.r, &W.base);
+		write_base();
+		RaftLogCompact(W.log, W.base.index);
+	}
+}
+
+/*
+ * Whether the node accepts writes: it leads, every entry before its
+ * leadership is applied, and its own transactions are being captured.
+ * Otherwise says why in reason.
+ */
+static bool
+node_writable(const raft_status *st, char *reason, size_t reason_size)
+{
+	raft_index_t done = apply_done_index();
+
+	reason[0] = '\0';
+	if (st->role != RAFT_LEADER || W.lead_term != st->term)
+		return false;
+	if (done < W.lead_start)
+	{
+		snprintf(reason, reason_size,
+				 "the new leader is applying the entries of earlier terms (%llu of %llu applied)",
+				 (unsigned long long) done, (unsigned long long) W.lead_start);
+		return false;
+	}
+	if (!RaftCaptureStreaming())
+	{
+		snprintf(reason, reason_size, "the leader is not capturing its changes yet%s%s",
+				 RaftCaptureProblem()[0] ? ": " : "", RaftCaptureProblem());
+		return false;
+	}
+	return true;
+}
+
 /* Copies the worker's view into shared memory for the SQL views. */
 static void
 publish_view(void)
@@ -1230,8 +1399,10 @@ publish_view(void)
 		v->first_index = st.first_index;
 		v->last_index = st.last_index;
 		v->commit_index = st.commit_index;
-		v->applied_index = st.applied_index;
+		v->applied_index = apply_done_index();
 		v->log_bytes = RaftLogBytes(W.log);
+		v->writable = node_writable(&st, v->not_writable_reason,
+									sizeof(v->not_writable_reason));
 		v->n_members = st.config.n_members;
 		for (i = 0; i < st.config.n_members; i++)
 		{
@@ -1301,14 +1472,23 @@ publish_view(void)
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	/*
 	 * Sessions that began when the node was writable (not in a cluster, or
-	 * its leader) and now is not, or the other way round, are ended
-	 * (fence.c).
+	 * its leader ready for writes) and now is not, or the other way round,
+	 * are ended (fence.c).
 	 */
-	if ((!RaftShmem->view.configured || RaftShmem->view.role == RAFT_LEADER) !=
-		(!v->configured || v->role == RAFT_LEADER))
+	if ((!RaftShmem->view.configured || RaftShmem->view.writable) !=
+		(!v->configured || v->writable))
 		RaftShmem->role_epoch++;
 	memcpy(&RaftShmem->view, v, sizeof(RaftView));
 	LWLockRelease(RaftShmem->lock);
+
+	/*
+	 * A commit waiting for synchronous replication on a node that does not
+	 * take writes waits for a stream that will never carry it: end it, so
+	 * that its client does not take it for acknowledged later.
+	 */
+	if (v->configured && !v->writable)
+		RaftFenceEndSyncWaiters();
+	W.writable = v->configured && v->writable;
 	pfree(v);
 }
 
@@ -1333,6 +1513,7 @@ reload_settings(void)
 static void
 worker_shutdown(int code, Datum arg)
 {
+	RaftCaptureStop();
 	RaftTransportShutdown();
 	if (RaftShmem != NULL)
 	{
@@ -1362,6 +1543,8 @@ RaftWorkerMain(Datum main_arg)
 	RaftShmem->worker_latch = MyLatch;
 	RaftShmem->cluster_id = 0;
 	RaftShmem->node_id = 0;
+	/* serve the apply worker again from where it is (feed_apply_queue) */
+	RaftShmem->apply.served_generation = 0;
 	LWLockRelease(RaftShmem->lock);
 	before_shmem_exit(worker_shutdown, (Datum) 0);
 
@@ -1392,17 +1575,26 @@ RaftWorkerMain(Datum main_arg)
 			maintain_membership();
 			while (raft_has_ready(W.r))
 				handle_ready();
+			follow_leadership();
+			while (raft_has_ready(W.r))
+				handle_ready();
+			feed_apply_queue();
+			compact_log();
 			RaftTransportPoll();
 			process_requests();
 			timeout_ms = Max(0, (W.next_tick - GetCurrentTimestamp()) / 1000);
 		}
 		publish_view();
 
-		set = CreateWaitEventSet(W.loop_cxt, 2 + RaftTransportSocketCount());
+		set = CreateWaitEventSet(W.loop_cxt, 2 + RaftTransportSocketCount() +
+								 RaftCaptureSocketCount());
 		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		if (W.configured)
+		{
 			RaftTransportAddWaitEvents(set);
+			RaftCaptureAddWaitEvents(set);
+		}
 		(void) WaitEventSetWait(set, timeout_ms, events, lengthof(events),
 								PG_WAIT_EXTENSION);
 		FreeWaitEventSet(set);

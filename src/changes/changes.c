@@ -814,3 +814,76 @@ chg_truncate_relid(const chg_message *msg, uint32_t i)
 	CHG_ASSERT(i < msg->nrels);
 	return chg_load_u32(msg->relids + (size_t) i * CHG_RELID_BYTES);
 }
+
+/* ----------------------------------------------------------------------
+ * The header of a data entry
+ * ----------------------------------------------------------------------
+ */
+
+#define CHG_ENTRY_FLAGS_ALL (CHG_ENTRY_FIRST | CHG_ENTRY_LAST)
+
+int
+chg_entry_header_read(const uint8_t *buf, size_t len, chg_entry_header *header)
+{
+	chg_cursor	c;
+	uint8_t		magic;
+	chg_entry_header h;
+	int			rc;
+
+	CHG_ASSERT(buf != NULL || len == 0);
+	c.buf = buf;
+	c.len = len;
+	c.off = 0;
+	rc = chg_get_u8(&c, &magic);
+	if (rc != CHG_OK)
+		return rc;
+	if (magic != CHG_ENTRY_MAGIC)
+		return CHG_ERR_KIND;
+	rc = chg_get_u8(&c, &h.flags);
+	if (rc == CHG_OK)
+		rc = chg_get_u32(&c, &h.origin);
+	if (rc == CHG_OK)
+		rc = chg_get_u64(&c, &h.final_lsn);
+	if (rc != CHG_OK)
+		return rc;
+	if ((h.flags & ~CHG_ENTRY_FLAGS_ALL) != 0 || h.origin == 0)
+		return CHG_ERR_FIELD;
+	CHG_ASSERT(c.off == CHG_ENTRY_HEADER_BYTES);
+	*header = h;
+	return CHG_OK;
+}
+
+/* The header goes into a fixed buffer: append to it at a running offset. */
+typedef struct chg_fixed_buffer
+{
+	uint8_t    *buf;
+	size_t		off;
+} chg_fixed_buffer;
+
+static void
+chg_append_fixed(void *arg, const void *data, size_t len)
+{
+	chg_fixed_buffer *fb = arg;
+
+	memcpy(fb->buf + fb->off, data, len);
+	fb->off += len;
+}
+
+void
+chg_entry_header_write(uint8_t *buf, const chg_entry_header *header)
+{
+	chg_fixed_buffer fb;
+	chg_writer	w;
+
+	CHG_ASSERT((header->flags & ~CHG_ENTRY_FLAGS_ALL) == 0);
+	CHG_ASSERT(header->origin != 0);
+	fb.buf = buf;
+	fb.off = 0;
+	w.append = chg_append_fixed;
+	w.arg = &fb;
+	chg_put_u8(&w, CHG_ENTRY_MAGIC);
+	chg_put_u8(&w, header->flags);
+	chg_put_u32(&w, header->origin);
+	chg_put_u64(&w, header->final_lsn);
+	CHG_ASSERT(fb.off == CHG_ENTRY_HEADER_BYTES);
+}

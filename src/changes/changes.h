@@ -34,6 +34,17 @@
  * change; relid is the leader's OID and only names the description within
  * the stream.  Timestamps are PostgreSQL's (microseconds since 2000-01-01).
  *
+ * In the Raft log, a transaction's stream travels in one or more data
+ * entries (RAFT_ENTRY_NORMAL).  Each starts with a header
+ *
+ *	'E' entry		u8 flags (1 = first piece of the transaction, 2 = last),
+ *					u32 origin (the node id of the leader that decoded it),
+ *					u64 final_lsn (the transaction's commit record there)
+ *
+ * and goes on with the next bytes of the stream.  Pieces are cut at any
+ * byte, so a message may continue in the next entry; the reader joins
+ * them.  A transaction's pieces are consecutive data entries of one term.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef PG_RAFT_CHANGES_H
@@ -146,6 +157,28 @@ typedef struct chg_arrays
  */
 extern int	chg_read(const uint8_t *buf, size_t len, const chg_arrays *arrays,
 					 chg_message *msg, size_t *consumed);
+
+/* The header of a data entry. */
+#define CHG_ENTRY_MAGIC 'E'
+#define CHG_ENTRY_FIRST 0x01
+#define CHG_ENTRY_LAST 0x02
+#define CHG_ENTRY_HEADER_BYTES 14
+
+typedef struct chg_entry_header
+{
+	uint8_t		flags;
+	uint32_t	origin;
+	uint64_t	final_lsn;
+} chg_entry_header;
+
+/*
+ * Reads the header of a data entry of len bytes; on success the stream's
+ * piece follows at buf + CHG_ENTRY_HEADER_BYTES.
+ */
+extern int	chg_entry_header_read(const uint8_t *buf, size_t len,
+								  chg_entry_header *header);
+/* Writes a header into buf, which has room for CHG_ENTRY_HEADER_BYTES. */
+extern void chg_entry_header_write(uint8_t *buf, const chg_entry_header *header);
 
 /* Reads the u32 relid number i of a truncate message. */
 extern uint32_t chg_truncate_relid(const chg_message *msg, uint32_t i);

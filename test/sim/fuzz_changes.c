@@ -3,7 +3,8 @@
  * fuzz_changes.c
  *	  libFuzzer target for the change stream reader (src/changes/changes.c).
  *
- * Every input is read as a stream, message after message, with chg_read
+ * Every input is read as a data entry's header (one that reads must
+ * re-encode to the same bytes), then as a stream, message after message, with chg_read
  * and arrays of CHG_MAX_COLUMNS elements, until an error or the end.  For
  * each message read the target checks that the writer re-encodes it to
  * exactly the bytes consumed (the format is canonical), that its pointers
@@ -243,6 +244,17 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t		off = 0;
+	chg_entry_header header;
+
+	/* the input read as a data entry: a header that is read re-encodes */
+	if (chg_entry_header_read(data, size, &header) == CHG_OK)
+	{
+		uint8_t		again[CHG_ENTRY_HEADER_BYTES];
+
+		require(size >= CHG_ENTRY_HEADER_BYTES);
+		chg_entry_header_write(again, &header);
+		require(memcmp(again, data, CHG_ENTRY_HEADER_BYTES) == 0);
+	}
 
 	while (off < size)
 	{

@@ -1721,6 +1721,43 @@ write_corpus(const char *dir)
 	return ok ? 0 : 1;
 }
 
+/* The data entry header: round trip, every truncation, every bad field. */
+static void
+test_entry_header(void)
+{
+	chg_entry_header h = {CHG_ENTRY_FIRST | CHG_ENTRY_LAST, 7, 0x0102030405060708ULL};
+	chg_entry_header back;
+	uint8_t		buf[CHG_ENTRY_HEADER_BYTES];
+	uint8_t		bad[CHG_ENTRY_HEADER_BYTES];
+	size_t		cut;
+	bool		all_truncated = true;
+
+	memset(&back, 0, sizeof(back));
+	chg_entry_header_write(buf, &h);
+	check(buf[0] == 'E' && buf[1] == 3 && buf[2] == 7 && buf[6] == 0x08 &&
+		  buf[13] == 0x01, "entry header layout: magic, flags, little-endian origin and LSN");
+	check(chg_entry_header_read(buf, sizeof(buf), &back) == CHG_OK &&
+		  back.flags == h.flags && back.origin == h.origin &&
+		  back.final_lsn == h.final_lsn, "entry header round trip");
+	for (cut = 0; cut < sizeof(buf); cut++)
+		if (chg_entry_header_read(buf, cut, &back) != CHG_ERR_TRUNCATED)
+			all_truncated = false;
+	check(all_truncated, "every strict prefix of an entry header is truncated");
+
+	memcpy(bad, buf, sizeof(bad));
+	bad[0] = 'V';
+	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_KIND,
+		  "entry header with the wrong magic is refused");
+	memcpy(bad, buf, sizeof(bad));
+	bad[1] = 0x04;
+	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
+		  "entry header with an undefined flag is refused");
+	memcpy(bad, buf, sizeof(bad));
+	memset(bad + 2, 0, 4);
+	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
+		  "entry header without an origin is refused");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1745,6 +1782,7 @@ main(int argc, char **argv)
 	test_capacity_of_samples();
 	test_truncation();
 	test_corruption();
+	test_entry_header();
 
 	printf("1..%d\n", n_tests);
 	if (n_failed > 0)

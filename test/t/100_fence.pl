@@ -54,8 +54,9 @@ foreach my $write (
 }
 my ($ret, $out, $err) = $follower->psql('postgres', 'COPY t FROM STDIN', stdin => "9\n\\.\n");
 like($err, qr/cannot execute COPY FROM in a read-only transaction/, 'the follower refuses COPY FROM');
-is($follower->safe_psql('postgres', 'SELECT count(*) FROM t'), '0',
-	'and its table is untouched');
+RaftCluster::wait_for_apply($leader, $follower);
+is($follower->safe_psql('postgres', 'SELECT string_agg(id::text, \',\') FROM t'), '1',
+	'its table holds only the row the leader wrote, replicated');
 
 # libpq finds the leader among all members, and a follower for reading.
 sub multi_host

@@ -24,10 +24,13 @@ sub new_node
 {
 	my ($name, $extra_conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	# the leader decodes its WAL through a replication connection to itself
+	$node->init(allows_streaming => 'logical');
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'pg_raft'
+# this PostgreSQL 15 build lists the output plugins a slot may use
+output_plugin_libraries = 'pgoutput, test_decoding, pg_raft'
 listen_addresses = '127.0.0.1'
 log_statement = none
 } . ($extra_conf // ''));
@@ -99,21 +102,24 @@ sub status
 {
 	my ($node) = @_;
 	my ($ret, $out) = $node->psql('postgres',
-		"SELECT role, term, coalesce(leader_name, ''), commit_index, last_index FROM raft.status"
+		"SELECT role, term, coalesce(leader_name, ''), commit_index, last_index, writable, applied_index FROM raft.status"
 	);
 	return {} if $ret != 0 || $out eq '';
-	my ($role, $term, $leader, $commit, $last) = split /\|/, $out;
+	my ($role, $term, $leader, $commit, $last, $writable, $applied) = split /\|/, $out;
 	return {
 		role => $role,
 		term => $term,
 		leader => $leader,
 		commit => $commit,
-		last => $last
+		last => $last,
+		writable => $writable eq 't',
+		applied => $applied
 	};
 }
 
-# wait_for_leader(NODES...): waits until exactly one of NODES is leader and
-# every one of them names it, in the same term; returns the leader node.
+# wait_for_leader(NODES...): waits until exactly one of NODES is leader,
+# every one of them names it, in the same term, and it takes writes;
+# returns the leader node.
 sub wait_for_leader
 {
 	my @nodes = @_;
@@ -129,11 +135,36 @@ sub wait_for_leader
 			my $agree = grep {
 				($_->{leader} // '') eq $leader->name && $_->{term} == $term
 			} @st;
-			return $leader if $agree == @nodes;
+			return $leader
+			  if $agree == @nodes && $st[ $leaders[0] ]{writable};
 		}
 		usleep(100_000);
 	}
 	die 'no single leader that every node agrees on';
+}
+
+# wait_for_apply(LEADER, NODES...): waits until every one of NODES has
+# applied everything LEADER has committed so far.
+sub wait_for_apply
+{
+	my ($leader, @nodes) = @_;
+	my $index = status($leader)->{commit};
+	foreach my $node (@nodes)
+	{
+		$node->poll_query_until('postgres',
+			"SELECT raft.wait_for_index($index, '1s')")
+		  or die $node->name . " did not apply index $index";
+	}
+	return $index;
+}
+
+# checksums(NODE, TABLES...): raft.table_checksum of each table, joined.
+sub checksums
+{
+	my ($node, @tables) = @_;
+	return join ' ',
+	  map { $node->safe_psql('postgres', "SELECT raft.table_checksum('$_')") }
+	  @tables;
 }
 
 # barrier(NODE): retries raft.barrier() on NODE until it commits; returns

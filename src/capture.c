@@ -1,0 +1,716 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.c
+ *	  The leader's side of replication: its own committed transactions,
+ *	  decoded, become Raft entries.
+ *
+ * NOTES
+ *	  Runs in the raft worker while the node leads.  It opens a replication
+ *	  connection to its own server with application_name pg_raft, creates
+ *	  the slot pg_raft afresh for the term (a slot left from an earlier
+ *	  leadership holds nothing this one may ship), and streams from it
+ *	  with the pg_raft output plugin (decoder.c).
+ *
+ *	  Each transaction's stream is cut into data entries of at most
+ *	  RAFT_DATA_PIECE_BYTES (see changes/changes.h) and proposed.  The
+ *	  position reported back to the walsender as written and flushed moves
+ *	  past a transaction only once its last entry is committed in Raft.
+ *	  With synchronous_standby_names naming pg_raft, that report is what
+ *	  releases the client's COMMIT: every acknowledged transaction is in a
+ *	  majority of the members' logs.  When nothing is waiting for Raft, a
+ *	  keepalive's position is reported as it comes, which releases the
+ *	  commits of transactions that replicate nothing.
+ *
+ *	  When the connection breaks while the node still leads, streaming
+ *	  resumes from the slot's confirmed position; transactions whose last
+ *	  entry was already proposed in this term are recognised by their
+ *	  commit LSN and skipped, and a transaction cut off halfway is sent
+ *	  again from its first entry (the apply worker drops the incomplete
+ *	  copy when it sees a new first entry).
+ *
+ *	  The connection goes through states, each waiting for its socket:
+ *
+ *		idle -> connecting -> dropping the slot -> creating it ->
+ *		starting -> streaming
+ *
+ *	  (dropping and creating only once per term).  A failure returns to
+ *	  idle, says why in RaftCaptureProblem(), and retries a second later.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "lib/stringinfo.h"
+#include "libpq-fe.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "postmaster/postmaster.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "changes/changes.h"
+#include "pg_raft.h"
+
+#define CAPTURE_RETRY_MS 1000
+#define CAPTURE_FEEDBACK_MS 1000
+/* read at most this much per turn of the worker's loop */
+#define CAPTURE_READ_BUDGET_BYTES (4 * 1024 * 1024)
+
+typedef enum CaptureState
+{
+	CAPTURE_IDLE,
+	CAPTURE_CONNECTING,
+	CAPTURE_DROPPING,
+	CAPTURE_CREATING,
+	CAPTURE_STARTING,
+	CAPTURE_STREAMING
+} CaptureState;
+
+/* An entry formed and waiting to be proposed. */
+typedef struct ReadyEntry
+{
+	StringInfo	data;
+	bool		last;			/* the transaction's last entry */
+	XLogRecPtr	end_lsn;		/* when last: the end of its commit record */
+} ReadyEntry;
+
+/* A transaction whose last entry is proposed, not yet known committed. */
+typedef struct PendingCommit
+{
+	uint64		index;
+	XLogRecPtr	end_lsn;
+} PendingCommit;
+
+typedef struct Capture
+{
+	CaptureState state;
+	PGconn	   *conn;
+	PostgresPollingStatusType poll;
+	MemoryContext cxt;
+	TimestampTz retry_at;
+	char		problem[RAFT_ERROR_BYTES];
+
+	uint64		term;			/* the leadership we capture for; 0 none */
+	uint64		slot_term;		/* the term the slot was created in */
+	raft_id_t	node_id;
+	RaftProposeData propose;
+
+	/* the transaction being cut into entries */
+	bool		in_txn;
+	bool		skipping;		/* already proposed in this term */
+	bool		first_cut;		/* its first entry is cut */
+	XLogRecPtr	final_lsn;
+	StringInfo	piece;			/* header space, then stream bytes */
+	List	   *ready;			/* ReadyEntry, oldest first */
+	XLogRecPtr	last_proposed_final_lsn;
+
+	/* what may be reported as flushed */
+	List	   *pending;		/* PendingCommit, oldest first */
+	XLogRecPtr	flushed;
+	XLogRecPtr	reported;
+	TimestampTz last_feedback;
+	bool		reply_requested;
+} Capture;
+
+static Capture C;
+
+static void
+capture_set_problem(const char *problem)
+{
+	if (strcmp(C.problem, problem) != 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("pg_raft could not capture this leader's changes: %s",
+						problem),
+				 errhint("The raft worker opens a replication connection to its own server through the first of \"unix_socket_directories\", as the bootstrap superuser; \"pg_hba.conf\" must allow it, and \"max_wal_senders\" and \"wal_level = logical\" must permit it.")));
+	strlcpy(C.problem, problem, sizeof(C.problem));
+}
+
+/* Closes the connection and retries later; what was captured is kept. */
+static void
+capture_fail(const char *what)
+{
+	char		problem[RAFT_ERROR_BYTES];
+	const char *why = C.conn ? PQerrorMessage(C.conn) : "";
+
+	snprintf(problem, sizeof(problem), "%s: %s", what, why);
+	/* libpq messages end with a newline */
+	if (problem[0] != '\0' && problem[strlen(problem) - 1] == '\n')
+		problem[strlen(problem) - 1] = '\0';
+	capture_set_problem(problem);
+	if (C.conn != NULL)
+		PQfinish(C.conn);
+	C.conn = NULL;
+	C.state = CAPTURE_IDLE;
+	C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 CAPTURE_RETRY_MS);
+	/*
+	 * A transaction cut off halfway is decoded again from its start: its
+	 * entries not yet proposed are dropped.
+	 */
+	while (C.in_txn && C.ready != NIL &&
+		   !((ReadyEntry *) llast(C.ready))->last)
+		C.ready = list_delete_last(C.ready);
+	C.in_txn = false;
+	C.skipping = false;
+	if (C.piece != NULL)
+		resetStringInfo(C.piece);
+}
+
+/* Forgets everything about the current leadership. */
+static void
+capture_reset(void)
+{
+	if (C.conn != NULL)
+		PQfinish(C.conn);
+	C.conn = NULL;
+	C.state = CAPTURE_IDLE;
+	C.term = 0;
+	C.in_txn = false;
+	C.skipping = false;
+	C.last_proposed_final_lsn = InvalidXLogRecPtr;
+	C.flushed = InvalidXLogRecPtr;
+	C.reported = InvalidXLogRecPtr;
+	C.retry_at = 0;
+	C.problem[0] = '\0';
+	if (C.cxt != NULL)
+		MemoryContextReset(C.cxt);
+	C.piece = NULL;
+	C.ready = NIL;
+	C.pending = NIL;
+}
+
+/* The first directory of unix_socket_directories, or NULL. */
+static char *
+local_socket_directory(void)
+{
+	char	   *raw;
+	List	   *dirs;
+	char	   *dir = NULL;
+
+	if (Unix_socket_directories == NULL || Unix_socket_directories[0] == '\0')
+		return NULL;
+	raw = pstrdup(Unix_socket_directories);
+	if (SplitDirectoriesString(raw, ',', &dirs) && dirs != NIL)
+		dir = pstrdup(linitial(dirs));
+	return dir;
+}
+
+static void
+capture_connect(void)
+{
+	const char *keywords[9];
+	const char *values[9];
+	char		port[16];
+	char		user[NAMEDATALEN];
+	char	   *dir = local_socket_directory();
+	int			n = 0;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	strlcpy(user, RaftShmem->superuser_name, NAMEDATALEN);
+	LWLockRelease(RaftShmem->lock);
+	if (user[0] == '\0')
+	{
+		/* the apply worker looks it up when it starts: not a failure */
+		strlcpy(C.problem, "waiting for the apply worker to start",
+				sizeof(C.problem));
+		C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 100);
+		return;
+	}
+
+	snprintf(port, sizeof(port), "%d", PostPortNumber);
+	keywords[n] = "host";
+	values[n++] = dir ? dir : "localhost";
+	keywords[n] = "port";
+	values[n++] = port;
+	keywords[n] = "dbname";
+	values[n++] = raft_database;
+	keywords[n] = "user";
+	values[n++] = user;
+	keywords[n] = "replication";
+	values[n++] = "database";
+	keywords[n] = "application_name";
+	values[n++] = RAFT_CAPTURE_APPLICATION_NAME;
+	keywords[n] = "connect_timeout";
+	values[n++] = "10";
+	keywords[n] = NULL;
+	values[n] = NULL;
+
+	C.conn = PQconnectStartParams(keywords, values, 0);
+	if (C.conn == NULL || PQstatus(C.conn) == CONNECTION_BAD)
+	{
+		capture_fail("could not connect to the local server");
+		return;
+	}
+	C.poll = PGRES_POLLING_WRITING;
+	C.state = CAPTURE_CONNECTING;
+}
+
+static void
+capture_send(const char *command, CaptureState next)
+{
+	if (!PQsendQuery(C.conn, command))
+	{
+		capture_fail(command);
+		return;
+	}
+	C.state = next;
+}
+
+/*
+ * Collects the result of the command in flight.  Returns NULL while it is
+ * not complete; the caller must PQclear the result.
+ */
+static PGresult *
+capture_result(void)
+{
+	PGresult   *res;
+	PGresult   *extra;
+
+	if (!PQconsumeInput(C.conn))
+	{
+		capture_fail("lost the local replication connection");
+		return NULL;
+	}
+	if (PQisBusy(C.conn))
+		return NULL;
+	res = PQgetResult(C.conn);
+	if (res == NULL || PQresultStatus(res) == PGRES_COPY_BOTH)
+		return res;
+	/* a command's result is followed by NULL */
+	while ((extra = PQgetResult(C.conn)) != NULL)
+		PQclear(extra);
+	return res;
+}
+
+/* ----------------------------------------------------------------
+ * Cutting the stream into entries
+ * ----------------------------------------------------------------
+ */
+
+static void
+piece_start(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(C.cxt);
+
+	if (C.piece == NULL)
+		C.piece = makeStringInfo();
+	resetStringInfo(C.piece);
+	/* room for the header, written when the entry is cut */
+	appendStringInfoSpaces(C.piece, CHG_ENTRY_HEADER_BYTES);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Cuts an entry from the first bytes of the piece (up to a full piece's
+ * worth, or all of it when last) and queues it for proposal.
+ */
+static void
+cut_entry(bool last, XLogRecPtr end_lsn)
+{
+	MemoryContext old = MemoryContextSwitchTo(C.cxt);
+	int			body = C.piece->len - CHG_ENTRY_HEADER_BYTES;
+	int			take = last ? body : Min(body, RAFT_DATA_PIECE_BYTES);
+	ReadyEntry *e = palloc0(sizeof(ReadyEntry));
+	chg_entry_header header;
+
+	header.flags = (C.first_cut ? 0 : CHG_ENTRY_FIRST) | (last ? CHG_ENTRY_LAST : 0);
+	header.origin = C.node_id;
+	header.final_lsn = C.final_lsn;
+	e->data = makeStringInfo();
+	enlargeStringInfo(e->data, CHG_ENTRY_HEADER_BYTES + take);
+	chg_entry_header_write((uint8 *) e->data->data, &header);
+	e->data->len = CHG_ENTRY_HEADER_BYTES;
+	appendBinaryStringInfo(e->data, C.piece->data + CHG_ENTRY_HEADER_BYTES, take);
+	e->last = last;
+	e->end_lsn = end_lsn;
+	C.ready = lappend(C.ready, e);
+	C.first_cut = true;
+
+	/* keep what was not taken */
+	memmove(C.piece->data + CHG_ENTRY_HEADER_BYTES,
+			C.piece->data + CHG_ENTRY_HEADER_BYTES + take, body - take);
+	C.piece->len = CHG_ENTRY_HEADER_BYTES + body - take;
+	MemoryContextSwitchTo(old);
+}
+
+/* Proposes the ready entries in order; false when the log has no room. */
+static bool
+propose_ready(void)
+{
+	while (C.ready != NIL)
+	{
+		ReadyEntry *e = linitial(C.ready);
+		uint64		index;
+
+		if (!C.propose(e->data->data, e->data->len, &index))
+			return false;
+		if (e->last)
+		{
+			MemoryContext old = MemoryContextSwitchTo(C.cxt);
+			PendingCommit *p = palloc(sizeof(PendingCommit));
+
+			p->index = index;
+			p->end_lsn = e->end_lsn;
+			C.pending = lappend(C.pending, p);
+			MemoryContextSwitchTo(old);
+		}
+		C.ready = list_delete_first(C.ready);
+		pfree(e->data->data);
+		pfree(e->data);
+		pfree(e);
+	}
+	return true;
+}
+
+/* Takes one message of the plugin's output (one callback's write). */
+static void
+take_output(const uint8 *buf, size_t len)
+{
+	chg_message m;
+	size_t		consumed;
+	size_t		begin_len;
+
+	if (len == 0)
+		return;
+	if (buf[0] == CHG_VERSION)
+	{
+		/* version and begin: a transaction starts */
+		if (chg_read(buf, len, NULL, &m, &consumed) != CHG_OK ||
+			chg_read(buf + consumed, len - consumed, NULL, &m, &begin_len) != CHG_OK ||
+			m.kind != CHG_BEGIN)
+			elog(ERROR, "the pg_raft output plugin wrote a transaction without a begin");
+		C.in_txn = true;
+		C.final_lsn = m.lsn;
+		C.skipping = m.lsn <= C.last_proposed_final_lsn;
+		C.first_cut = false;
+		if (!C.skipping)
+			piece_start();
+	}
+	if (!C.in_txn)
+		elog(ERROR, "the pg_raft output plugin wrote a change outside a transaction");
+	if (!C.skipping)
+	{
+		MemoryContext old = MemoryContextSwitchTo(C.cxt);
+
+		appendBinaryStringInfo(C.piece, (const char *) buf, (int) len);
+		MemoryContextSwitchTo(old);
+	}
+	if (buf[0] == CHG_COMMIT)
+	{
+		if (chg_read(buf, len, NULL, &m, &consumed) != CHG_OK)
+			elog(ERROR, "the pg_raft output plugin wrote a malformed commit");
+		if (!C.skipping)
+		{
+			cut_entry(true, m.end_lsn);
+			C.last_proposed_final_lsn = C.final_lsn;
+		}
+		C.in_txn = false;
+		C.skipping = false;
+		return;
+	}
+	while (!C.skipping &&
+		   C.piece->len - CHG_ENTRY_HEADER_BYTES >= RAFT_DATA_PIECE_BYTES)
+		cut_entry(false, InvalidXLogRecPtr);
+}
+
+/* ----------------------------------------------------------------
+ * The replication protocol
+ * ----------------------------------------------------------------
+ */
+
+static uint64
+read_be64(const char *p)
+{
+	uint64		v;
+
+	memcpy(&v, p, sizeof(v));
+	return pg_ntoh64(v);
+}
+
+/* Nothing decoded is waiting for Raft: the stream is durable up to lsn. */
+static bool
+idle_stream(void)
+{
+	return !C.in_txn && C.ready == NIL && C.pending == NIL;
+}
+
+static void
+send_feedback(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	pq_sendbyte(&buf, 'r');
+	pq_sendint64(&buf, C.flushed);	/* written */
+	pq_sendint64(&buf, C.flushed);	/* flushed */
+	pq_sendint64(&buf, C.flushed);	/* applied */
+	pq_sendint64(&buf, GetCurrentTimestamp());
+	pq_sendbyte(&buf, 0);
+	if (PQputCopyData(C.conn, buf.data, buf.len) <= 0 || PQflush(C.conn) < 0)
+		capture_fail("could not send feedback on the local replication connection");
+	pfree(buf.data);
+	C.reported = C.flushed;
+	C.last_feedback = GetCurrentTimestamp();
+	C.reply_requested = false;
+}
+
+/* Handles one CopyData message of the stream; false when it failed. */
+static bool
+take_copy_message(const char *msg, int len)
+{
+	const int	w_header = 1 + 8 + 8 + 8;
+	const int	k_length = 1 + 8 + 8 + 1;
+
+	if (len >= w_header && msg[0] == 'w')
+	{
+		take_output((const uint8 *) msg + w_header, len - w_header);
+		return true;
+	}
+	if (len >= k_length && msg[0] == 'k')
+	{
+		XLogRecPtr	wal_end = read_be64(msg + 1);
+
+		if (idle_stream() && wal_end > C.flushed)
+			C.flushed = wal_end;
+		if (msg[17])
+			C.reply_requested = true;
+		return true;
+	}
+	capture_fail("unexpected message on the local replication connection");
+	return false;
+}
+
+static void
+stream(uint64 commit_index)
+{
+	size_t		budget = CAPTURE_READ_BUDGET_BYTES;
+	TimestampTz now;
+
+	/* transactions whose last entry is committed are durable */
+	while (C.pending != NIL)
+	{
+		PendingCommit *p = linitial(C.pending);
+
+		if (p->index > commit_index)
+			break;
+		C.flushed = Max(C.flushed, p->end_lsn);
+		C.pending = list_delete_first(C.pending);
+		pfree(p);
+	}
+
+	if (propose_ready())
+	{
+		if (!PQconsumeInput(C.conn))
+		{
+			capture_fail("lost the local replication connection");
+			return;
+		}
+		while (budget > 0 && C.ready == NIL)
+		{
+			char	   *msg;
+			int			len = PQgetCopyData(C.conn, &msg, 1);
+
+			if (len == 0)
+				break;
+			if (len < 0)
+			{
+				capture_fail("the local replication stream ended");
+				return;
+			}
+			if (!take_copy_message(msg, len))
+			{
+				PQfreemem(msg);
+				return;
+			}
+			PQfreemem(msg);
+			budget = (size_t) len >= budget ? 0 : budget - len;
+			propose_ready();
+		}
+		/* more may wait in libpq's buffer: come back at once */
+		if (budget == 0)
+			SetLatch(MyLatch);
+	}
+
+	now = GetCurrentTimestamp();
+	if (C.flushed > C.reported || C.reply_requested ||
+		now - C.last_feedback >= CAPTURE_FEEDBACK_MS * 1000)
+		send_feedback();
+}
+
+/* Moves the connection on as far as it can go without waiting. */
+static void
+advance(uint64 commit_index)
+{
+	PGresult   *res;
+	char		command[128];
+
+	switch (C.state)
+	{
+		case CAPTURE_IDLE:
+			if (GetCurrentTimestamp() >= C.retry_at)
+				capture_connect();
+			return;
+		case CAPTURE_CONNECTING:
+			C.poll = PQconnectPoll(C.conn);
+			if (C.poll == PGRES_POLLING_FAILED)
+			{
+				capture_fail("could not connect to the local server");
+				return;
+			}
+			if (C.poll != PGRES_POLLING_OK)
+				return;
+			if (PQsetnonblocking(C.conn, 1) != 0)
+			{
+				capture_fail("could not set the local replication connection non-blocking");
+				return;
+			}
+			if (C.slot_term == C.term)
+				snprintf(command, sizeof(command),
+						 "START_REPLICATION SLOT %s LOGICAL 0/0", RAFT_SLOT_NAME);
+			else
+				snprintf(command, sizeof(command),
+						 "DROP_REPLICATION_SLOT %s WAIT", RAFT_SLOT_NAME);
+			capture_send(command, C.slot_term == C.term ?
+						 CAPTURE_STARTING : CAPTURE_DROPPING);
+			return;
+		case CAPTURE_DROPPING:
+			if ((res = capture_result()) == NULL)
+				return;
+			if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+				strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?
+					   PQresultErrorField(res, PG_DIAG_SQLSTATE) : "",
+					   "42704") != 0)
+			{
+				PQclear(res);
+				capture_fail("could not drop the old replication slot");
+				return;
+			}
+			PQclear(res);
+			snprintf(command, sizeof(command),
+					 "CREATE_REPLICATION_SLOT %s LOGICAL pg_raft (SNAPSHOT 'nothing')",
+					 RAFT_SLOT_NAME);
+			capture_send(command, CAPTURE_CREATING);
+			return;
+		case CAPTURE_CREATING:
+			if ((res = capture_result()) == NULL)
+				return;
+			if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			{
+				PQclear(res);
+				capture_fail("could not create the replication slot");
+				return;
+			}
+			PQclear(res);
+			C.slot_term = C.term;
+			snprintf(command, sizeof(command),
+					 "START_REPLICATION SLOT %s LOGICAL 0/0", RAFT_SLOT_NAME);
+			capture_send(command, CAPTURE_STARTING);
+			return;
+		case CAPTURE_STARTING:
+			if ((res = capture_result()) == NULL)
+				return;
+			if (PQresultStatus(res) != PGRES_COPY_BOTH)
+			{
+				PQclear(res);
+				capture_fail("could not start streaming from the replication slot");
+				return;
+			}
+			PQclear(res);
+			C.state = CAPTURE_STREAMING;
+			C.last_feedback = 0;
+			if (C.problem[0] != '\0')
+				ereport(LOG,
+						(errmsg("pg_raft captures this leader's changes again")));
+			C.problem[0] = '\0';
+			stream(commit_index);
+			return;
+		case CAPTURE_STREAMING:
+			stream(commit_index);
+			return;
+	}
+}
+
+/* ----------------------------------------------------------------
+ * The raft worker's interface
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Captures for the leadership of term; a new term starts afresh.  propose
+ * appends an entry to the log, or returns false when there is no room yet.
+ */
+void
+RaftCaptureRun(uint64 term, raft_id_t node_id, RaftProposeData propose)
+{
+	if (C.cxt == NULL)
+		C.cxt = AllocSetContextCreate(TopMemoryContext, "pg_raft capture",
+									  ALLOCSET_DEFAULT_SIZES);
+	if (C.term == term)
+		return;
+	capture_reset();
+	C.term = term;
+	C.node_id = node_id;
+	C.propose = propose;
+}
+
+/* The node no longer leads: close the stream, forget the leadership. */
+void
+RaftCaptureStop(void)
+{
+	if (C.term != 0)
+		capture_reset();
+}
+
+/* One step of work; commit_index says which entries are committed. */
+void
+RaftCapturePoll(uint64 commit_index)
+{
+	CaptureState before;
+
+	if (C.term == 0)
+		return;
+	/* go through as many states as are ready now */
+	do
+	{
+		before = C.state;
+		advance(commit_index);
+	} while (C.state != before && C.state != CAPTURE_IDLE);
+}
+
+bool
+RaftCaptureStreaming(void)
+{
+	return C.term != 0 && C.state == CAPTURE_STREAMING;
+}
+
+/* Why capturing does not work at the moment; "" when it does. */
+const char *
+RaftCaptureProblem(void)
+{
+	return C.problem;
+}
+
+int
+RaftCaptureSocketCount(void)
+{
+	return C.conn != NULL && PQsocket(C.conn) >= 0 ? 1 : 0;
+}
+
+void
+RaftCaptureAddWaitEvents(WaitEventSet *set)
+{
+	uint32		events = WL_SOCKET_READABLE;
+
+	/* with entries waiting for room in the log, reading waits too */
+	if (RaftCaptureSocketCount() == 0 || C.ready != NIL)
+		return;
+	if (C.state == CAPTURE_CONNECTING && C.poll == PGRES_POLLING_WRITING)
+		events = WL_SOCKET_WRITEABLE;
+	else if (C.state != CAPTURE_CONNECTING && PQflush(C.conn) == 1)
+		events |= WL_SOCKET_WRITEABLE;
+	AddWaitEventToSet(set, events, PQsocket(C.conn), NULL, NULL);
+}

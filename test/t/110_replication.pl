@@ -1,0 +1,149 @@
+# Copyright (c) pg_raft contributors
+#
+# Data through the Raft log: the leader's transactions reach every member,
+# a COMMIT is acknowledged only once a majority holds it, and a failover
+# loses nothing acknowledged.
+#
+#  - pgbench and a custom workload on the leader, then every table's
+#    raft.table_checksum is equal on all members;
+#  - a transaction too big for one entry, and TRUNCATE, replicate;
+#  - COMMIT waits for the Raft majority: with both followers' raft workers
+#    paused it does not return (synchronous_commit = local turns the wait
+#    off);
+#  - kill -9 of the leader under a writer that logs every acknowledged
+#    commit: the new leader takes writes only once it holds every
+#    acknowledged row, the survivors converge, and no row is there twice.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RaftCluster;
+use Test::More;
+
+my @nodes = map { RaftCluster::new_node($_) } qw(n1 n2 n3);
+# the schema exists on every member before the cluster forms
+foreach my $node (@nodes)
+{
+	$node->command_ok([ 'pgbench', '-i', '-q', '-s', '2', '-d', $node->connstr('postgres') ],
+		'pgbench tables on ' . $node->name);
+	$node->safe_psql('postgres', q{
+CREATE TABLE acked (id int PRIMARY KEY, at timestamptz DEFAULT now());
+CREATE TABLE big (id int PRIMARY KEY, pad text);
+CREATE TABLE logbook (n int, note text);
+ALTER TABLE logbook REPLICA IDENTITY FULL;});
+}
+my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook);
+RaftCluster::form_cluster(@nodes);
+my $leader = RaftCluster::wait_for_leader(@nodes);
+my @followers = grep { $_ != $leader } @nodes;
+
+is($leader->safe_psql('postgres', 'SHOW synchronous_standby_names'), 'pg_raft',
+	'the cluster runs in synchronous mode');
+
+# pgbench and a custom workload on the leader
+$leader->command_ok(
+	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-t', '300', '-d', $leader->connstr('postgres') ],
+	'pgbench runs on the leader');
+$leader->safe_psql('postgres', q{
+INSERT INTO logbook SELECT g, 'note ' || g FROM generate_series(1, 500) g;
+UPDATE logbook SET note = note || ' (seen)' WHERE n % 3 = 0;
+DELETE FROM logbook WHERE n % 7 = 0;});
+RaftCluster::wait_for_apply($leader, @followers);
+my $sums = RaftCluster::checksums($leader, @tables);
+is(RaftCluster::checksums($_, @tables), $sums,
+	'every table is equal on ' . $_->name . ' after pgbench and the workload')
+  foreach @followers;
+is($followers[0]->safe_psql('postgres', 'SELECT count(*) FROM pgbench_history'),
+	$leader->safe_psql('postgres', 'SELECT count(*) FROM pgbench_history'),
+	'the followers hold every pgbench transaction');
+
+# a transaction much bigger than an entry, then TRUNCATE
+$leader->safe_psql('postgres',
+	q{INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 100000) g});
+RaftCluster::wait_for_apply($leader, @followers);
+is($_->safe_psql('postgres', 'SELECT count(*), sum(length(pad)) FROM big'), '100000|12800000',
+	'a 13 MB transaction arrives whole on ' . $_->name)
+  foreach @followers;
+$leader->safe_psql('postgres', 'TRUNCATE big');
+RaftCluster::wait_for_apply($leader, @followers);
+is($_->safe_psql('postgres', 'SELECT count(*) FROM big'), '0', 'TRUNCATE reaches ' . $_->name)
+  foreach @followers;
+my ($applied) = $followers[0]->safe_psql('postgres',
+	q{SELECT applied_index >= commit_index - 5 FROM raft.status});
+is($applied, 't', 'a follower reports its applied index');
+
+# COMMIT waits for a majority; synchronous_commit = local does not.  The
+# followers' raft workers are paused, under an election timeout long
+# enough that the leader keeps its leadership meanwhile.
+foreach my $node (@nodes)
+{
+	$node->append_conf('postgresql.conf', 'raft.election_timeout = 30s');
+	$node->reload;
+}
+my @paused = map { $_->safe_psql('postgres', 'SELECT worker_pid FROM raft.status') } @followers;
+kill 'STOP', @paused;
+my $timed_out = 0;
+$leader->psql('postgres', q{INSERT INTO acked VALUES (-1)},
+	timeout => 3, timed_out => \$timed_out);
+ok($timed_out, 'without a majority, a COMMIT is not acknowledged');
+is($leader->safe_psql('postgres',
+		q{SET synchronous_commit = local; INSERT INTO acked VALUES (-2); SELECT 'local'}),
+	'local', 'synchronous_commit = local commits without waiting');
+kill 'CONT', @paused;
+foreach my $node (@nodes)
+{
+	$node->append_conf('postgresql.conf', 'raft.election_timeout = 1s');
+	$node->reload;
+}
+RaftCluster::wait_for_apply($leader, @followers);
+is($_->safe_psql('postgres', 'SELECT count(*) FROM acked WHERE id IN (-1, -2)'), '2',
+	'both reach ' . $_->name . ' once the majority is back')
+  foreach @followers;
+
+# kill -9 under a writer that logs each acknowledged commit
+my $writes = join '', map { "INSERT INTO acked (id) VALUES ($_) RETURNING id;\n" } 1 .. 100000;
+my ($in, $acks, $errs) = ($writes, '', '');
+my $writer = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$in, '>', \$acks, '2>', \$errs);
+my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+while (($acks =~ tr/\n//) < 300 && time() < $deadline)
+{
+	$writer->pump_nb;
+	select(undef, undef, undef, 0.05);
+}
+$leader->kill9;
+# psql dies with the server; what it printed is what was acknowledged
+eval { $writer->finish; };
+my @acked = grep { /^\d+$/ } split /\n/, $acks;
+cmp_ok(scalar @acked, '>=', 300, 'the writer had ' . scalar(@acked) . ' commits acknowledged');
+my $old = $leader;
+my @alive = grep { $_ != $old } @nodes;
+my $new = RaftCluster::wait_for_leader(@alive);
+my $max = $acked[-1];
+is($new->safe_psql('postgres', "SELECT count(*) FROM acked WHERE id BETWEEN 1 AND $max"),
+	scalar(@acked), 'the new leader holds every acknowledged row as soon as it takes writes');
+$new->safe_psql('postgres', 'INSERT INTO acked (id) VALUES (200001)');
+RaftCluster::wait_for_apply($new, grep { $_ != $new } @alive);
+is(RaftCluster::checksums($_, @tables), RaftCluster::checksums($new, @tables),
+	'the survivors converge: ' . $_->name)
+  foreach grep { $_ != $new } @alive;
+is($new->safe_psql('postgres', 'SELECT count(*) = count(DISTINCT id) FROM acked'), 't',
+	'no row is there twice');
+
+# the old leader comes back as a follower and catches up
+RaftCluster::restart_after_kill9($old);
+RaftCluster::wait_for_leader(@nodes);
+RaftCluster::wait_for_apply($new, $old);
+is($old->safe_psql('postgres', "SELECT count(*) FROM acked WHERE id = 200001"), '1',
+	'the old leader applies what the new one wrote');
+is($old->safe_psql('postgres', "SELECT count(*) FROM acked WHERE id BETWEEN 1 AND $max"),
+	scalar(@acked), 'and holds every acknowledged row');
+
+done_testing();
