@@ -20,6 +20,10 @@
  *	  with a message saying why, so that its client reconnects to the
  *	  right node.
  *
+ *	  On the leader, an UPDATE or DELETE of a table without a replica
+ *	  identity is refused before it runs, as PostgreSQL does for tables in
+ *	  a publication: the other members could not find its rows.
+ *
  *	  A leader is writable only once it applied every entry of earlier
  *	  terms and captures its own changes (worker.c); until then it is
  *	  fenced like a follower.  The raft worker also ends sessions whose
@@ -36,7 +40,11 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "access/table.h"
+#include "catalog/catalog.h"
+#include "commands/dbcommands.h"
 #include "executor/executor.h"
+#include "parser/parsetree.h"
 #include "libpq/auth.h"
 #include "miscadmin.h"
 #include "replication/syncrep.h"
@@ -44,6 +52,8 @@
 #include "tcop/utility.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 
 #include "pg_raft.h"
 
@@ -124,10 +134,66 @@ fence_statement(void)
 	}
 }
 
+/*
+ * Whether writes in this database travel through the raft log: the leader
+ * decodes raft.database only.
+ */
+static bool
+database_replicated(void)
+{
+	static Oid	replicated_db = InvalidOid;
+
+	if (!OidIsValid(replicated_db) && raft_database != NULL)
+		replicated_db = get_database_oid(raft_database, true);
+	return OidIsValid(replicated_db) && MyDatabaseId == replicated_db;
+}
+
+/*
+ * Refuses an UPDATE or DELETE of a table that has no replica identity
+ * (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key) before it
+ * runs: its rows could not be found on the other members.  This is the
+ * check PostgreSQL makes for tables in a publication.
+ */
+static void
+check_replica_identity(QueryDesc *queryDesc)
+{
+	PlannedStmt *stmt = queryDesc->plannedstmt;
+	ListCell   *lc;
+
+	if (stmt->commandType != CMD_UPDATE && stmt->commandType != CMD_DELETE &&
+		stmt->commandType != CMD_MERGE)
+		return;
+	foreach(lc, stmt->resultRelations)
+	{
+		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+		Relation	rel;
+		bool		identified;
+
+		if (rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_RELATION)
+			continue;
+		rel = table_open(rte->relid, NoLock);
+		identified = !RelationIsLogicallyLogged(rel) ||
+			rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL ||
+			OidIsValid(RelationGetReplicaIndex(rel));
+		if (!identified)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot %s table \"%s\" because it has no replica identity",
+							stmt->commandType == CMD_DELETE ? "delete from" : "update",
+							RelationGetRelationName(rel)),
+					 errdetail("pg_raft finds the rows to change on the other members by the table's replica identity."),
+					 errhint("Add a primary key, or set REPLICA IDENTITY FULL or USING INDEX with ALTER TABLE.")));
+		table_close(rel, NoLock);
+	}
+}
+
 static void
 fence_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	fence_statement();
+	if (!fenced_here && MyBackendType == B_BACKEND && RaftShmem != NULL &&
+		RaftShmem->view.configured && database_replicated())
+		check_replica_identity(queryDesc);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else

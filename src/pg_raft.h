@@ -68,6 +68,7 @@ typedef struct RaftMemberInfo
 	TimestampTz last_contact;	/* last message received from it; 0 never */
 	uint64		match_index;	/* leader's view; for self, last index */
 	uint64		commit_index;	/* as the member last reported it */
+	uint64		applied_index;	/* data applied, as the member last reported it */
 	uint64		lag_entries;
 	uint64		lag_bytes;
 	int64		replay_lag_us;	/* -1 when unknown */
@@ -145,12 +146,16 @@ typedef struct RaftRequest
 	char		result_name[RAFT_NAME_BYTES];
 } RaftRequest;
 
-/* The last message sequence accepted from each sender (replay defence). */
+/*
+ * The last message sequence accepted from each sender (replay defence),
+ * and the applied index its frames carry.
+ */
 typedef struct RaftSenderSeq
 {
 	raft_id_t	node_id;
 	uint64		incarnation;
 	uint64		seq;
+	uint64		applied_index;	/* as its last accepted frame said */
 } RaftSenderSeq;
 
 /* A ring of length-prefixed records (ring.c). */
@@ -227,6 +232,7 @@ extern void RaftTransportInit(uint64 cluster_id, raft_id_t self_id);
 extern void RaftTransportSetPeer(raft_id_t id, const char *conninfo);
 extern void RaftTransportDropPeer(raft_id_t id);
 extern void RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len);
+extern void RaftTransportSetApplied(uint64 applied_index);
 extern void RaftTransportPoll(void);
 extern int	RaftTransportSocketCount(void);
 extern void RaftTransportAddWaitEvents(WaitEventSet *set);

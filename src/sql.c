@@ -581,7 +581,7 @@ pg_raft_nodes_info(PG_FUNCTION_ARGS)
 		else
 			nulls[7] = true;
 		if (leader_view || m->id == v->node_id)
-			values[8] = Int64GetDatum((int64) m->commit_index);
+			values[8] = Int64GetDatum((int64) m->applied_index);
 		else
 			nulls[8] = true;
 		if (leader_view)

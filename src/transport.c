@@ -25,10 +25,12 @@
  *
  *	  Frame (little-endian as written by this machine):
  *		u32 magic "RFRM" | u32 version | u64 sender incarnation | u64 seq
- *		| raft message (wire.c) | u32 CRC-32C of everything before it
+ *		| u64 sender's applied index | raft message (wire.c)
+ *		| u32 CRC-32C of everything before it
  *	  The incarnation is the sending worker's start time, so a restarted
  *	  sender starts a new sequence; a replayed or reordered frame is
- *	  refused.
+ *	  refused.  The applied index is how far the sender's apply worker
+ *	  got: the leader shows it in raft.nodes.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,8 +47,8 @@
 #include "pg_raft.h"
 
 #define FRAME_MAGIC 0x4d524652	/* "RFRM" */
-#define FRAME_VERSION 1
-#define FRAME_HEADER_BYTES 24
+#define FRAME_VERSION 2
+#define FRAME_HEADER_BYTES 32
 #define FRAME_OVERHEAD (FRAME_HEADER_BYTES + 4)
 
 #define MAX_PEERS RAFT_MAX_MEMBERS
@@ -91,6 +93,7 @@ typedef struct Peer
 static Peer peers[MAX_PEERS];
 static int	n_peers;
 static uint64 my_incarnation;
+static uint64 my_applied_index;
 static raft_id_t my_id;
 static MemoryContext transport_cxt;
 
@@ -206,6 +209,13 @@ RaftTransportDropPeer(raft_id_t id)
 	*p = peers[--n_peers];
 }
 
+/* The applied index that frames sent from now on carry. */
+void
+RaftTransportSetApplied(uint64 applied_index)
+{
+	my_applied_index = applied_index;
+}
+
 /* Frames a message and queues it for its peer. */
 void
 RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len)
@@ -238,6 +248,7 @@ RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len)
 	memcpy(f->data + 4, &version, 4);
 	memcpy(f->data + 8, &my_incarnation, 8);
 	memcpy(f->data + 16, &p->seq, 8);
+	memcpy(f->data + 24, &my_applied_index, 8);
 	memcpy(f->data + FRAME_HEADER_BYTES, msg, len);
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, f->data, FRAME_HEADER_BYTES + len);
@@ -496,6 +507,7 @@ RaftTransportReceive(const uint8 *frame, size_t len)
 	uint32		version;
 	uint64		incarnation;
 	uint64		seq;
+	uint64		applied_index;
 	pg_crc32c	crc;
 	pg_crc32c	expected;
 	raft_msg	m;
@@ -524,6 +536,7 @@ RaftTransportReceive(const uint8 *frame, size_t len)
 	memcpy(&version, frame + 4, 4);
 	memcpy(&incarnation, frame + 8, 8);
 	memcpy(&seq, frame + 16, 8);
+	memcpy(&applied_index, frame + 24, 8);
 	memcpy(&crc, frame + len - 4, 4);
 	if (magic != FRAME_MAGIC)
 		ereport(ERROR,
@@ -600,6 +613,7 @@ RaftTransportReceive(const uint8 *frame, size_t len)
 	{
 		sender->incarnation = incarnation;
 		sender->seq = seq;
+		sender->applied_index = applied_index;
 	}
 	else
 		RaftShmem->inbox_dropped++;

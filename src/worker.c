@@ -86,7 +86,7 @@ typedef struct MemberTrack
 {
 	raft_id_t	id;
 	TimestampTz last_contact;
-	raft_index_t seen_match;
+	raft_index_t seen_applied;
 	int64		replay_lag_us;
 } MemberTrack;
 
@@ -934,7 +934,7 @@ member_track(raft_id_t id)
 		return NULL;
 	W.members[W.n_members].id = id;
 	W.members[W.n_members].last_contact = 0;
-	W.members[W.n_members].seen_match = 0;
+	W.members[W.n_members].seen_applied = 0;
 	W.members[W.n_members].replay_lag_us = -1;
 	return &W.members[W.n_members++];
 }
@@ -1366,6 +1366,63 @@ node_writable(const raft_status *st, char *reason, size_t reason_size)
 	return true;
 }
 
+/* The applied index a member's last frame carried (transport.c). */
+static uint64
+member_applied_index(raft_id_t id)
+{
+	uint64		applied = 0;
+	size_t		i;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	for (i = 0; i < lengthof(RaftShmem->senders); i++)
+		if (RaftShmem->senders[i].node_id == id)
+			applied = RaftShmem->senders[i].applied_index;
+	LWLockRelease(RaftShmem->lock);
+	return applied;
+}
+
+/*
+ * The leader's measure of how far a member's data is behind its log: the
+ * entries and bytes the member has not applied, and replay_lag, how long
+ * ago the oldest of them was appended here (or, once it caught up, how
+ * long the last entry it applied took to get there).
+ */
+static void
+measure_lag(RaftMemberInfo *mi, MemberTrack *t, const raft_status *st,
+			TimestampTz now)
+{
+	raft_index_t applied = Min(mi->applied_index, st->last_index);
+	raft_index_t k;
+
+	mi->lag_entries = st->last_index - applied;
+	mi->lag_bytes = 0;
+	for (k = applied + 1; k <= st->last_index && k <= applied + 100000; k++)
+	{
+		raft_entry	e;
+
+		if (raft_entry_get(W.r, k, &e) == RAFT_OK)
+			mi->lag_bytes += e.len;
+	}
+	if (t == NULL)
+		return;
+	if (applied > t->seen_applied)
+	{
+		TimestampTz at = append_time(applied);
+
+		if (at != 0)
+			t->replay_lag_us = now - at;
+		t->seen_applied = applied;
+	}
+	if (mi->lag_entries > 0)
+	{
+		TimestampTz at = append_time(applied + 1);
+
+		if (at != 0)
+			t->replay_lag_us = Max(t->replay_lag_us, now - at);
+	}
+	mi->replay_lag_us = t->replay_lag_us;
+}
+
 /* Copies the worker's view into shared memory for the SQL views. */
 static void
 publish_view(void)
@@ -1425,6 +1482,7 @@ publish_view(void)
 			mi->reachable = self || (mi->last_contact != 0 &&
 									 now - mi->last_contact <= contact_window_us);
 			mi->commit_index = self ? st.commit_index : p->commit_index;
+			mi->applied_index = self ? v->applied_index : member_applied_index(p->id);
 			mi->replay_lag_us = -1;
 			if (st.role != RAFT_LEADER)
 			{
@@ -1433,39 +1491,7 @@ publish_view(void)
 				continue;
 			}
 			mi->match_index = match;
-			mi->lag_entries = st.last_index > match ? st.last_index - match : 0;
-			if (mi->lag_entries > 0)
-			{
-				raft_index_t k;
-
-				for (k = match + 1; k <= st.last_index && k <= match + 100000; k++)
-				{
-					raft_entry	e;
-
-					if (raft_entry_get(W.r, k, &e) == RAFT_OK)
-						mi->lag_bytes += e.len;
-				}
-			}
-			if (t != NULL)
-			{
-				/* replay lag: how long ago the oldest unacknowledged entry came */
-				if (match > t->seen_match)
-				{
-					TimestampTz at = append_time(match);
-
-					if (at != 0)
-						t->replay_lag_us = now - at;
-					t->seen_match = match;
-				}
-				if (mi->lag_entries > 0)
-				{
-					TimestampTz at = append_time(match + 1);
-
-					if (at != 0)
-						t->replay_lag_us = Max(t->replay_lag_us, now - at);
-				}
-				mi->replay_lag_us = t->replay_lag_us;
-			}
+			measure_lag(mi, t, &st, now);
 		}
 	}
 
@@ -1570,6 +1596,7 @@ RaftWorkerMain(Datum main_arg)
 		process_requests();
 		if (W.configured)
 		{
+			RaftTransportSetApplied(apply_done_index());
 			drain_inbox();
 			tick();
 			maintain_membership();

@@ -35,13 +35,13 @@ sub crc32c
 }
 
 # reseal(FRAME): recomputes the message's and the frame's checksums after
-# the test changed a field.  Frame: 24-byte header, message, CRC.
+# the test changed a field.  Frame: 32-byte header, message, CRC.
 sub reseal
 {
 	my ($frame) = @_;
-	my $msg = substr($frame, 24, length($frame) - 28);
+	my $msg = substr($frame, 32, length($frame) - 36);
 	substr($msg, -4) = pack('V', crc32c(substr($msg, 0, -4)));
-	my $body = substr($frame, 0, 24) . $msg;
+	my $body = substr($frame, 0, 32) . $msg;
 	return $body . pack('V', crc32c($body));
 }
 
@@ -94,19 +94,19 @@ like(deliver($n2, substr($frame, 0, length($frame) - 9)),
 	'a frame cut short is refused');
 
 my $foreign = $frame;
-substr($foreign, 24 + 8, 8) = pack('Q<', 12345);
+substr($foreign, 32 + 8, 8) = pack('Q<', 12345);
 like(deliver($n2, reseal($foreign)),
 	qr/ERROR:  invalid raft message: message belongs to another cluster/,
 	'a frame from another cluster is refused');
 
 my $elsewhere = $frame;
-substr($elsewhere, 24 + 24, 4) = pack('V', 99);
+substr($elsewhere, 32 + 24, 4) = pack('V', 99);
 like(deliver($n2, reseal($elsewhere)),
 	qr/ERROR:  raft message is addressed to node 99, but this is node \d+/,
 	'a frame for another node is refused');
 
 my $garbled = $frame;
-substr($garbled, 24 + 5, 1) = chr(77);
+substr($garbled, 32 + 5, 1) = chr(77);
 like(deliver($n2, reseal($garbled)),
 	qr/ERROR:  invalid raft message: message has an unknown type/,
 	'a message of an unknown type is refused');

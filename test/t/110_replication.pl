@@ -36,9 +36,10 @@ foreach my $node (@nodes)
 CREATE TABLE acked (id int PRIMARY KEY, at timestamptz DEFAULT now());
 CREATE TABLE big (id int PRIMARY KEY, pad text);
 CREATE TABLE logbook (n int, note text);
-ALTER TABLE logbook REPLICA IDENTITY FULL;});
+ALTER TABLE logbook REPLICA IDENTITY FULL;
+CREATE TABLE nokey (a int, b text);});
 }
-my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook);
+my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook nokey);
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my @followers = grep { $_ != $leader } @nodes;
@@ -54,6 +55,20 @@ $leader->safe_psql('postgres', q{
 INSERT INTO logbook SELECT g, 'note ' || g FROM generate_series(1, 500) g;
 UPDATE logbook SET note = note || ' (seen)' WHERE n % 3 = 0;
 DELETE FROM logbook WHERE n % 7 = 0;});
+
+# a table without a replica identity takes inserts, and refuses what the
+# members could not replay, before it happens
+$leader->safe_psql('postgres', q{INSERT INTO nokey VALUES (1, 'one'), (2, 'two')});
+my ($ret, $out, $err) = $leader->psql('postgres', q{UPDATE nokey SET b = 'uno' WHERE a = 1});
+like($err, qr/ERROR:  cannot update table "nokey" because it has no replica identity/,
+	'UPDATE of a table without a replica identity is refused on the leader');
+like($err, qr/HINT:  Add a primary key, or set REPLICA IDENTITY FULL/, '... with a hint');
+($ret, $out, $err) = $leader->psql('postgres', q{DELETE FROM nokey});
+like($err, qr/ERROR:  cannot delete from table "nokey" because it has no replica identity/,
+	'and so is DELETE');
+is($leader->safe_psql('postgres', q{SELECT string_agg(b, ',' ORDER BY a) FROM nokey}), 'one,two',
+	'and the table is unchanged');
+
 RaftCluster::wait_for_apply($leader, @followers);
 my $sums = RaftCluster::checksums($leader, @tables);
 is(RaftCluster::checksums($_, @tables), $sums,
@@ -77,6 +92,11 @@ is($_->safe_psql('postgres', 'SELECT count(*) FROM big'), '0', 'TRUNCATE reaches
 my ($applied) = $followers[0]->safe_psql('postgres',
 	q{SELECT applied_index >= commit_index - 5 FROM raft.status});
 is($applied, 't', 'a follower reports its applied index');
+my $index = RaftCluster::wait_for_apply($leader, @followers);
+ok($leader->poll_query_until('postgres',
+		qq{SELECT bool_and(applied_index >= $index AND replay_lag IS NOT NULL) FROM raft.nodes}),
+	'the leader sees every member\'s applied index and replay lag');
+
 
 # COMMIT waits for a majority; synchronous_commit = local does not.  The
 # followers' raft workers are paused, under an election timeout long
