@@ -67,8 +67,8 @@ SELECT raft.barrier(NULL);
 SELECT raft.deliver(''::bytea);
 SELECT raft.deliver(decode(repeat('00', 100), 'hex'));
 SELECT raft.deliver(decode('5246524d' || repeat('00', 96), 'hex'));
+SELECT raft.deliver(decode('5246524d03000000' || repeat('00', 92), 'hex'));
 SELECT raft.deliver(decode('5246524d02000000' || repeat('00', 92), 'hex'));
-SELECT raft.deliver(decode('5246524d01000000' || repeat('00', 92), 'hex'));
 SELECT raft.deliver(decode('5246524d01000000' || repeat('00', 70000000), 'hex'));
 
 -- Only raft_peer members may deliver.
