@@ -40,13 +40,14 @@ REVOKE ALL ON FUNCTION raft.create_cluster(text, text) FROM PUBLIC;
 COMMENT ON FUNCTION raft.create_cluster(text, text) IS
 'bootstrap a one-node raft cluster on this instance; conninfo is how the other members will reach it';
 
-CREATE FUNCTION raft.join_cluster(node_name text, conninfo text, peer_conninfo text)
+CREATE FUNCTION raft.join_cluster(node_name text, conninfo text, peer_conninfo text,
+								  copy_data boolean DEFAULT true)
 RETURNS void
 AS 'MODULE_PATHNAME', 'pg_raft_join_cluster'
 LANGUAGE C STRICT VOLATILE;
-REVOKE ALL ON FUNCTION raft.join_cluster(text, text, text) FROM PUBLIC;
-COMMENT ON FUNCTION raft.join_cluster(text, text, text) IS
-'join the cluster that peer_conninfo belongs to: enter as a learner, catch up, become a voter';
+REVOKE ALL ON FUNCTION raft.join_cluster(text, text, text, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION raft.join_cluster(text, text, text, boolean) IS
+'join the cluster that peer_conninfo belongs to: enter as a learner, copy the leader''s data (onto an empty database, unless copy_data is false), catch up, become a voter';
 
 -- Called by join_cluster() on the leader, through libpq.
 CREATE FUNCTION raft.add_node(node_name text, conninfo text,

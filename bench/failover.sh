@@ -18,14 +18,14 @@ trials="${1:-20}"
 tree="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_bench_failover}"
 source "$tree/bench/lib.sh"
-ports=(54331 54332 54333)
+# below the range of ports the kernel hands to outgoing connections
+ports=(25331 25332 25333)
 mkdir -p "$RAFT_BASE"
 trap 'for p in "${ports[@]}"; do node_stop "$p"; done' EXIT
 
-for port in "${ports[@]}"; do
-	node_init "node_$port" "$port"
-	node_sql "$port" "CREATE TABLE bench_failover (trial int, at timestamptz DEFAULT now())"
-done
+for port in "${ports[@]}"; do node_init "node_$port" "$port"; done
+# the others copy the table when they join
+node_sql "${ports[0]}" "CREATE TABLE bench_failover (trial int, at timestamptz DEFAULT now())"
 cluster_form "${ports[@]}"
 multi_host="host=127.0.0.1,127.0.0.1,127.0.0.1 port=$(IFS=,; echo "${ports[*]}") dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=2"
 

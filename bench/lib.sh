@@ -2,10 +2,12 @@
 # the demo (main job) and the benchmarks.  Source it; run as a non-root
 # user with PostgreSQL 15's binaries on PATH.
 #
-#   node_init NAME PORT [EXTRA_CONF]   initdb + settings + start + extension
+#   instance_init NAME PORT [EXTRA_CONF]  initdb + settings + start (plain)
+#   node_init NAME PORT [EXTRA_CONF]   the same with pg_raft + extension
 #   node_conninfo PORT                 conninfo the members use
 #   node_sql PORT SQL                  run SQL, print unaligned output
-#   cluster_form PORT...               create on the first, join the others
+#   cluster_form [--no-copy] PORT...   create on the first, join the others
+#                                      (--no-copy: they hold its data already)
 #   wait_for_leader PORT...            print the leader's port once all agree
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
@@ -13,26 +15,35 @@ RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_demo}"
 
 node_dir() { echo "$RAFT_BASE/node_$1"; }
 
-node_init()
+# wal_level and output plugins every pg_raft member needs; the benchmarks
+# give them to plain instances too
+LOGICAL_CONF="wal_level = logical
+# this PostgreSQL 15 build lists the output plugins a slot may use
+output_plugin_libraries = 'pgoutput, test_decoding, pg_raft'"
+
+instance_init()
 {
 	local name="$1" port="$2" extra="${3:-}" dir
 	dir="$(node_dir "$port")"
-	rm -rf "$dir"
+	rm -rf "$dir" "$dir.log"
 	mkdir -p "$dir"
 	"$PG_BIN/initdb" -D "$dir" -A trust -U postgres --no-sync > "$dir.initdb.log" 2>&1
 	cat >> "$dir/postgresql.conf" <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$RAFT_BASE'
-shared_preload_libraries = 'pg_raft'
-wal_level = logical
-# this PostgreSQL 15 build lists the output plugins a slot may use
-output_plugin_libraries = 'pgoutput, test_decoding, pg_raft'
 cluster_name = '$name'
 $extra
 CONF
 	"$PG_BIN/pg_ctl" -D "$dir" -l "$dir.log" -w start > /dev/null
-	node_sql "$port" "CREATE EXTENSION IF NOT EXISTS pg_raft" > /dev/null
+}
+
+node_init()
+{
+	instance_init "$1" "$2" "shared_preload_libraries = 'pg_raft'
+$LOGICAL_CONF
+${3:-}"
+	node_sql "$2" "CREATE EXTENSION IF NOT EXISTS pg_raft" > /dev/null
 }
 
 node_conninfo() { echo "host=127.0.0.1 port=$1 dbname=postgres user=postgres"; }
@@ -49,11 +60,16 @@ node_pid() { head -n 1 "$(node_dir "$1")/postmaster.pid"; }
 
 cluster_form()
 {
-	local first="$1" port
+	local copy="" first port
+	if [ "$1" = --no-copy ]; then
+		copy=", copy_data => false"
+		shift
+	fi
+	first="$1"
 	shift
 	PGOPTIONS="-c client_min_messages=warning" node_sql "$first" "SELECT raft.create_cluster('node_$first', '$(node_conninfo "$first")')" > /dev/null
 	for port in "$@"; do
-		PGOPTIONS="-c client_min_messages=warning" node_sql "$port" "SELECT raft.join_cluster('node_$port', '$(node_conninfo "$port")', '$(node_conninfo "$first")')" > /dev/null
+		PGOPTIONS="-c client_min_messages=warning" node_sql "$port" "SELECT raft.join_cluster('node_$port', '$(node_conninfo "$port")', '$(node_conninfo "$first")'$copy)" > /dev/null
 	done
 }
 

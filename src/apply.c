@@ -64,6 +64,7 @@
 
 #include "changes/changes.h"
 #include "pg_raft.h"
+#include "storage.h"
 
 PG_FUNCTION_INFO_V1(pg_raft_apply_changes);
 
@@ -526,6 +527,7 @@ pg_raft_apply_changes(PG_FUNCTION_ARGS)
 typedef struct ApplyWorker
 {
 	raft_id_t	self;			/* entries of this origin are here already */
+	RaftCopyStart copy;			/* join_cluster's copy holds these too */
 	uint64		next_index;		/* the entry expected next */
 	uint64		done_index;		/* every entry up to here is applied */
 	TimestampTz done_commit_time;
@@ -564,18 +566,23 @@ publish_superuser_name(void)
 	CommitTransactionCommand();
 }
 
-/* Waits until the node belongs to a cluster; returns its node id. */
+/*
+ * Waits until the node belongs to a cluster and no copy of raft.join_cluster
+ * runs; returns its node id.
+ */
 static raft_id_t
 wait_for_cluster(void)
 {
 	for (;;)
 	{
 		raft_id_t	self;
+		bool		copying;
 
 		LWLockAcquire(RaftShmem->lock, LW_SHARED);
 		self = RaftShmem->cluster_id != 0 ? RaftShmem->node_id : 0;
+		copying = RaftShmem->copying;
 		LWLockRelease(RaftShmem->lock);
-		if (self != 0)
+		if (self != 0 && !copying)
 			return self;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
@@ -587,6 +594,33 @@ wait_for_cluster(void)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
+}
+
+/*
+ * Reads where the copy of raft.join_cluster left off, and refuses to apply
+ * onto a copy that did not finish.
+ */
+static void
+read_copy_start(void)
+{
+	void	   *data;
+	size_t		len;
+
+	if (RaftStorageReadFile(RAFT_COPY_PENDING_FILE, &data, &len))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_raft cannot apply: the copy of raft.join_cluster did not finish on this instance"),
+				 errdetail("Its tables hold part of the cluster's data."),
+				 errhint("Remove the node with raft.remove_node(), then join an empty instance again.")));
+	memset(&AW.copy, 0, sizeof(AW.copy));
+	if (!RaftStorageReadFile(RAFT_COPY_START_FILE, &data, &len))
+		return;
+	if (len != sizeof(AW.copy))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
+						RAFT_STORAGE_DIR, RAFT_COPY_START_FILE)));
+	memcpy(&AW.copy, data, sizeof(AW.copy));
 }
 
 /*
@@ -608,6 +642,8 @@ apply_worker_attach(void)
 	replorigin_session_setup(origin);
 	replorigin_session_origin = origin;
 	progress = replorigin_session_get_progress(false);
+	read_copy_start();
+	progress = Max(progress, AW.copy.index);
 
 	AW.next_index = progress + 1;
 	AW.done_index = progress;
@@ -659,6 +695,8 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 		abandon_transaction("its leader began to send it again");
 	if (header.origin == AW.self)
 		return;					/* decoded here: the data is here */
+	if (header.origin == AW.copy.origin && header.final_lsn < AW.copy.lsn)
+		return;					/* committed before the copy's snapshot */
 
 	if (header.flags & CHG_ENTRY_FIRST)
 	{

@@ -184,8 +184,8 @@ capture_reset(void)
 }
 
 /* The first directory of unix_socket_directories, or NULL. */
-static char *
-local_socket_directory(void)
+char *
+RaftLocalSocketDirectory(void)
 {
 	char	   *raw;
 	List	   *dirs;
@@ -206,7 +206,7 @@ capture_connect(void)
 	const char *values[9];
 	char		port[16];
 	char		user[NAMEDATALEN];
-	char	   *dir = local_socket_directory();
+	char	   *dir = RaftLocalSocketDirectory();
 	int			n = 0;
 
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);

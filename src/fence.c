@@ -99,6 +99,19 @@ read_fence_state(FenceState *fs)
 }
 
 /*
+ * Whether this session restores the copy of raft.join_cluster: a
+ * superuser's session named so while the copy runs, on a node that is a
+ * learner and would refuse its writes otherwise.
+ */
+static bool
+restoring_copy(void)
+{
+	return RaftShmem->copying && application_name != NULL &&
+		strcmp(application_name, RAFT_COPY_APPLICATION_NAME) == 0 &&
+		superuser();
+}
+
+/*
  * Called before every statement of a client backend: ends a session that
  * outlived a change of role, and makes the statement read-only on a
  * fenced node.
@@ -109,7 +122,7 @@ fence_statement(void)
 	FenceState	fs;
 
 	fenced_here = false;
-	if (MyBackendType != B_BACKEND || RaftShmem == NULL)
+	if (MyBackendType != B_BACKEND || RaftShmem == NULL || restoring_copy())
 		return;
 	read_fence_state(&fs);
 
@@ -230,7 +243,9 @@ fence_client_authentication(Port *port, int status)
 		return;
 	read_fence_state(&fs);
 	session_epoch = fs.epoch;
-	if (fs.fenced)
+	if (fs.fenced &&
+		!(RaftShmem->copying && port->application_name != NULL &&
+		  strcmp(port->application_name, RAFT_COPY_APPLICATION_NAME) == 0))
 		SetConfigOption("default_transaction_read_only", "on",
 						PGC_SUSET, PGC_S_OVERRIDE);
 }

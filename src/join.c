@@ -10,19 +10,45 @@
  *	  has the local raft worker adopt that identity, and waits while the
  *	  learner receives the log.  The leader promotes a learner to voter by
  *	  itself once it has caught up (worker.c); join_cluster returns then.
- *	  Copying the data arrives with data replication.
+ *
+ *	  Unless told that the instance already holds the cluster's data, it
+ *	  first copies it from the leader, while writes go on there:
+ *
+ *		1. it reads the leader's commit index B (the leader must take
+ *		   writes, so it has applied everything of earlier terms);
+ *		2. it creates a temporary logical slot on the leader that exports
+ *		   a snapshot, consistent at LSN L, and checks that the same node
+ *		   still leads in the same term: every transaction in the log up
+ *		   to B committed before L, so it is in the snapshot;
+ *		3. pg_dumpall copies the roles, then pg_dump with that snapshot and
+ *		   pg_restore copy schema and data of raft.database;
+ *		4. the apply worker, held back meanwhile, starts after index B and
+ *		   skips the leader's transactions that committed before L (they
+ *		   are in the copy): file pg_raft/copy_start says so.
+ *
+ *	  While the copy runs, pg_raft/copy_pending exists: an instance that
+ *	  stops in the middle holds part of the data, and its apply worker
+ *	  refuses to start (the node must be removed and joined again).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "utils/builtins.h"
+#include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "sql.h"
+#include "storage.h"
 
 PG_FUNCTION_INFO_V1(pg_raft_join_cluster);
 
@@ -129,9 +155,336 @@ wait_for_promotion(void)
 	}
 }
 
+/* ----------------------------------------------------------------
+ * Copying the data
+ * ----------------------------------------------------------------
+ */
+
+/* Refuses to copy onto an instance whose database already holds tables. */
+static void
+require_empty_database(void)
+{
+	int64		found;
+	bool		isnull;
+
+	SPI_connect();
+	if (SPI_execute("SELECT count(*) FROM pg_class c"
+					" JOIN pg_namespace n ON n.oid = c.relnamespace"
+					" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
+					" AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+					" AND n.nspname !~ '^pg_(toast|temp)'"
+					" AND NOT EXISTS (SELECT FROM pg_depend d"
+					"  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid"
+					"  AND d.deptype = 'e')", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the tables of this database");
+	found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	if (found > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this database already holds %lld tables, views or sequences",
+						(long long) found),
+				 errdetail("raft.join_cluster copies the cluster's data onto an empty database."),
+				 errhint("Join from an empty database, or pass copy_data => false if this instance already holds exactly the cluster's data.")));
+}
+
+/* Appends s to buf as one word for /bin/sh. */
+static void
+append_shell_word(StringInfo buf, const char *s)
+{
+	appendStringInfoChar(buf, '\'');
+	for (; *s; s++)
+	{
+		if (*s == '\'')
+			appendStringInfoString(buf, "'\\''");
+		else
+			appendStringInfoChar(buf, *s);
+	}
+	appendStringInfoChar(buf, '\'');
+}
+
+/* The path of one of PostgreSQL's programs, next to the server's. */
+static char *
+program_path(const char *name)
+{
+	char		dir[MAXPGPATH];
+
+	strlcpy(dir, my_exec_path, sizeof(dir));
+	get_parent_directory(dir);
+	return psprintf("%s/%s", dir, name);
+}
+
 /*
- * raft.join_cluster(node_name, conninfo, peer_conninfo): run on a new
- * instance to make it a member of the cluster that peer_conninfo reaches.
+ * Runs a shell command whose standard error goes to pg_raft/join.log; an
+ * exit status other than 0 is an ERROR whose detail is the end of that
+ * log, unless errors are expected (the roles: those that exist here fail).
+ */
+static void
+run_program(const char *command, const char *what, bool may_fail)
+{
+	char	   *full = psprintf("%s 2>>%s/join.log", command, RAFT_STORAGE_DIR);
+	int			rc;
+
+	ereport(DEBUG1, (errmsg_internal("running: %s", full)));
+	fflush(NULL);
+	rc = system(full);
+	if (rc != 0 && !may_fail)
+	{
+		char	   *tail = "";
+		char		path[MAXPGPATH];
+		FILE	   *f;
+
+		snprintf(path, sizeof(path), "%s/join.log", RAFT_STORAGE_DIR);
+		f = AllocateFile(path, "r");
+		if (f != NULL)
+		{
+			char		buf[1024];
+			size_t		n;
+
+			if (fseek(f, -(long) (sizeof(buf) - 1), SEEK_END) != 0)
+				rewind(f);
+			n = fread(buf, 1, sizeof(buf) - 1, f);
+			buf[n] = '\0';
+			tail = pchomp(buf);
+			FreeFile(f);
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not %s: %s", what, wait_result_to_str(rc)),
+				 errdetail_internal("%s", tail),
+				 errhint("The whole output is in \"%s/join.log\".", RAFT_STORAGE_DIR)));
+	}
+}
+
+/* A conninfo reaching this server as the bootstrap superuser. */
+static char *
+local_conninfo(void)
+{
+	StringInfoData buf;
+	char	   *dir = RaftLocalSocketDirectory();
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "host='%s' port=%d dbname='%s' user='%s' application_name=%s",
+					 dir ? dir : "localhost", PostPortNumber, raft_database,
+					 GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
+					 RAFT_COPY_APPLICATION_NAME);
+	return buf.data;
+}
+
+/*
+ * Runs a command that may wait long (a slot's snapshot waits for the
+ * transactions running on the leader to end), answering cancel requests
+ * meanwhile.  Returns the last result.
+ */
+static PGresult *
+exec_interruptible(PGconn *conn, const char *command)
+{
+	PGresult   *last = NULL;
+	PGresult   *res;
+
+	if (!PQsendQuery(conn, command))
+		return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+	for (;;)
+	{
+		while (PQisBusy(conn))
+		{
+			(void) WaitLatchOrSocket(MyLatch,
+									 WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
+									 PQsocket(conn), 1000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			if (InterruptPending)
+				PQrequestCancel(conn);
+			CHECK_FOR_INTERRUPTS();
+			if (!PQconsumeInput(conn))
+				break;
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		if (last != NULL)
+			PQclear(last);
+		last = res;
+	}
+	return last ? last : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+}
+
+/* Reads the leader's commit index and term; the leader must take writes. */
+static void
+leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
+				raft_id_t *leader_id)
+{
+	PGresult   *res = remote_query(conn,
+								   "SELECT commit_index, term, node_id FROM raft.status"
+								   " WHERE role = 'leader' AND writable",
+								   0, NULL, "ask the leader where its log is");
+
+	if (PQntuples(res) != 1)
+	{
+		PQclear(res);
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the node this instance copies from no longer leads, or takes no writes yet"),
+				 errhint("Remove this node with raft.remove_node(), empty this instance, and join again.")));
+	}
+	*commit_index = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	*term = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+	*leader_id = (raft_id_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+	PQclear(res);
+}
+
+/*
+ * Copies roles, schema and data from the leader at a known point of its
+ * log, and tells the apply worker where to start.
+ */
+static void
+copy_from_leader(const char *leader_conninfo)
+{
+	PGconn	   *conn = RaftConnect(leader_conninfo, "the leader");
+	PGconn	   *repl;
+	PGresult   *res;
+	uint64		index;
+	uint64		term;
+	uint64		term_after;
+	raft_id_t	leader_id;
+	raft_id_t	leader_after;
+	uint64		index_after;
+	RaftCopyStart start;
+	char	   *snapshot;
+	char	   *dump_file = psprintf("%s/join.dump", RAFT_STORAGE_DIR);
+	char	   *roles_file = psprintf("%s/join_roles.sql", RAFT_STORAGE_DIR);
+	char	   *list_file = psprintf("%s/join.list", RAFT_STORAGE_DIR);
+	StringInfoData cmd;
+
+	leader_position(conn, &index, &term, &leader_id);
+
+	repl = RaftConnectReplication(leader_conninfo, "the leader for replication");
+	res = exec_interruptible(repl,
+							 psprintf("CREATE_REPLICATION_SLOT pg_raft_join_%d TEMPORARY LOGICAL pg_raft (SNAPSHOT 'export')",
+									  MyProcPid));
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		char	   *msg = pchomp(PQerrorMessage(repl));
+
+		PQclear(res);
+		PQfinish(repl);
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not take a snapshot of the leader's data"),
+				 errdetail_internal("%s", msg),
+				 errhint("The conninfo's role needs the REPLICATION attribute, and the leader a free replication slot.")));
+	}
+	start.origin = leader_id;
+	start.lsn = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
+												CStringGetDatum(PQgetvalue(res, 0, 1))));
+	snapshot = pstrdup(PQgetvalue(res, 0, 2));
+	PQclear(res);
+
+	/* the snapshot holds the whole log up to index only if leadership held */
+	leader_position(conn, &index_after, &term_after, &leader_after);
+	if (term_after != term || leader_after != leader_id)
+	{
+		PQfinish(repl);
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the leadership changed while the copy began"),
+				 errhint("Remove this node with raft.remove_node(), empty this instance, and join again.")));
+	}
+	start.index = index;
+
+	initStringInfo(&cmd);
+	append_shell_word(&cmd, program_path("pg_dumpall"));
+	appendStringInfoString(&cmd, " --roles-only --no-role-passwords -f ");
+	append_shell_word(&cmd, roles_file);
+	appendStringInfoString(&cmd, " -d ");
+	append_shell_word(&cmd, leader_conninfo);
+	run_program(cmd.data, "copy the roles from the leader", false);
+	resetStringInfo(&cmd);
+	append_shell_word(&cmd, program_path("psql"));
+	appendStringInfoString(&cmd, " -X -q -o /dev/null -f ");
+	append_shell_word(&cmd, roles_file);
+	appendStringInfoString(&cmd, " -d ");
+	append_shell_word(&cmd, local_conninfo());
+	run_program(cmd.data, "create the roles here", true);
+
+	resetStringInfo(&cmd);
+	append_shell_word(&cmd, program_path("pg_dump"));
+	appendStringInfoString(&cmd, " -Fc --snapshot=");
+	append_shell_word(&cmd, snapshot);
+	appendStringInfoString(&cmd, " -f ");
+	append_shell_word(&cmd, dump_file);
+	appendStringInfoString(&cmd, " -d ");
+	append_shell_word(&cmd, leader_conninfo);
+	run_program(cmd.data, "dump the leader's data", false);
+	PQfinish(repl);				/* drops the temporary slot */
+	PQfinish(conn);
+
+	/* everything but the extension itself, which exists here already */
+	resetStringInfo(&cmd);
+	append_shell_word(&cmd, program_path("pg_restore"));
+	appendStringInfoString(&cmd, " -l ");
+	append_shell_word(&cmd, dump_file);
+	appendStringInfoString(&cmd, " | grep -v -E ' (SCHEMA - raft|EXTENSION - pg_raft|COMMENT - EXTENSION pg_raft)( |$)' > ");
+	append_shell_word(&cmd, list_file);
+	run_program(cmd.data, "list the leader's data", false);
+	resetStringInfo(&cmd);
+	append_shell_word(&cmd, program_path("pg_restore"));
+	appendStringInfoString(&cmd, " --exit-on-error -L ");
+	append_shell_word(&cmd, list_file);
+	appendStringInfoString(&cmd, " -d ");
+	append_shell_word(&cmd, local_conninfo());
+	appendStringInfoChar(&cmd, ' ');
+	append_shell_word(&cmd, dump_file);
+	run_program(cmd.data, "restore the leader's data here", false);
+	unlink(dump_file);
+	unlink(list_file);
+	unlink(roles_file);
+
+	RaftStorageWriteFile(RAFT_COPY_START_FILE, &start, sizeof(start));
+	ereport(LOG,
+			(errmsg("pg_raft copied the data of node %u as of raft index %llu (LSN %X/%X there)",
+					leader_id, (unsigned long long) index,
+					LSN_FORMAT_ARGS(start.lsn))));
+}
+
+/* Holds the apply worker back while the copy runs (apply.c). */
+static void
+set_copying(bool copying)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->copying = copying;
+	LWLockRelease(RaftShmem->lock);
+}
+
+/*
+ * Becomes the member the request names, and copies the leader's data
+ * before the apply worker may start.
+ */
+static void
+adopt_and_copy(RaftRequest *req, const char *leader_conninfo)
+{
+	set_copying(true);
+	PG_TRY();
+	{
+		RaftRunRequest(req, 30 * 1000);
+		RaftStorageWriteFile(RAFT_COPY_PENDING_FILE, "", 0);
+		copy_from_leader(leader_conninfo);
+		RaftStorageRemoveFile(RAFT_COPY_PENDING_FILE);
+	}
+	PG_FINALLY();
+	{
+		set_copying(false);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * raft.join_cluster(node_name, conninfo, peer_conninfo, copy_data): run on
+ * a new instance to make it a member of the cluster that peer_conninfo
+ * reaches.
  */
 Datum
 pg_raft_join_cluster(PG_FUNCTION_ARGS)
@@ -139,6 +492,8 @@ pg_raft_join_cluster(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *peer_conninfo = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	bool		copy_data = PG_GETARG_BOOL(3);
+	char	   *dbname = get_database_name(MyDatabaseId);
 	PGconn	   *leader;
 	char	   *leader_conninfo;
 	PGresult   *res;
@@ -148,6 +503,15 @@ pg_raft_join_cluster(PG_FUNCTION_ARGS)
 	RaftCheckConninfo(peer_conninfo, "peer conninfo");
 	RaftCheckNewMember(name, conninfo);
 	RaftCheckReplicationSettings();
+	if (dbname == NULL || strcmp(dbname, raft_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("raft.join_cluster must run in the replicated database \"%s\"",
+						raft_database),
+				 errhint("Connect to database \"%s\" (the setting raft.database).",
+						 raft_database)));
+	if (copy_data)
+		require_empty_database();
 
 	leader = connect_to_leader(peer_conninfo, &leader_conninfo);
 	params[0] = name;
@@ -168,7 +532,10 @@ pg_raft_join_cluster(PG_FUNCTION_ARGS)
 	PQclear(res);
 	PQfinish(leader);
 
-	RaftRunRequest(req, 30 * 1000);
+	if (copy_data)
+		adopt_and_copy(req, leader_conninfo);
+	else
+		RaftRunRequest(req, 30 * 1000);
 	RaftConfigureSynchronousCommit();
 	wait_for_promotion();
 	PG_RETURN_VOID();

@@ -50,6 +50,22 @@
 #define RAFT_CAPTURE_APPLICATION_NAME "pg_raft"
 /* The replication origin under which the apply worker writes. */
 #define RAFT_ORIGIN_NAME "pg_raft"
+/* The sessions that restore the copy of raft.join_cluster. */
+#define RAFT_COPY_APPLICATION_NAME "pg_raft_copy"
+
+/*
+ * Files of raft.join_cluster's copy under pg_raft/: the first exists while
+ * the copy runs; the second says where the apply worker starts after it.
+ */
+#define RAFT_COPY_PENDING_FILE "copy_pending"
+#define RAFT_COPY_START_FILE "copy_start"
+
+typedef struct RaftCopyStart
+{
+	uint64		index;			/* the copy holds every entry up to here */
+	raft_id_t	origin;			/* the leader it was copied from ... */
+	uint64		lsn;			/* ... holds its transactions that committed before this */
+} RaftCopyStart;
 
 /* settings (pg_raft.c) */
 extern char *raft_database;
@@ -205,6 +221,8 @@ typedef struct RaftShared
 	uint64		role_epoch;		/* bumped when the node gains or loses leadership */
 	/* the bootstrap superuser, as whom the leader connects to itself */
 	char		superuser_name[NAMEDATALEN];
+	/* raft.join_cluster is copying the data: the apply worker waits */
+	bool		copying;
 
 	/* messages that raft.deliver() queued for the worker */
 	RaftRing	inbox;
@@ -266,6 +284,7 @@ extern void RaftCaptureStop(void);
 extern void RaftCapturePoll(uint64 commit_index);
 extern bool RaftCaptureStreaming(void);
 extern const char *RaftCaptureProblem(void);
+extern char *RaftLocalSocketDirectory(void);
 extern void RaftCaptureAddWaitEvents(WaitEventSet *set);
 extern int	RaftCaptureSocketCount(void);
 

@@ -134,12 +134,17 @@ RaftCheckNewMember(const char *name, const char *conninfo)
  * Connects to conninfo, giving up after 10 seconds.  Errors name what the
  * connection was for.
  */
-PGconn *
-RaftConnect(const char *conninfo, const char *what)
+static PGconn *
+connect_as(const char *conninfo, const char *what, const char *replication)
 {
-	const char *keywords[] = {"dbname", "connect_timeout", "application_name", NULL};
-	const char *values[] = {conninfo, "10", "pg_raft", NULL};
-	PGconn	   *conn = PQconnectdbParams(keywords, values, 1);
+	const char *keywords[] = {"dbname", "connect_timeout", "application_name",
+	"replication", NULL};
+	const char *values[] = {conninfo, "10", "pg_raft", replication, NULL};
+	PGconn	   *conn;
+
+	if (replication == NULL)
+		keywords[3] = NULL;
+	conn = PQconnectdbParams(keywords, values, 1);
 
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
 	{
@@ -153,6 +158,19 @@ RaftConnect(const char *conninfo, const char *what)
 				 errdetail_internal("%s", msg)));
 	}
 	return conn;
+}
+
+PGconn *
+RaftConnect(const char *conninfo, const char *what)
+{
+	return connect_as(conninfo, what, NULL);
+}
+
+/* The same, as a logical replication connection (replication=database). */
+PGconn *
+RaftConnectReplication(const char *conninfo, const char *what)
+{
+	return connect_as(conninfo, what, "database");
 }
 
 /*

@@ -16,6 +16,7 @@ extern void RaftCheckNodeName(const char *name);
 extern void RaftCheckConninfo(const char *conninfo, const char *what);
 extern void RaftCheckNewMember(const char *name, const char *conninfo);
 extern PGconn *RaftConnect(const char *conninfo, const char *what);
+extern PGconn *RaftConnectReplication(const char *conninfo, const char *what);
 extern void RaftGetView(RaftView *view);
 extern void RaftCheckReplicationSettings(void);
 extern void RaftConfigureSynchronousCommit(void);

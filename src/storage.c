@@ -361,6 +361,27 @@ RaftStorageWriteFile(const char *name, const void *data, size_t len)
 }
 
 /*
+ * RaftStorageRemoveFile
+ *		Removes pg_raft/<name> durably; nothing to do if it does not exist.
+ */
+void
+RaftStorageRemoveFile(const char *name)
+{
+	char		path[MAXPGPATH];
+
+	snprintf(path, sizeof(path), "%s/%s", RAFT_STORAGE_DIR, name);
+	if (unlink(path) != 0)
+	{
+		if (errno == ENOENT)
+			return;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not remove file \"%s\": %m", path)));
+	}
+	fsync_fname(RAFT_STORAGE_DIR, true);
+}
+
+/*
  * RaftStorageWriteHint
  *		Replaces pg_raft/<name> with data, without waiting for the disk.
  *

@@ -4,7 +4,8 @@
  *	  The durable Raft state under $PGDATA/pg_raft/.
  *
  * NOTES
- *	  Only the raft worker calls these functions.  Small state (the node's
+ *	  The raft worker owns the log and the files it writes; the join and the
+ *	  apply worker keep small files of their own here.  Small state (the node's
  *	  identity, the hard state, the log base) lives in files replaced
  *	  atomically; the log lives in segment files of CRC-32C-checked records.
  *	  Every failure is reported with ereport(ERROR): a worker that cannot
@@ -44,6 +45,7 @@ typedef struct RaftLoadedLog
  */
 extern void RaftStorageWriteFile(const char *name, const void *data, size_t len);
 extern bool RaftStorageReadFile(const char *name, void **data, size_t *len);
+extern void RaftStorageRemoveFile(const char *name);
 /* Deletes pg_raft/ entirely (the node left its cluster); close the log first. */
 extern void RaftStorageRemoveAll(void);
 

@@ -22,9 +22,8 @@ use RaftCluster;
 use Test::More;
 
 my @nodes = map { RaftCluster::new_node($_) } qw(n1 n2 n3);
-# Tables exist on every node before it joins (schema copy comes later).
-$_->safe_psql('postgres', 'CREATE TABLE t (id int PRIMARY KEY); CREATE SEQUENCE s')
-  foreach @nodes;
+# the joiners copy the table and the sequence from the first node
+$nodes[0]->safe_psql('postgres', 'CREATE TABLE t (id int PRIMARY KEY); CREATE SEQUENCE s');
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my $follower = (grep { $_ != $leader } @nodes)[0];
