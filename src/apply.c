@@ -36,6 +36,9 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -53,6 +56,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "replication/origin.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -535,7 +539,24 @@ typedef struct ApplyWorker
 	RaftApplyState *txn;
 	uint64		txn_term;
 	uint64		txn_first_index;
+	/* its pieces so far, when it spans entries (see "The spool") */
+	int			spool_fd;
+	uint64		spool_bytes;
+	bool		spool_unsynced;
+	uint64		spooled_to;		/* last index whose piece is durable there */
 } ApplyWorker;
+
+/* What the spool holds; replaced atomically after the spool is fsynced. */
+typedef struct SpoolState
+{
+	uint64		first_index;	/* the transaction's first entry */
+	uint64		term;			/* its term */
+	uint64		spooled_to;		/* last entry whose piece is in the spool */
+	uint64		bytes;			/* the spool's valid length */
+} SpoolState;
+
+#define SPOOL_FILE RAFT_STORAGE_DIR "/apply_spool"
+#define SPOOL_STATE_FILE "apply_spool_state"
 
 static ApplyWorker AW;
 
@@ -596,6 +617,145 @@ wait_for_cluster(void)
 	}
 }
 
+/* ----------------------------------------------------------------
+ * The spool
+ *
+ * A transaction that spans several entries is applied piece by piece in
+ * one local transaction that commits at its last entry.  Meanwhile its
+ * pieces are also written to pg_raft/apply_spool, and once they are durable
+ * the raft worker may compact the entries away: the log never has to hold
+ * a whole transaction, however large.  After a crash the open local
+ * transaction is gone; the apply worker applies the spool again and goes
+ * on after the last entry spooled.  The spool is dropped when the
+ * transaction commits or is discarded.
+ * ----------------------------------------------------------------
+ */
+
+static void
+spool_remove(void)
+{
+	if (AW.spool_fd >= 0)
+		close(AW.spool_fd);
+	AW.spool_fd = -1;
+	AW.spool_bytes = 0;
+	AW.spool_unsynced = false;
+	AW.spooled_to = 0;
+	RaftStorageRemoveFile(SPOOL_STATE_FILE);
+	if (unlink(SPOOL_FILE) != 0 && errno != ENOENT)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not remove file \"%s\": %m", SPOOL_FILE)));
+}
+
+/* Appends a piece to the spool (durable at the next spool_sync). */
+static void
+spool_append(const uint8 *piece, uint32 len)
+{
+	if (AW.spool_fd < 0)
+	{
+		AW.spool_fd = BasicOpenFile(SPOOL_FILE, O_RDWR | O_CREAT | O_TRUNC | PG_BINARY);
+		if (AW.spool_fd < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create file \"%s\": %m", SPOOL_FILE)));
+		AW.spool_bytes = 0;
+	}
+	if (pg_pwrite(AW.spool_fd, &len, sizeof(len), AW.spool_bytes) != sizeof(len) ||
+		pg_pwrite(AW.spool_fd, piece, len, AW.spool_bytes + sizeof(len)) != len)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write to file \"%s\": %m", SPOOL_FILE)));
+	AW.spool_bytes += sizeof(len) + len;
+	AW.spool_unsynced = true;
+}
+
+/* Makes the spool durable up to the entry before next_index. */
+static void
+spool_sync(void)
+{
+	SpoolState state;
+
+	if (!AW.spool_unsynced)
+		return;
+	if (pg_fsync(AW.spool_fd) != 0)
+		ereport(data_sync_elevel(ERROR),
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", SPOOL_FILE)));
+	state.first_index = AW.txn_first_index;
+	state.term = AW.txn_term;
+	state.spooled_to = AW.next_index - 1;
+	state.bytes = AW.spool_bytes;
+	RaftStorageWriteFile(SPOOL_STATE_FILE, &state, sizeof(state));
+	AW.spooled_to = state.spooled_to;
+	AW.spool_unsynced = false;
+}
+
+/*
+ * After a restart: applies again the spooled pieces of a transaction that
+ * did not commit, in a new local transaction, and returns the index to
+ * go on from; progress is the index of the last transaction committed.
+ * Returns 0 when there is nothing to resume.
+ */
+static uint64
+spool_resume(uint64 progress)
+{
+	void	   *data;
+	size_t		len;
+	SpoolState	state;
+	uint64		at = 0;
+
+	if (!RaftStorageReadFile(SPOOL_STATE_FILE, &data, &len))
+		return 0;
+	if (len != sizeof(state))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
+						RAFT_STORAGE_DIR, SPOOL_STATE_FILE)));
+	memcpy(&state, data, sizeof(state));
+	if (state.first_index <= progress)
+	{
+		/* the transaction committed after all: the spool is old */
+		spool_remove();
+		return 0;
+	}
+	AW.spool_fd = BasicOpenFile(SPOOL_FILE, O_RDWR | PG_BINARY);
+	if (AW.spool_fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", SPOOL_FILE)));
+	StartTransactionCommand();
+	AW.txn = RaftApplyBegin(TopTransactionContext);
+	AW.txn_term = state.term;
+	AW.txn_first_index = state.first_index;
+	while (at < state.bytes)
+	{
+		uint32		piece_len;
+		uint8	   *piece;
+
+		if (pg_pread(AW.spool_fd, &piece_len, sizeof(piece_len), at) != sizeof(piece_len) ||
+			piece_len > RAFT_MAX_ENTRY_BYTES ||
+			at + sizeof(piece_len) + piece_len > state.bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("pg_raft file \"%s\" is corrupted at offset %llu",
+							SPOOL_FILE, (unsigned long long) at)));
+		piece = palloc(Max(piece_len, 1));
+		if (pg_pread(AW.spool_fd, piece, piece_len, at + sizeof(piece_len)) != piece_len)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", SPOOL_FILE)));
+		RaftApplyPiece(AW.txn, piece, piece_len);
+		pfree(piece);
+		at += sizeof(piece_len) + piece_len;
+	}
+	AW.spool_bytes = state.bytes;
+	AW.spooled_to = state.spooled_to;
+	ereport(LOG,
+			(errmsg("pg_raft apply worker resumes the transaction that began at raft index %llu from its spool",
+					(unsigned long long) state.first_index)));
+	return state.spooled_to + 1;
+}
+
 /*
  * Reads where the copy of raft.join_cluster left off, and refuses to apply
  * onto a copy that did not finish.
@@ -632,6 +792,7 @@ apply_worker_attach(void)
 {
 	RepOriginId origin;
 	XLogRecPtr	progress;
+	uint64		resume_at;
 	Latch	   *raft_latch;
 
 	StartTransactionCommand();
@@ -647,11 +808,15 @@ apply_worker_attach(void)
 
 	AW.next_index = progress + 1;
 	AW.done_index = progress;
+	resume_at = spool_resume(progress);
+	if (resume_at != 0)
+		AW.next_index = resume_at;
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.apply_pid = MyProcPid;
 	RaftShmem->apply.apply_latch = MyLatch;
 	RaftShmem->apply.from_index = AW.next_index;
 	RaftShmem->apply.done_index = AW.done_index;
+	RaftShmem->apply.kept_index = Max(AW.done_index, AW.spooled_to);
 	RaftShmem->apply.generation++;
 	raft_latch = RaftShmem->worker_latch;
 	LWLockRelease(RaftShmem->lock);
@@ -671,6 +836,7 @@ abandon_transaction(const char *why)
 					(unsigned long long) AW.txn_first_index, why)));
 	AbortCurrentTransaction();
 	AW.txn = NULL;
+	spool_remove();
 }
 
 /* Applies (or skips) one committed entry. */
@@ -722,7 +888,11 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 		replorigin_session_origin_timestamp = AW.done_commit_time;
 		CommitTransactionCommand();
 		pgstat_report_stat(false);
+		if (AW.spool_fd >= 0)
+			spool_remove();
 	}
+	else
+		spool_append(data + CHG_ENTRY_HEADER_BYTES, len - CHG_ENTRY_HEADER_BYTES);
 }
 
 /*
@@ -761,6 +931,7 @@ publish_progress(void)
 {
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.done_index = AW.done_index;
+	RaftShmem->apply.kept_index = Max(AW.done_index, AW.spooled_to);
 	RaftShmem->apply.done_commit_time = AW.done_commit_time;
 	RaftShmem->apply.from_index = AW.next_index;
 	LWLockRelease(RaftShmem->lock);
@@ -777,6 +948,7 @@ RaftApplyWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	memset(&AW, 0, sizeof(AW));
+	AW.spool_fd = -1;
 	BackgroundWorkerInitializeConnection(raft_database, NULL, 0);
 	publish_superuser_name();
 	AW.self = wait_for_cluster();
@@ -824,12 +996,16 @@ RaftApplyWorkerMain(Datum main_arg)
 			progressed = true;
 			/* let the others see progress inside a long run of entries */
 			if (e.index % 64 == 0)
+			{
+				spool_sync();
 				publish_progress();
+			}
 		}
 		if (progressed)
 		{
 			Latch	   *raft_latch;
 
+			spool_sync();
 			publish_progress();
 			LWLockAcquire(RaftShmem->lock, LW_SHARED);
 			raft_latch = RaftShmem->worker_latch;

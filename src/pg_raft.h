@@ -199,6 +199,7 @@ typedef struct RaftApplyQueue
 	bool		compacted;		/* from_index is before the log's base */
 	uint64		log_base;		/* ... which was this */
 	uint64		done_index;		/* every entry up to here is applied */
+	uint64		kept_index;		/* ... or kept in the apply worker's spool */
 	TimestampTz done_commit_time;	/* commit time of the last transaction applied */
 	RaftRing	ring;
 } RaftApplyQueue;

@@ -60,7 +60,11 @@
 #define LOG_CAPACITY_BYTES (64 * 1024 * 1024)
 #define COMPACT_THRESHOLD_ENTRIES (16 * 1024)
 #define COMPACT_THRESHOLD_BYTES (16 * 1024 * 1024)
+#define COMPACT_MIN_ENTRIES 64
+/* how long the leader keeps entries for a member it does not hear from */
+#define COMPACT_GRACE_MS (10 * 1000)
 #define COMPACT_KEEP_ENTRIES 1024
+#define COMPACT_KEEP_BYTES (8 * 1024 * 1024)
 
 /* Everyone who ever was a member, so that names outlive removals. */
 #define MAX_DIRECTORY 64
@@ -1258,6 +1262,14 @@ feed_apply_queue(void)
 		q->served_generation = q->generation;
 		pushed = true;
 	}
+	if (q->apply_pid != 0 && !q->compacted && W.next_to_queue > 0 &&
+		W.next_to_queue <= W.base.index)
+	{
+		/* a base from the leader replaced entries the apply worker needs */
+		q->compacted = true;
+		q->log_base = W.base.index;
+		pushed = true;
+	}
 	if (q->apply_pid != 0 && !q->compacted && W.next_to_queue > 0)
 	{
 		while (W.next_to_queue <= st.applied_index)
@@ -1295,10 +1307,26 @@ apply_done_index(void)
 }
 
 /*
+ * The index up to which the apply worker needs no entry again, even after
+ * a crash: applied, or kept in its spool.
+ */
+static raft_index_t
+apply_kept_index(void)
+{
+	raft_index_t kept;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	kept = RaftShmem->apply.kept_index;
+	LWLockRelease(RaftShmem->lock);
+	return kept;
+}
+
+/*
  * Compacts the log once enough of it is applied.  Entries the apply worker
- * has not applied stay, and so, on the leader, do those that a reachable
- * member still needs: a member that must be sent the base instead needs a
- * copy of the data.
+ * has neither applied nor spooled stay, and so, on the leader, do those
+ * that a member heard from in the last COMPACT_GRACE_MS still needs (one
+ * that restarts comes back within it).  A member that must be sent the
+ * base instead needs a copy of the data.
  */
 static void
 compact_log(void)
@@ -1307,9 +1335,11 @@ compact_log(void)
 	raft_index_t upto;
 	TimestampTz now = GetCurrentTimestamp();
 	uint32		i;
+	uint32		kept;
+	uint64		kept_bytes = 0;
 
 	raft_get_status(W.r, &st);
-	upto = Min(st.applied_index, apply_done_index());
+	upto = Min(st.applied_index, apply_kept_index());
 	if (st.role == RAFT_LEADER)
 	{
 		for (i = 0; i < st.config.n_members; i++)
@@ -1318,16 +1348,33 @@ compact_log(void)
 			MemberTrack *t = member_track(p->id);
 
 			if (p->id == W.node_id || t == NULL || t->last_contact == 0 ||
-				now - t->last_contact > (int64) raft_election_timeout_ms * 1000)
+				now - t->last_contact > (int64) COMPACT_GRACE_MS * 1000)
 				continue;
 			upto = Min(upto, p->match_index);
 		}
 	}
-	if (upto <= W.base.index + COMPACT_KEEP_ENTRIES)
-		return;
-	upto -= COMPACT_KEEP_ENTRIES;
+	/* worth it: many entries, or a big log and more than a few entries */
 	if (upto < W.base.index + COMPACT_THRESHOLD_ENTRIES &&
-		RaftLogBytes(W.log) < COMPACT_THRESHOLD_BYTES)
+		(RaftLogBytes(W.log) < COMPACT_THRESHOLD_BYTES ||
+		 upto < W.base.index + COMPACT_MIN_ENTRIES))
+		return;
+
+	/*
+	 * Keep a tail for members a little behind: the last entries up to
+	 * COMPACT_KEEP_ENTRIES of them and COMPACT_KEEP_BYTES (entries of a
+	 * large transaction are big, and the log in memory is bounded).
+	 */
+	for (kept = 0; upto > W.base.index && kept < COMPACT_KEEP_ENTRIES; kept++)
+	{
+		raft_entry	e;
+
+		if (raft_entry_get(W.r, upto, &e) != RAFT_OK ||
+			kept_bytes + e.len > COMPACT_KEEP_BYTES)
+			break;
+		kept_bytes += e.len;
+		upto--;
+	}
+	if (upto <= W.base.index)
 		return;
 	if (raft_compact(W.r, upto) == RAFT_OK)
 	{
