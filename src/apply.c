@@ -42,6 +42,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
@@ -56,6 +57,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "replication/origin.h"
+#include "replication/slot.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -65,6 +67,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "changes/changes.h"
 #include "pg_raft.h"
@@ -419,6 +422,8 @@ apply_message(RaftApplyState *state, const chg_message *m)
 
 	CHECK_FOR_INTERRUPTS();
 	old = MemoryContextSwitchTo(state->apply.change_cxt);
+	/* constraints and index expressions may run queries: give them a snapshot */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	switch (m->kind)
 	{
 		case CHG_RELATION:
@@ -438,6 +443,7 @@ apply_message(RaftApplyState *state, const chg_message *m)
 		default:
 			break;				/* version, begin: delimiters */
 	}
+	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->apply.change_cxt);
 	CommandCounterIncrement();
@@ -539,6 +545,8 @@ typedef struct ApplyWorker
 	RaftApplyState *txn;
 	uint64		txn_term;
 	uint64		txn_first_index;
+	uint64		durable_index;	/* every entry up to here survives a crash */
+	TimestampTz durable_written;	/* when the progress file was last written */
 	/* its pieces so far, when it spans entries (see "The spool") */
 	int			spool_fd;
 	uint64		spool_bytes;
@@ -556,6 +564,10 @@ typedef struct SpoolState
 } SpoolState;
 
 #define SPOOL_FILE RAFT_STORAGE_DIR "/apply_spool"
+/* entries skipped (this node's own, or in the join's copy) up to an index */
+#define PROGRESS_FILE "apply_progress"
+#define PROGRESS_EVERY_ENTRIES 1024
+#define PROGRESS_EVERY_MS 1000
 #define SPOOL_STATE_FILE "apply_spool_state"
 
 static ApplyWorker AW;
@@ -783,6 +795,25 @@ read_copy_start(void)
 	memcpy(&AW.copy, data, sizeof(AW.copy));
 }
 
+/* The index up to which skipped entries were recorded; 0 if none. */
+static uint64
+read_progress_file(void)
+{
+	void	   *data;
+	size_t		len;
+	uint64		index;
+
+	if (!RaftStorageReadFile(PROGRESS_FILE, &data, &len))
+		return 0;
+	if (len != sizeof(index))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
+						RAFT_STORAGE_DIR, PROGRESS_FILE)));
+	memcpy(&index, data, sizeof(index));
+	return index;
+}
+
 /*
  * Sets up the replication origin, whose progress is the index of the last
  * transaction applied, and asks the raft worker for the entries after it.
@@ -805,9 +836,11 @@ apply_worker_attach(void)
 	progress = replorigin_session_get_progress(false);
 	read_copy_start();
 	progress = Max(progress, AW.copy.index);
+	progress = Max(progress, read_progress_file());
 
 	AW.next_index = progress + 1;
 	AW.done_index = progress;
+	AW.durable_index = progress;
 	resume_at = spool_resume(progress);
 	if (resume_at != 0)
 		AW.next_index = resume_at;
@@ -816,7 +849,7 @@ apply_worker_attach(void)
 	RaftShmem->apply.apply_latch = MyLatch;
 	RaftShmem->apply.from_index = AW.next_index;
 	RaftShmem->apply.done_index = AW.done_index;
-	RaftShmem->apply.kept_index = Max(AW.done_index, AW.spooled_to);
+	RaftShmem->apply.kept_index = Max(AW.durable_index, AW.spooled_to);
 	RaftShmem->apply.generation++;
 	raft_latch = RaftShmem->worker_latch;
 	LWLockRelease(RaftShmem->lock);
@@ -889,7 +922,11 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 		CommitTransactionCommand();
 		pgstat_report_stat(false);
 		if (AW.spool_fd >= 0)
+		{
+			/* the spool goes only once the commit is on disk */
+			XLogFlush(XactLastCommitEnd);
 			spool_remove();
+		}
 	}
 	else
 		spool_append(data + CHG_ENTRY_HEADER_BYTES, len - CHG_ENTRY_HEADER_BYTES);
@@ -925,13 +962,67 @@ next_entry(uint8 *buf, uint32 cap, uint32 *len)
 	return found;
 }
 
+/*
+ * Makes progress durable before the raft worker may compact the entries
+ * behind it.  Applied transactions commit with synchronous_commit = off:
+ * their commit records are flushed here.  Skipped entries leave no trace
+ * in the tables or in the replication origin, so how far they go is
+ * written to a small file, now and then (a crash skips them again).
+ */
+static void
+make_progress_durable(bool force)
+{
+	TimestampTz now;
+
+	if (AW.durable_index >= AW.done_index)
+		return;
+	now = GetCurrentTimestamp();
+	if (!force && AW.done_index - AW.durable_index < PROGRESS_EVERY_ENTRIES &&
+		now - AW.durable_written < PROGRESS_EVERY_MS * 1000)
+		return;
+	XLogFlush(XactLastCommitEnd);
+	RaftStorageWriteFile(PROGRESS_FILE, &AW.done_index, sizeof(AW.done_index));
+	AW.durable_index = AW.done_index;
+	AW.durable_written = now;
+}
+
+/*
+ * Drops the slot a leadership of this node left, once the node follows:
+ * nothing reads it any more, and it would hold back WAL and vacuum here.
+ * The next leadership creates its own.
+ */
+static void
+drop_stale_slot(void)
+{
+	ReplicationSlot *slot;
+	bool		leader;
+	bool		idle;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	leader = RaftShmem->view.configured && RaftShmem->view.role == RAFT_LEADER;
+	LWLockRelease(RaftShmem->lock);
+	if (leader)
+		return;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
+	idle = slot != NULL && slot->active_pid == 0;
+	LWLockRelease(ReplicationSlotControlLock);
+	if (!idle)
+		return;
+	ReplicationSlotDrop(RAFT_SLOT_NAME, true);
+	ereport(LOG,
+			(errmsg("pg_raft dropped the replication slot \"%s\" of this node's earlier leadership",
+					RAFT_SLOT_NAME)));
+}
+
 /* Publishes progress for the raft worker and the views. */
 static void
 publish_progress(void)
 {
+	make_progress_durable(false);
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.done_index = AW.done_index;
-	RaftShmem->apply.kept_index = Max(AW.done_index, AW.spooled_to);
+	RaftShmem->apply.kept_index = Max(AW.durable_index, AW.spooled_to);
 	RaftShmem->apply.done_commit_time = AW.done_commit_time;
 	RaftShmem->apply.from_index = AW.next_index;
 	LWLockRelease(RaftShmem->lock);
@@ -1017,5 +1108,8 @@ RaftApplyWorkerMain(Datum main_arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* idle: let skipped entries become durable, tidy up */
+		publish_progress();
+		drop_stale_slot();
 	}
 }

@@ -95,6 +95,7 @@ typedef struct Capture
 
 	uint64		term;			/* the leadership we capture for; 0 none */
 	uint64		slot_term;		/* the term the slot was created in */
+	uint64		streamed_term;	/* the term streaming started in */
 	raft_id_t	node_id;
 	RaftProposeData propose;
 
@@ -616,11 +617,14 @@ advance(uint64 commit_index)
 			if (PQresultStatus(res) != PGRES_COPY_BOTH)
 			{
 				PQclear(res);
+				/* the slot may be gone: make it again at the next attempt */
+				C.slot_term = 0;
 				capture_fail("could not start streaming from the replication slot");
 				return;
 			}
 			PQclear(res);
 			C.state = CAPTURE_STREAMING;
+			C.streamed_term = C.term;
 			C.last_feedback = 0;
 			if (C.problem[0] != '\0')
 				ereport(LOG,
@@ -681,10 +685,15 @@ RaftCapturePoll(uint64 commit_index)
 	} while (C.state != before && C.state != CAPTURE_IDLE);
 }
 
+/*
+ * Whether the leader's transactions are captured: streaming started in
+ * this term.  A broken connection does not change that: commits wait for
+ * the stream to resume and are shipped then.
+ */
 bool
 RaftCaptureStreaming(void)
 {
-	return C.term != 0 && C.state == CAPTURE_STREAMING;
+	return C.term != 0 && C.streamed_term == C.term;
 }
 
 /* Why capturing does not work at the moment; "" when it does. */

@@ -44,6 +44,7 @@
 #include "catalog/catalog.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
+#include "nodes/plannodes.h"
 #include "parser/parsetree.h"
 #include "libpq/auth.h"
 #include "miscadmin.h"
@@ -83,7 +84,9 @@ read_fence_state(FenceState *fs)
 {
 	memset(fs, 0, sizeof(*fs));
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	fs->fenced = RaftShmem->view.configured && !RaftShmem->view.writable;
+	/* a member whose worker is down (starting, restarting) is fenced too */
+	fs->fenced = RaftShmem->member &&
+		!(RaftShmem->view.configured && RaftShmem->view.writable);
 	fs->epoch = RaftShmem->role_epoch;
 	fs->leader_known = RaftShmem->view.configured &&
 		RaftShmem->view.leader_conninfo[0] != '\0' &&
@@ -165,18 +168,24 @@ database_replicated(void)
  * Refuses an UPDATE or DELETE of a table that has no replica identity
  * (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key) before it
  * runs: its rows could not be found on the other members.  This is the
- * check PostgreSQL makes for tables in a publication.
+ * check PostgreSQL makes for tables in a publication.  Every ModifyTable
+ * of the plan counts: the statement's own, those of data-modifying WITH
+ * queries, and INSERT ... ON CONFLICT DO UPDATE.
  */
 static void
-check_replica_identity(QueryDesc *queryDesc)
+check_modify_table(PlannedStmt *stmt, ModifyTable *mt)
 {
-	PlannedStmt *stmt = queryDesc->plannedstmt;
 	ListCell   *lc;
+	const char *verb;
 
-	if (stmt->commandType != CMD_UPDATE && stmt->commandType != CMD_DELETE &&
-		stmt->commandType != CMD_MERGE)
+	if (mt->operation == CMD_DELETE)
+		verb = "delete from";
+	else if (mt->operation == CMD_UPDATE || mt->operation == CMD_MERGE ||
+			 (mt->operation == CMD_INSERT && mt->onConflictAction == ONCONFLICT_UPDATE))
+		verb = "update";
+	else
 		return;
-	foreach(lc, stmt->resultRelations)
+	foreach(lc, mt->resultRelations)
 	{
 		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
 		Relation	rel;
@@ -192,11 +201,29 @@ check_replica_identity(QueryDesc *queryDesc)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot %s table \"%s\" because it has no replica identity",
-							stmt->commandType == CMD_DELETE ? "delete from" : "update",
-							RelationGetRelationName(rel)),
+							verb, RelationGetRelationName(rel)),
 					 errdetail("pg_raft finds the rows to change on the other members by the table's replica identity."),
 					 errhint("Add a primary key, or set REPLICA IDENTITY FULL or USING INDEX with ALTER TABLE.")));
 		table_close(rel, NoLock);
+	}
+}
+
+static void
+check_replica_identity(QueryDesc *queryDesc)
+{
+	PlannedStmt *stmt = queryDesc->plannedstmt;
+	ListCell   *lc;
+
+	if (stmt->commandType == CMD_SELECT && !stmt->hasModifyingCTE)
+		return;
+	if (stmt->planTree != NULL && IsA(stmt->planTree, ModifyTable))
+		check_modify_table(stmt, (ModifyTable *) stmt->planTree);
+	foreach(lc, stmt->subplans)
+	{
+		Plan	   *plan = lfirst(lc);
+
+		if (plan != NULL && IsA(plan, ModifyTable))
+			check_modify_table(stmt, (ModifyTable *) plan);
 	}
 }
 
@@ -205,7 +232,7 @@ fence_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	fence_statement();
 	if (!fenced_here && MyBackendType == B_BACKEND && RaftShmem != NULL &&
-		RaftShmem->view.configured && database_replicated())
+		RaftShmem->member && database_replicated())
 		check_replica_identity(queryDesc);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);

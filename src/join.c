@@ -265,7 +265,8 @@ local_conninfo(void)
 	char	   *dir = RaftLocalSocketDirectory();
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "host='%s' port=%d dbname='%s' user='%s' application_name=%s",
+	appendStringInfo(&buf, "host='%s' port=%d dbname='%s' user='%s' application_name=%s"
+					 " options='-c synchronous_commit=local'",
 					 dir ? dir : "localhost", PostPortNumber, raft_database,
 					 GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
 					 RAFT_COPY_APPLICATION_NAME);
@@ -309,23 +310,28 @@ exec_interruptible(PGconn *conn, const char *command)
 	return last ? last : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
 }
 
-/* Reads the leader's commit index and term; the leader must take writes. */
+/*
+ * Reads the leader's commit index and term; the leader must take writes.
+ * Leaves conn open on error: the caller closes it.
+ */
 static void
 leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
 				raft_id_t *leader_id)
 {
-	PGresult   *res = remote_query(conn,
-								   "SELECT commit_index, term, node_id FROM raft.status"
-								   " WHERE role = 'leader' AND writable",
-								   0, NULL, "ask the leader where its log is");
+	PGresult   *res = PQexec(conn,
+							 "SELECT commit_index, term, node_id FROM raft.status"
+							 " WHERE role = 'leader' AND writable");
 
-	if (PQntuples(res) != 1)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
+		char	   *msg = pchomp(PQresultStatus(res) == PGRES_TUPLES_OK ?
+								 "" : PQerrorMessage(conn));
+
 		PQclear(res);
-		PQfinish(conn);
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the node this instance copies from no longer leads, or takes no writes yet"),
+				 msg[0] ? errdetail_internal("%s", msg) : 0,
 				 errhint("Remove this node with raft.remove_node(), empty this instance, and join again.")));
 	}
 	*commit_index = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
@@ -335,14 +341,79 @@ leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
 }
 
 /*
+ * The conninfo with its database replaced by raft.database: the data to
+ * copy is there, whatever the member's conninfo names.
+ */
+static char *
+conninfo_for_database(const char *conninfo)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	PQconninfoOption *o;
+	StringInfoData buf;
+
+	if (opts == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("invalid conninfo of the leader")));
+	initStringInfo(&buf);
+	for (o = opts; o->keyword != NULL; o++)
+	{
+		const char *value = strcmp(o->keyword, "dbname") == 0 ? raft_database : o->val;
+		const char *c;
+
+		if (value == NULL)
+			continue;
+		appendStringInfo(&buf, "%s='", o->keyword);
+		for (c = value; *c; c++)
+		{
+			if (*c == '\'' || *c == '\\')
+				appendStringInfoChar(&buf, '\\');
+			appendStringInfoChar(&buf, *c);
+		}
+		appendStringInfoString(&buf, "' ");
+	}
+	PQconninfoFree(opts);
+	return buf.data;
+}
+
+/*
  * Copies roles, schema and data from the leader at a known point of its
  * log, and tells the apply worker where to start.
  */
+static void copy_at_snapshot(const char *leader_conninfo, PGconn *conn,
+							 PGconn *repl);
+
 static void
-copy_from_leader(const char *leader_conninfo)
+copy_from_leader(const char *member_conninfo)
 {
-	PGconn	   *conn = RaftConnect(leader_conninfo, "the leader");
-	PGconn	   *repl;
+	char	   *leader_conninfo = conninfo_for_database(member_conninfo);
+	PGconn	   *volatile conn = NULL;
+	PGconn	   *volatile repl = NULL;
+
+	PG_TRY();
+	{
+		conn = RaftConnect(leader_conninfo, "the leader");
+		repl = RaftConnectReplication(leader_conninfo, "the leader for replication");
+		copy_at_snapshot(leader_conninfo, conn, repl);
+	}
+	PG_FINALLY();
+	{
+		/* the temporary slot and the exported snapshot end with them */
+		if (repl != NULL)
+			PQfinish(repl);
+		if (conn != NULL)
+			PQfinish(conn);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The copy itself, through a normal connection to the leader (conn) and a
+ * replication one (repl).
+ */
+static void
+copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
+{
 	PGresult   *res;
 	uint64		index;
 	uint64		term;
@@ -359,7 +430,6 @@ copy_from_leader(const char *leader_conninfo)
 
 	leader_position(conn, &index, &term, &leader_id);
 
-	repl = RaftConnectReplication(leader_conninfo, "the leader for replication");
 	res = exec_interruptible(repl,
 							 psprintf("CREATE_REPLICATION_SLOT pg_raft_join_%d TEMPORARY LOGICAL pg_raft (SNAPSHOT 'export')",
 									  MyProcPid));
@@ -368,8 +438,6 @@ copy_from_leader(const char *leader_conninfo)
 		char	   *msg = pchomp(PQerrorMessage(repl));
 
 		PQclear(res);
-		PQfinish(repl);
-		PQfinish(conn);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not take a snapshot of the leader's data"),
@@ -385,14 +453,10 @@ copy_from_leader(const char *leader_conninfo)
 	/* the snapshot holds the whole log up to index only if leadership held */
 	leader_position(conn, &index_after, &term_after, &leader_after);
 	if (term_after != term || leader_after != leader_id)
-	{
-		PQfinish(repl);
-		PQfinish(conn);
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the leadership changed while the copy began"),
 				 errhint("Remove this node with raft.remove_node(), empty this instance, and join again.")));
-	}
 	start.index = index;
 
 	initStringInfo(&cmd);
@@ -419,8 +483,6 @@ copy_from_leader(const char *leader_conninfo)
 	appendStringInfoString(&cmd, " -d ");
 	append_shell_word(&cmd, leader_conninfo);
 	run_program(cmd.data, "dump the leader's data", false);
-	PQfinish(repl);				/* drops the temporary slot */
-	PQfinish(conn);
 
 	/* everything but the extension itself, which exists here already */
 	resetStringInfo(&cmd);

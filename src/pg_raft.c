@@ -32,6 +32,8 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -148,6 +150,7 @@ static void
 raft_shmem_startup(void)
 {
 	bool		found;
+	struct stat st;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
@@ -159,6 +162,8 @@ raft_shmem_startup(void)
 		memset(RaftShmem, 0, offsetof(RaftShared, inbox_data));
 		RaftShmem->role_epoch = 1;
 		RaftRingInit(&RaftShmem->inbox, RaftShmem->inbox_data, RAFT_INBOX_BYTES);
+		/* the postmaster runs in the data directory */
+		RaftShmem->member = stat(RAFT_IDENTITY_PATH, &st) == 0;
 		RaftRingInit(&RaftShmem->apply.ring, RaftShmem->apply_data,
 					 RAFT_APPLY_QUEUE_BYTES);
 		RaftShmem->lock = &(GetNamedLWLockTranche("pg_raft"))->lock;

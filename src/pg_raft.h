@@ -48,6 +48,9 @@
 /* The names the leader's decoding uses: slot, plugin, application_name. */
 #define RAFT_SLOT_NAME "pg_raft"
 #define RAFT_CAPTURE_APPLICATION_NAME "pg_raft"
+/* The file that makes an instance a member (storage.c writes it). */
+#define RAFT_IDENTITY_PATH "pg_raft/identity"
+
 /* The replication origin under which the apply worker writes. */
 #define RAFT_ORIGIN_NAME "pg_raft"
 /* The sessions that restore the copy of raft.join_cluster. */
@@ -218,6 +221,7 @@ typedef struct RaftShared
 	pid_t		worker_pid;
 	Latch	   *worker_latch;
 	uint64		cluster_id;		/* 0 until the node belongs to a cluster */
+	bool		member;			/* it does, even while its worker is down */
 	raft_id_t	node_id;
 	uint64		role_epoch;		/* bumped when the node gains or loses leadership */
 	/* the bootstrap superuser, as whom the leader connects to itself */

@@ -61,6 +61,8 @@
 #define COMPACT_THRESHOLD_ENTRIES (16 * 1024)
 #define COMPACT_THRESHOLD_BYTES (16 * 1024 * 1024)
 #define COMPACT_MIN_ENTRIES 64
+/* a learner is promoted once it applied up to this close to the commit */
+#define PROMOTE_APPLY_SLACK 1024
 /* how long the leader keeps entries for a member it does not hear from */
 #define COMPACT_GRACE_MS (10 * 1000)
 #define COMPACT_KEEP_ENTRIES 1024
@@ -464,6 +466,7 @@ start_node(void)
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->cluster_id = W.cluster_id;
 	RaftShmem->node_id = W.node_id;
+	RaftShmem->member = true;
 	LWLockRelease(RaftShmem->lock);
 
 	ereport(LOG,
@@ -1022,22 +1025,49 @@ append_time(raft_index_t index)
 	return s->index == index ? s->appended : 0;
 }
 
+/* Encodes the ready's messages and queues them for the transport. */
+static void
+send_messages(const raft_ready *rd)
+{
+	size_t		k;
+
+	for (k = 0; k < rd->n_msgs; k++)
+	{
+		const raft_msg *m = &rd->msgs[k];
+		size_t		len = raft_msg_encoded_size(m);
+		uint8	   *buf = palloc(len);
+		size_t		written;
+		int			rc;
+
+		rc = raft_msg_encode(m, W.cluster_id, buf, len, &written);
+		if (rc != RAFT_OK)
+			elog(ERROR, "could not encode a raft %s message: %s",
+				 raft_msg_type_name(m->type), raft_strerror(rc));
+		RaftTransportSend(m->to, buf, written);
+		pfree(buf);
+	}
+	/* on their way now, not at the end of the loop */
+	RaftTransportPoll();
+}
+
 /*
  * Carries out one ready in the contract's order (raft.h): snapshot, hard
  * state and entries made durable, then messages, then applying, then
- * telling the core what is persisted.
+ * telling the core what is persisted.  A leader's messages go first, so
+ * that the followers write while it does.
  */
 static void
 handle_ready(void)
 {
 	raft_ready	rd;
 	raft_index_t i;
-	size_t		k;
 	TimestampTz now = GetCurrentTimestamp();
 	bool		leader;
 
 	raft_ready_get(W.r, &rd);
 	leader = is_leader();
+	if (rd.send_before_persist)
+		send_messages(&rd);
 
 	if (rd.snapshot_changed)
 	{
@@ -1083,21 +1113,8 @@ handle_ready(void)
 		W.written_commit = rd.hard_state.commit;
 	}
 
-	for (k = 0; k < rd.n_msgs; k++)
-	{
-		const raft_msg *m = &rd.msgs[k];
-		size_t		len = raft_msg_encoded_size(m);
-		uint8	   *buf = palloc(len);
-		size_t		written;
-		int			rc;
-
-		rc = raft_msg_encode(m, W.cluster_id, buf, len, &written);
-		if (rc != RAFT_OK)
-			elog(ERROR, "could not encode a raft %s message: %s",
-				 raft_msg_type_name(m->type), raft_strerror(rc));
-		RaftTransportSend(m->to, buf, written);
-		pfree(buf);
-	}
+	if (!rd.send_before_persist)
+		send_messages(&rd);
 
 	/*
 	 * Applying: the apply worker takes committed entries from the apply
@@ -1155,11 +1172,30 @@ sync_peers(const raft_status *st)
 	}
 }
 
-/* The leader promotes each learner as soon as it has caught up. */
+/* The applied index a member's last frame carried (transport.c). */
+static uint64
+member_applied_index(raft_id_t id)
+{
+	uint64		applied = 0;
+	size_t		i;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	for (i = 0; i < lengthof(RaftShmem->senders); i++)
+		if (RaftShmem->senders[i].node_id == id)
+			applied = RaftShmem->senders[i].applied_index;
+	LWLockRelease(RaftShmem->lock);
+	return applied;
+}
+
+/*
+ * The leader promotes each learner as soon as it has caught up: its log
+ * holds what is committed and its data is nearly applied.
+ */
 static void
 promote_learners(const raft_status *st)
 {
 	uint32		i;
+	uint64		applied;
 
 	if (st->role != RAFT_LEADER || st->conf_pending ||
 		st->transfer_target != RAFT_NO_NODE)
@@ -1171,6 +1207,10 @@ promote_learners(const raft_status *st)
 		StringInfo	context;
 
 		if (p->voter || p->match_index < st->commit_index)
+			continue;
+		/* its data too: a joiner copying from the leader applies nothing */
+		applied = member_applied_index(p->id);
+		if (applied == 0 || applied + PROMOTE_APPLY_SLACK < st->commit_index)
 			continue;
 		after.members[i].voter = true;
 		context = directory_encode(&after, RAFT_NO_NODE, NULL, NULL);
@@ -1350,6 +1390,9 @@ compact_log(void)
 			if (p->id == W.node_id || t == NULL || t->last_contact == 0 ||
 				now - t->last_contact > (int64) COMPACT_GRACE_MS * 1000)
 				continue;
+			/* a learner that holds the log back (copying) gives way first */
+			if (!p->voter && RaftLogBytes(W.log) >= 2 * COMPACT_THRESHOLD_BYTES)
+				continue;
 			upto = Min(upto, p->match_index);
 		}
 	}
@@ -1411,21 +1454,6 @@ node_writable(const raft_status *st, char *reason, size_t reason_size)
 		return false;
 	}
 	return true;
-}
-
-/* The applied index a member's last frame carried (transport.c). */
-static uint64
-member_applied_index(raft_id_t id)
-{
-	uint64		applied = 0;
-	size_t		i;
-
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	for (i = 0; i < lengthof(RaftShmem->senders); i++)
-		if (RaftShmem->senders[i].node_id == id)
-			applied = RaftShmem->senders[i].applied_index;
-	LWLockRelease(RaftShmem->lock);
-	return applied;
 }
 
 /*
@@ -1544,12 +1572,12 @@ publish_view(void)
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	/*
-	 * Sessions that began when the node was writable (not in a cluster, or
-	 * its leader ready for writes) and now is not, or the other way round,
-	 * are ended (fence.c).
+	 * Sessions that began when the node was writable (not a member, or a
+	 * leader ready for writes) and now is not, or the other way round, are
+	 * ended (fence.c).
 	 */
-	if ((!RaftShmem->view.configured || RaftShmem->view.writable) !=
-		(!v->configured || v->writable))
+	if ((!RaftShmem->member || (RaftShmem->view.configured && RaftShmem->view.writable)) !=
+		(!RaftShmem->member || (v->configured && v->writable)))
 		RaftShmem->role_epoch++;
 	memcpy(&RaftShmem->view, v, sizeof(RaftView));
 	LWLockRelease(RaftShmem->lock);

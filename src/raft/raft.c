@@ -852,6 +852,9 @@ raft_ready_get(raft *r, raft_ready *rd)
 	rd->persist_to = raft_log_last_index(&r->log);
 	rd->msgs = r->out;
 	rd->n_msgs = r->n_out;
+	rd->send_before_persist = r->role == RAFT_LEADER && !r->snapshot_pending &&
+		rd->hard_state.term == r->persisted_hs.term &&
+		rd->hard_state.vote == r->persisted_hs.vote;
 	rd->apply_from = r->applied + 1;
 	rd->apply_to = r->commit;
 	rd->reads = r->read_states;

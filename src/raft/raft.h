@@ -42,7 +42,12 @@
  *	 4. make steps 1-3 durable (fsync), and only then
  *	 5. send ready.msgs.  A vote granted or an append acknowledged is a
  *		promise about durable state: sending it before step 4 breaks
- *		election safety or loses committed entries after a crash;
+ *		election safety or loses committed entries after a crash.  When
+ *		ready.send_before_persist is true (a leader whose term and vote are
+ *		durable already), the messages promise nothing about this node's
+ *		disk and may be sent before steps 3 and 4, so that the followers
+ *		write in parallel with the leader (thesis 10.2.1): the leader
+ *		counts itself towards a majority only after step 7;
  *	 6. apply entries [apply_from, apply_to] to the state machine in order;
  *	 7. call raft_advance(), then raft_persisted(persist_to, its term) once
  *		the entries of step 3 are durable (the leader counts itself towards
@@ -255,6 +260,8 @@ typedef struct raft_ready
 	/* messages to send once the above is durable */
 	const raft_msg *msgs;
 	size_t		n_msgs;
+	/* ... or at once: a leader's messages, with term and vote durable */
+	bool		send_before_persist;
 
 	/* committed entries to apply; none when apply_from > apply_to */
 	raft_index_t apply_from;

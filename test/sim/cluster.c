@@ -756,14 +756,28 @@ sim_process(sim_cluster *c, sim_node *n)
 			return;
 		}
 		raft_ready_get(n->r, &rd);
+		if (rd.send_before_persist)
+		{
+			/* a leader's messages go while its disk writes */
+			for (i = 0; i < rd.n_msgs; i++)
+				net_send(c, &rd.msgs[i]);
+			if (rd.persist_from <= rd.persist_to && c->early_send_crash_permille > 0 &&
+				sim_random_below(c, 1000) < c->early_send_crash_permille)
+			{
+				/* it dies with the entries it sent not yet on its disk */
+				sim_crash(c, n->id);
+				return;
+			}
+		}
 		if (rd.snapshot_changed)
 			install_snapshot(c, n, &rd.snapshot);
 		if (rd.hard_state_changed)
 			n->disk.hs = rd.hard_state;
 		persist_entries(c, n, &rd);
 		/* all of the above is now durable: the messages may go */
-		for (i = 0; i < rd.n_msgs; i++)
-			net_send(c, &rd.msgs[i]);
+		if (!rd.send_before_persist)
+			for (i = 0; i < rd.n_msgs; i++)
+				net_send(c, &rd.msgs[i]);
 		apply_entries(c, n, &rd);
 		for (i = 0; i < rd.n_reads && c->n_reads < SIM_MAX_READS; i++)
 		{

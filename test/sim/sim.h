@@ -113,6 +113,8 @@ typedef struct sim_cluster
 	uint32_t	bounce_permille;
 	/* chance that a leader crashes as it commits, its last messages lost */
 	uint32_t	commit_crash_permille;
+	/* a leader crashes after sending entries it had not persisted */
+	uint32_t	early_send_crash_permille;
 
 	/* compaction policy */
 	uint32_t	compact_every;

@@ -2952,6 +2952,8 @@ typedef struct two_node_log
 	bool		vote_hs_ok;			/* ... with hard state term 1, vote 1 */
 	bool		grant_seen;			/* node 2 granted a VOTE */
 	bool		grant_hs_ok;		/* ... in a ready persisting term 1, vote 1 */
+	bool		promise_early;		/* a vote, grant or ack allowed before persisting */
+	bool		append_early;		/* the leader's entries allowed before persisting */
 	bool		apply_ok[3];		/* per node: saw entry 1 as a NOOP of term 1 */
 	int			applied_count[3];
 	char		applied_data[3][16];
@@ -2967,6 +2969,13 @@ two_node_ready(node *n, const raft_ready *rd)
 	{
 		const raft_msg *m = &rd->msgs[k];
 
+		if (rd->send_before_persist &&
+			(m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_APPEND_RESP ||
+			 (m->type == RAFT_MSG_VOTE_RESP && !m->reject)))
+			log->promise_early = true;
+		if (rd->send_before_persist && m->type == RAFT_MSG_APPEND &&
+			m->n_entries > 0 && rd->persist_from <= rd->persist_to)
+			log->append_early = true;
 		if (m->type == RAFT_MSG_PRE_VOTE && n->opts.id == 1)
 		{
 			raft_status st;
@@ -3071,6 +3080,10 @@ test_two_nodes(void)
 	pump(&n1, &n2);
 	CHECK(status_of(&n1).commit_index == 2 && status_of(&n2).commit_index == 2,
 		  "two nodes: entry 2 commits on both");
+	CHECK(log.append_early,
+		  "two nodes: the leader may send its new entries before persisting them");
+	CHECK(!log.promise_early,
+		  "two nodes: no vote, grant or acknowledgement may go before persisting");
 	CHECK(strcmp(log.applied_data[1], "hello") == 0 &&
 		  strcmp(log.applied_data[2], "hello") == 0,
 		  "two nodes: both apply \"hello\"");

@@ -64,6 +64,13 @@ like($err, qr/HINT:  Add a primary key, or set REPLICA IDENTITY FULL/, '... with
 ($ret, $out, $err) = $leader->psql('postgres', q{DELETE FROM nokey});
 like($err, qr/ERROR:  cannot delete from table "nokey" because it has no replica identity/,
 	'and so is DELETE');
+($ret, $out, $err) = $leader->psql('postgres',
+	q{WITH gone AS (DELETE FROM nokey RETURNING *) SELECT count(*) FROM gone});
+like($err, qr/ERROR:  cannot delete from table "nokey"/, 'and a DELETE in a WITH query');
+($ret, $out, $err) = $leader->psql('postgres', q{CREATE UNIQUE INDEX ON nokey (a)});
+($ret, $out, $err) = $leader->psql('postgres',
+	q{INSERT INTO nokey VALUES (1, 'x') ON CONFLICT (a) DO UPDATE SET b = 'x'});
+like($err, qr/ERROR:  cannot update table "nokey"/, 'and INSERT ... ON CONFLICT DO UPDATE');
 is($leader->safe_psql('postgres', q{SELECT string_agg(b, ',' ORDER BY a) FROM nokey}), 'one,two',
 	'and the table is unchanged');
 
