@@ -10,8 +10,9 @@
 # libpq conninfo with target_session_attrs=read-write (DESIGN.md's
 # failover figure); then the old leader restarts and catches up.  Prints
 # every trial and p50/p90/max.  The times include the polling (a psql per
-# attempt, about 20 ms).  Run as a normal user with pg_raft installed
-# (demo/main_job.sh shows how as root).
+# attempt, about 20 ms).  With LOAD=1, pgbench (scale 10, 2 clients) writes
+# through the leader when it is killed.  Run as a normal user with pg_raft
+# installed (demo/main_job.sh shows how as root).
 
 set -euo pipefail
 trials="${1:-20}"
@@ -24,8 +25,11 @@ mkdir -p "$RAFT_BASE"
 trap 'for p in "${ports[@]}"; do node_stop "$p"; done' EXIT
 
 for port in "${ports[@]}"; do node_init "node_$port" "$port"; done
-# the others copy the table when they join
+# the others copy the tables when they join
 node_sql "${ports[0]}" "CREATE TABLE bench_failover (trial int, at timestamptz DEFAULT now())"
+if [ -n "${LOAD:-}" ]; then
+	"$PG_BIN/pgbench" -i -q -s 10 -h "$RAFT_BASE" -p "${ports[0]}" -U postgres postgres > /dev/null 2>&1
+fi
 cluster_form "${ports[@]}"
 multi_host="host=127.0.0.1,127.0.0.1,127.0.0.1 port=$(IFS=,; echo "${ports[*]}") dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=2"
 
@@ -38,6 +42,12 @@ for trial in $(seq 1 "$trials"); do
 	node_sql "$leader" "SELECT raft.barrier()" > /dev/null
 	survivors=()
 	for port in "${ports[@]}"; do [ "$port" != "$leader" ] && survivors+=("$port"); done
+	load=""
+	if [ -n "${LOAD:-}" ]; then
+		"$PG_BIN/pgbench" -n -c 2 -j 2 -T 600 -h "$RAFT_BASE" -p "$leader" -U postgres postgres > /dev/null 2>&1 &
+		load=$!
+		sleep 2
+	fi
 	start=$(date +%s%N)
 	kill -9 "$(node_pid "$leader")"
 	done_ms=""
@@ -51,6 +61,7 @@ for trial in $(seq 1 "$trials"); do
 	done
 	until "$PG_BIN/psql" -X -q -d "$multi_host" -c "INSERT INTO bench_failover VALUES ($trial)" > /dev/null 2>&1; do :; done
 	insert_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	if [ -n "$load" ]; then kill "$load" 2> /dev/null || true; wait "$load" 2> /dev/null || true; fi
 	echo "$done_ms" >> "$results"
 	echo "$insert_ms" >> "$inserts"
 	printf 'trial %2d: leader %s killed; barrier committed after %d ms, INSERT accepted after %d ms\n' \
@@ -64,11 +75,11 @@ done
 
 summary()
 {
-	sort -n "$1" | awk -v what="$2" '
+	sort -n "$1" | awk -v what="$2" -v load="${LOAD:+, pgbench running}" '
 		{ v[NR] = $1 }
 		END {
 			p50 = v[int((NR + 1) * 0.50)]; p90 = v[int((NR * 0.90) + 0.5)]
-			printf "pg_raft failover (kill -9 leader -> %s), %d trials, defaults: p50 %d ms, p90 %d ms, max %d ms\n", what, NR, p50, p90, v[NR]
+			printf "pg_raft failover (kill -9 leader -> %s), %d trials, defaults%s: p50 %d ms, p90 %d ms, max %d ms\n", what, NR, load, p50, p90, v[NR]
 		}'
 }
 summary "$results" "barrier committed"
