@@ -52,6 +52,7 @@
 #include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/elog.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -115,6 +116,23 @@ restoring_copy(void)
 }
 
 /*
+ * Whether this session is a member's own (raft.deliver from a peer, the
+ * join's helpers): named pg_raft..., and allowed to deliver messages.
+ */
+static bool
+member_connection(void)
+{
+	Oid			peer_role;
+
+	if (application_name == NULL || strncmp(application_name, "pg_raft", 7) != 0)
+		return false;
+	if (superuser())
+		return true;
+	peer_role = get_role_oid("raft_peer", true);
+	return OidIsValid(peer_role) && is_member_of_role(GetUserId(), peer_role);
+}
+
+/*
  * Called before every statement of a client backend: ends a session that
  * outlived a change of role, and makes the statement read-only on a
  * fenced node.
@@ -135,13 +153,12 @@ fence_statement(void)
 	 * election that changed the role.  They are still fenced below.
 	 */
 	if (session_epoch != 0 && fs.epoch != session_epoch &&
-		!(application_name != NULL &&
-		  strncmp(application_name, "pg_raft", 7) == 0))
+		!member_connection())
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("terminating connection because this node's raft role changed"),
-				 errdetail("This node is now %s.", fs.fenced ?
-						   "a follower and accepts no writes" : "the leader"),
+				 errdetail("This node %s.", fs.fenced ?
+						   "does not take writes now" : "is now the leader and takes writes"),
 				 errhint("Reconnect; a conninfo with target_session_attrs=read-write finds the leader.")));
 	if (fs.fenced)
 	{
@@ -331,6 +348,8 @@ RaftFenceEndSyncWaiters(void)
 {
 	uint32		i;
 
+	/* the waiters' states change under SyncRepLock */
+	LWLockAcquire(SyncRepLock, LW_SHARED);
 	for (i = 0; i < ProcGlobal->allProcCount; i++)
 	{
 		PGPROC	   *proc = &ProcGlobal->allProcs[i];
@@ -344,6 +363,7 @@ RaftFenceEndSyncWaiters(void)
 			kill(pid, SIGTERM);
 		}
 	}
+	LWLockRelease(SyncRepLock);
 }
 
 void

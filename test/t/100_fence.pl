@@ -94,7 +94,7 @@ $in .= "SELECT 'after';\n";
 $session->pump until $serr =~ /FATAL/ || $sout =~ /after/;
 like($serr, qr/FATAL:  terminating connection because this node's raft role changed/,
 	'the session that began on a follower is ended');
-like($serr, qr/This node is now the leader/, 'and told why');
+like($serr, qr/This node is now the leader and takes writes/, 'and told why');
 $session->finish;
 
 # After a failover the same conninfo reaches the new leader, which writes.
