@@ -104,7 +104,8 @@ typedef struct Capture
 	bool		skipping;		/* already proposed in this term */
 	bool		first_cut;		/* its first entry is cut */
 	XLogRecPtr	final_lsn;
-	StringInfo	piece;			/* header space, then stream bytes */
+	StringInfo	piece;			/* stream bytes not yet in an entry ... */
+	int			piece_cut;		/* ... from this offset on */
 	List	   *ready;			/* ReadyEntry, oldest first */
 	XLogRecPtr	last_proposed_final_lsn;
 
@@ -159,6 +160,7 @@ capture_fail(const char *what)
 	C.skipping = false;
 	if (C.piece != NULL)
 		resetStringInfo(C.piece);
+	C.piece_cut = 0;
 }
 
 /* Forgets everything about the current leadership. */
@@ -300,20 +302,19 @@ piece_start(void)
 	if (C.piece == NULL)
 		C.piece = makeStringInfo();
 	resetStringInfo(C.piece);
-	/* room for the header, written when the entry is cut */
-	appendStringInfoSpaces(C.piece, CHG_ENTRY_HEADER_BYTES);
+	C.piece_cut = 0;
 	MemoryContextSwitchTo(old);
 }
 
 /*
- * Cuts an entry from the first bytes of the piece (up to a full piece's
- * worth, or all of it when last) and queues it for proposal.
+ * Cuts an entry from the bytes of the piece not cut yet (up to a full
+ * entry's worth, or all of them when last) and queues it for proposal.
  */
 static void
 cut_entry(bool last, XLogRecPtr end_lsn)
 {
 	MemoryContext old = MemoryContextSwitchTo(C.cxt);
-	int			body = C.piece->len - CHG_ENTRY_HEADER_BYTES;
+	int			body = C.piece->len - C.piece_cut;
 	int			take = last ? body : Min(body, RAFT_DATA_PIECE_BYTES);
 	ReadyEntry *e = palloc0(sizeof(ReadyEntry));
 	chg_entry_header header;
@@ -325,17 +326,28 @@ cut_entry(bool last, XLogRecPtr end_lsn)
 	enlargeStringInfo(e->data, CHG_ENTRY_HEADER_BYTES + take);
 	chg_entry_header_write((uint8 *) e->data->data, &header);
 	e->data->len = CHG_ENTRY_HEADER_BYTES;
-	appendBinaryStringInfo(e->data, C.piece->data + CHG_ENTRY_HEADER_BYTES, take);
+	appendBinaryStringInfo(e->data, C.piece->data + C.piece_cut, take);
 	e->last = last;
 	e->end_lsn = end_lsn;
 	C.ready = lappend(C.ready, e);
 	C.first_cut = true;
-
-	/* keep what was not taken */
-	memmove(C.piece->data + CHG_ENTRY_HEADER_BYTES,
-			C.piece->data + CHG_ENTRY_HEADER_BYTES + take, body - take);
-	C.piece->len = CHG_ENTRY_HEADER_BYTES + body - take;
+	C.piece_cut += take;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Drops the bytes already cut from the piece: once per message, so that a
+ * huge value costs one pass, not one per entry.
+ */
+static void
+piece_compact(void)
+{
+	if (C.piece_cut == 0)
+		return;
+	memmove(C.piece->data, C.piece->data + C.piece_cut,
+			C.piece->len - C.piece_cut);
+	C.piece->len -= C.piece_cut;
+	C.piece_cut = 0;
 }
 
 /* Proposes the ready entries in order; false when the log has no room. */
@@ -413,9 +425,10 @@ take_output(const uint8 *buf, size_t len)
 		C.skipping = false;
 		return;
 	}
-	while (!C.skipping &&
-		   C.piece->len - CHG_ENTRY_HEADER_BYTES >= RAFT_DATA_PIECE_BYTES)
+	while (!C.skipping && C.piece->len - C.piece_cut >= RAFT_DATA_PIECE_BYTES)
 		cut_entry(false, InvalidXLogRecPtr);
+	if (!C.skipping)
+		piece_compact();
 }
 
 /* ----------------------------------------------------------------

@@ -90,6 +90,12 @@ RaftCluster::wait_for_apply($leader, @followers);
 is($_->safe_psql('postgres', 'SELECT count(*), sum(length(pad)) FROM big'), '100000|12800000',
 	'a 13 MB transaction arrives whole on ' . $_->name)
   foreach @followers;
+# one value far bigger than an entry: its bytes span many entries
+$leader->safe_psql('postgres', q{INSERT INTO big VALUES (0, repeat(md5('x'), 200000))});
+RaftCluster::wait_for_apply($leader, @followers);
+is($_->safe_psql('postgres', q{SELECT md5(pad) = md5(repeat(md5('x'), 200000)) FROM big WHERE id = 0}),
+	't', 'a 6 MB value arrives whole on ' . $_->name)
+  foreach @followers;
 $leader->safe_psql('postgres', 'TRUNCATE big');
 RaftCluster::wait_for_apply($leader, @followers);
 is($_->safe_psql('postgres', 'SELECT count(*) FROM big'), '0', 'TRUNCATE reaches ' . $_->name)
