@@ -89,7 +89,8 @@ CREATE FUNCTION raft.status_info(
 	OUT leader_name text, OUT commit_index bigint, OUT applied_index bigint,
 	OUT last_index bigint, OUT first_index bigint, OUT voting boolean,
 	OUT log_bytes bigint, OUT cluster_id text, OUT leader_conninfo text,
-	OUT worker_pid integer, OUT writable boolean)
+	OUT worker_pid integer, OUT writable boolean,
+	OUT diverged_transactions bigint, OUT diverged_file text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_raft_status_info'
 LANGUAGE C STRICT VOLATILE;

@@ -68,6 +68,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "executor/spi.h"
 
 #include "changes/changes.h"
 #include "pg_raft.h"
@@ -546,6 +547,9 @@ typedef struct ApplyWorker
 	uint64		txn_term;
 	uint64		txn_first_index;
 	uint64		durable_index;	/* every entry up to here survives a crash */
+	/* this node's last own transaction seen committed in the log */
+	uint64		own_committed_lsn;
+	bool		own_committed_unsaved;
 	TimestampTz durable_written;	/* when the progress file was last written */
 	/* its pieces so far, when it spans entries (see "The spool") */
 	int			spool_fd;
@@ -567,10 +571,18 @@ typedef struct SpoolState
 /* entries skipped (this node's own, or in the join's copy) up to an index */
 #define PROGRESS_FILE "apply_progress"
 #define PROGRESS_EVERY_ENTRIES 1024
+
+typedef struct ApplyProgress
+{
+	uint64		index;
+	uint64		own_committed_lsn;
+} ApplyProgress;
 #define PROGRESS_EVERY_MS 1000
 #define SPOOL_STATE_FILE "apply_spool_state"
 
 static ApplyWorker AW;
+
+static void make_progress_durable(bool force);
 
 static void
 apply_worker_detach(int code, Datum arg)
@@ -795,23 +807,28 @@ read_copy_start(void)
 	memcpy(&AW.copy, data, sizeof(AW.copy));
 }
 
-/* The index up to which skipped entries were recorded; 0 if none. */
+/*
+ * The index up to which skipped entries were recorded (0 if none), and the
+ * commit LSN of the last transaction of this node's own found committed in
+ * the log by then.
+ */
 static uint64
 read_progress_file(void)
 {
 	void	   *data;
 	size_t		len;
-	uint64		index;
+	ApplyProgress progress;
 
 	if (!RaftStorageReadFile(PROGRESS_FILE, &data, &len))
 		return 0;
-	if (len != sizeof(index))
+	if (len != sizeof(progress))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
 						RAFT_STORAGE_DIR, PROGRESS_FILE)));
-	memcpy(&index, data, sizeof(index));
-	return index;
+	memcpy(&progress, data, sizeof(progress));
+	AW.own_committed_lsn = progress.own_committed_lsn;
+	return progress.index;
 }
 
 /*
@@ -893,12 +910,26 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 	if (AW.txn != NULL && (header.flags & CHG_ENTRY_FIRST))
 		abandon_transaction("its leader began to send it again");
 	if (header.origin == AW.self)
-		return;					/* decoded here: the data is here */
+	{
+		/* decoded here: the data is here, and it reached the log */
+		if ((header.flags & CHG_ENTRY_LAST) && header.final_lsn > AW.own_committed_lsn)
+		{
+			AW.own_committed_lsn = header.final_lsn;
+			AW.own_committed_unsaved = true;
+		}
+		return;
+	}
 	if (header.origin == AW.copy.origin && header.final_lsn < AW.copy.lsn)
 		return;					/* committed before the copy's snapshot */
 
 	if (header.flags & CHG_ENTRY_FIRST)
 	{
+		/*
+		 * The origin's progress is about to move past entries of our own:
+		 * record what they said first (see check_divergence).
+		 */
+		if (AW.own_committed_unsaved)
+			make_progress_durable(true);
 		StartTransactionCommand();
 		AW.txn = RaftApplyBegin(TopTransactionContext);
 		AW.txn_term = e->term;
@@ -974,34 +1005,126 @@ make_progress_durable(bool force)
 {
 	TimestampTz now;
 
-	if (AW.durable_index >= AW.done_index)
+	ApplyProgress progress;
+
+	if (AW.durable_index >= AW.done_index && !AW.own_committed_unsaved)
 		return;
 	now = GetCurrentTimestamp();
 	if (!force && AW.done_index - AW.durable_index < PROGRESS_EVERY_ENTRIES &&
 		now - AW.durable_written < PROGRESS_EVERY_MS * 1000)
 		return;
 	XLogFlush(XactLastCommitEnd);
-	RaftStorageWriteFile(PROGRESS_FILE, &AW.done_index, sizeof(AW.done_index));
+	progress.index = AW.done_index;
+	progress.own_committed_lsn = AW.own_committed_lsn;
+	RaftStorageWriteFile(PROGRESS_FILE, &progress, sizeof(progress));
 	AW.durable_index = AW.done_index;
+	AW.own_committed_unsaved = false;
 	AW.durable_written = now;
 }
 
 /*
- * Drops the slot a leadership of this node left, once the node follows:
- * nothing reads it any more, and it would hold back WAL and vacuum here.
- * The next leadership creates its own.
+ * Looks for transactions that committed here while this node led but never
+ * reached the Raft log (their COMMIT was waiting when the node died, or did
+ * not wait: synchronous_commit = local).  They are the changes the slot of
+ * that leadership still holds whose commit LSN is past the last own
+ * transaction found committed in the log.  They are written, as a change
+ * stream, to a file that raft.decode_changes() reads, and counted in
+ * raft.status; the tables keep them (they are not undone here).  Returns
+ * how many there are.
+ */
+static uint64
+check_divergence(void)
+{
+	StringInfoData kept;
+	uint64		count = 0;
+	bool		in_diverged = false;
+	uint64		i;
+	chg_arrays	arrays;
+
+	initStringInfo(&kept);
+	RaftChangeArraysInit(&arrays);
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute("SELECT data FROM pg_logical_slot_peek_binary_changes('" RAFT_SLOT_NAME "', NULL, NULL)",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the replication slot \"%s\"", RAFT_SLOT_NAME);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		bytea	   *data = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		const uint8 *buf = (const uint8 *) VARDATA_ANY(data);
+		size_t		len = VARSIZE_ANY_EXHDR(data);
+		chg_message m;
+		size_t		consumed;
+
+		if (len > 0 && buf[0] == CHG_VERSION &&
+			chg_read(buf, len, &arrays, &m, &consumed) == CHG_OK &&
+			chg_read(buf + consumed, len - consumed, &arrays, &m, &consumed) == CHG_OK &&
+			m.kind == CHG_BEGIN)
+			in_diverged = m.lsn > AW.own_committed_lsn;
+		if (!in_diverged)
+			continue;
+		appendBinaryStringInfo(&kept, (const char *) buf, (int) len);
+		if (len > 0 && buf[0] == CHG_COMMIT)
+			count++;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	if (count > 0)
+	{
+		char		path[MAXPGPATH];
+		int			fd;
+
+		snprintf(path, sizeof(path), "%s/diverged-%ld.changes", RAFT_STORAGE_DIR,
+				 (long) time(NULL));
+		fd = BasicOpenFile(path, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+		if (fd < 0 || write(fd, kept.data, kept.len) != kept.len ||
+			pg_fsync(fd) != 0 || close(fd) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write file \"%s\": %m", path)));
+		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+		RaftShmem->apply.diverged_transactions = count;
+		strlcpy(RaftShmem->apply.diverged_file, path, MAXPGPATH);
+		LWLockRelease(RaftShmem->lock);
+		ereport(LOG,
+				(errmsg("pg_raft found %llu transactions that committed on this node while it led but never reached the raft log; they are kept in \"%s\"",
+						(unsigned long long) count, path),
+				 errdetail("This node's tables still hold their changes; the other members do not."),
+				 errhint("Read them with SELECT raft.decode_changes(pg_read_binary_file('%s')). To discard them, remove the node and join it again from an empty instance.",
+						 path)));
+	}
+	pfree(kept.data);
+	return count;
+}
+
+/*
+ * Settles the slot a leadership of this node left, once the node follows
+ * and has applied what the new leader committed: reports the transactions
+ * that never reached the log (check_divergence), then drops the slot,
+ * which would hold back WAL and vacuum here.  The next leadership creates
+ * its own.
  */
 static void
-drop_stale_slot(void)
+settle_old_slot(void)
 {
 	ReplicationSlot *slot;
-	bool		leader;
+	bool		settled;
 	bool		idle;
 
+	if (AW.txn != NULL)
+		return;					/* between transactions only */
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	leader = RaftShmem->view.configured && RaftShmem->view.role == RAFT_LEADER;
+	settled = RaftShmem->view.configured && RaftShmem->view.role != RAFT_LEADER &&
+		RaftShmem->view.leader_id != RAFT_NO_NODE &&
+		RaftShmem->view.leader_id != RaftShmem->view.node_id &&
+		AW.done_index >= RaftShmem->view.commit_index;
 	LWLockRelease(RaftShmem->lock);
-	if (leader)
+	if (!settled)
 		return;
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
@@ -1009,6 +1132,7 @@ drop_stale_slot(void)
 	LWLockRelease(ReplicationSlotControlLock);
 	if (!idle)
 		return;
+	check_divergence();
 	ReplicationSlotDrop(RAFT_SLOT_NAME, true);
 	ereport(LOG,
 			(errmsg("pg_raft dropped the replication slot \"%s\" of this node's earlier leadership",
@@ -1110,6 +1234,6 @@ RaftApplyWorkerMain(Datum main_arg)
 		ResetLatch(MyLatch);
 		/* idle: let skipped entries become durable, tidy up */
 		publish_progress();
-		drop_stale_slot();
+		settle_old_slot();
 	}
 }

@@ -204,6 +204,9 @@ typedef struct RaftApplyQueue
 	uint64		done_index;		/* every entry up to here is applied */
 	uint64		kept_index;		/* ... or kept in the apply worker's spool */
 	TimestampTz done_commit_time;	/* commit time of the last transaction applied */
+	/* transactions of an earlier leadership that never reached the log */
+	uint64		diverged_transactions;
+	char		diverged_file[MAXPGPATH];
 	RaftRing	ring;
 } RaftApplyQueue;
 

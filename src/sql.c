@@ -514,16 +514,20 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[15];
-	bool		nulls[15];
+	Datum		values[17];
+	bool		nulls[17];
 	bool		self_voter = false;
 	pid_t		worker_pid;
+	uint64		diverged;
+	char		diverged_file[MAXPGPATH];
 	uint32		i;
 
 	InitMaterializedSRF(fcinfo, 0);
 	RaftGetView(v);
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	worker_pid = RaftShmem->worker_pid;
+	diverged = RaftShmem->apply.diverged_transactions;
+	strlcpy(diverged_file, RaftShmem->apply.diverged_file, MAXPGPATH);
 	LWLockRelease(RaftShmem->lock);
 	if (!v->configured)
 		return (Datum) 0;
@@ -557,6 +561,11 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 	else
 		nulls[13] = true;
 	values[14] = BoolGetDatum(v->writable);
+	values[15] = Int64GetDatum((int64) diverged);
+	if (diverged_file[0] != '\0')
+		values[16] = CStringGetTextDatum(diverged_file);
+	else
+		nulls[16] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }
