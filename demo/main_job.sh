@@ -14,8 +14,11 @@
 #   5. finds the new leader with a multi-host conninfo
 #      (target_session_attrs=read-write), says how long until it accepted
 #      an INSERT, and checks that every acknowledged row is there;
-#   6. restarts the old leader, and shows the table on every member:
-#      same rows, same checksum.
+#   6. restarts the old leader, and shows the table on every member: the
+#      survivors hold the same rows; the old leader also holds the
+#      transaction that was committing when it died, if any (committed
+#      there, never acknowledged, never in the Raft log), and reports it
+#      in raft.status.diverged_transactions.
 #
 # Run as a normal user (with pg_raft already
 # installed) it skips the installation.  KEEP=1 leaves the instances
@@ -104,4 +107,12 @@ for port in "${ports[@]}"; do
 	node_sql "$port" "SELECT raft.wait_for_index($index, '60s')" > /dev/null
 	echo "   node_$port: $(node_sql "$port" "SELECT count(*) || ' rows, checksum ' || left(raft.table_checksum('orders'), 16) FROM orders")"
 done
+# the old leader settles the slot of its leadership once it has caught up
+for i in $(seq 1 100); do
+	[ "$(node_sql "$leader" "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pg_raft'")" = 0 ] && break
+	sleep 0.1
+done
+echo "== node_$leader, the old leader: transactions that committed there but never reached the log"
+"$PG_BIN/psql" -X -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres -c \
+	"SELECT node_name, diverged_transactions, diverged_file FROM raft.status"
 echo "== done"

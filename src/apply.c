@@ -547,6 +547,7 @@ typedef struct ApplyWorker
 	uint64		txn_term;
 	uint64		txn_first_index;
 	uint64		durable_index;	/* every entry up to here survives a crash */
+	uint64		last_term;		/* term of the last entry taken */
 	/* this node's last own transaction seen committed in the log */
 	uint64		own_committed_lsn;
 	bool		own_committed_unsaved;
@@ -1119,10 +1120,14 @@ settle_old_slot(void)
 	if (AW.txn != NULL)
 		return;					/* between transactions only */
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	/*
+	 * An entry of the current leader's term is applied: every entry of
+	 * earlier terms that will ever commit is behind it.
+	 */
 	settled = RaftShmem->view.configured && RaftShmem->view.role != RAFT_LEADER &&
 		RaftShmem->view.leader_id != RAFT_NO_NODE &&
 		RaftShmem->view.leader_id != RaftShmem->view.node_id &&
-		AW.done_index >= RaftShmem->view.commit_index;
+		AW.last_term == RaftShmem->view.term;
 	LWLockRelease(RaftShmem->lock);
 	if (!settled)
 		return;
@@ -1206,6 +1211,7 @@ RaftApplyWorkerMain(Datum main_arg)
 					 (unsigned long long) e.index);
 			apply_entry(&e, buf + sizeof(e), len - sizeof(e));
 			AW.next_index = e.index + 1;
+			AW.last_term = e.term;
 			if (AW.txn == NULL)
 				AW.done_index = e.index;
 			progressed = true;
