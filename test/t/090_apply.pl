@@ -21,31 +21,10 @@ use PostgreSQL::Test::Utils;
 use RaftCluster;
 use Test::More;
 
-my $conf = qq{
-wal_level = logical
-output_plugin_libraries = 'pgoutput, test_decoding, pg_raft'
-};
-my $writer = RaftCluster::new_node('writer', $conf);
-my $reader = RaftCluster::new_node('reader', $conf);
+my $writer = RaftCluster::new_node('writer');
+my $reader = RaftCluster::new_node('reader');
 
-my $schema = q{
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TYPE pair AS (a int, b text);
-CREATE DOMAIN positive AS int CHECK (VALUE > 0);
-CREATE TABLE kinds (
-	id int PRIMARY KEY, b bool, i2 int2, i8 int8, f4 float4, f8 float8,
-	n numeric, m money, t text, vc varchar(10), ch char(3), by bytea,
-	d date, ti time, tz timestamptz, ts timestamp, iv interval,
-	u uuid, j json, jb jsonb, x xml, ip inet, cidr cidr, mac macaddr,
-	bits bit varying(8), pt point, bx box, rng int4range, arr int[],
-	tarr text[], p pair, dom positive, mo mood, tsv tsvector, oidv oid);
-CREATE TABLE docs (id int PRIMARY KEY, body text, n int);
-ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
-CREATE TABLE nokey (a int, b text);
-ALTER TABLE nokey REPLICA IDENTITY FULL;
-CREATE TABLE parent (id serial PRIMARY KEY);
-CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent);
-};
+my $schema = RaftCluster::type_coverage_schema();
 $_->safe_psql('postgres', $schema) foreach ($writer, $reader);
 $_->command_ok([ 'pgbench', '-i', '-s', '1', '-q', '-h', $_->host, '-p', $_->port, 'postgres' ],
 	'pgbench tables on ' . $_->name) foreach ($writer, $reader);
@@ -53,32 +32,7 @@ $_->command_ok([ 'pgbench', '-i', '-s', '1', '-q', '-h', $_->host, '-p', $_->por
 $writer->safe_psql('postgres',
 	q{SELECT 'slot' FROM pg_create_logical_replication_slot('s', 'pg_raft')});
 
-$writer->safe_psql('postgres', q{
-INSERT INTO kinds VALUES
-	(1, true, 32767, 9223372036854775807, 1.5, 'NaN', 12345678901234567890.123, 12.34,
-	 'text é ✓', 'varchar', 'abc', '\x00ff10', '2026-11-27', '12:34:56.789',
-	 '2026-11-27 12:00:00+01', '2000-01-01 00:00:00', '1 day 02:03:04',
-	 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": 1}', '{"b": [1, 2]}',
-	 '<x>1</x>', '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03',
-	 B'1011', '(1,2)', '((0,0),(1,1))', '[1,10)', '{1,NULL,3}',
-	 '{"a","b c"}', ROW(7, 'seven'), 5, 'happy', 'fat cat', 42),
-	(2, NULL, NULL, NULL, NULL, '-Infinity', NULL, NULL, NULL, NULL, NULL, NULL,
-	 'infinity', NULL, NULL, NULL, NULL, NULL, NULL, 'null', NULL, NULL, NULL,
-	 NULL, NULL, NULL, NULL, 'empty', '{}', NULL, NULL, NULL, NULL, NULL, NULL);
-UPDATE kinds SET t = 'changed', arr = arr || 4 WHERE id = 1;
-UPDATE kinds SET id = 3 WHERE id = 2;
-INSERT INTO docs SELECT g, repeat(md5(g::text), 1000), 0 FROM generate_series(1, 20) g;
-UPDATE docs SET n = n + 1;
-UPDATE docs SET body = body || 'x' WHERE id = 5;
-DELETE FROM docs WHERE id > 15;
-INSERT INTO nokey VALUES (1, 'a'), (1, 'a'), (2, 'b');
-UPDATE nokey SET b = 'c' WHERE a = 2;
-DELETE FROM nokey WHERE a = 2;
-INSERT INTO parent SELECT FROM generate_series(1, 5);
-INSERT INTO child VALUES (1, 1), (2, 2);
-TRUNCATE parent RESTART IDENTITY CASCADE;
-INSERT INTO parent DEFAULT VALUES;
-});
+$writer->safe_psql('postgres', RaftCluster::type_coverage_writes());
 $writer->command_ok(
 	[ 'pgbench', '-n', '-t', '300', '-c', '2', '-h', $writer->host, '-p', $writer->port, 'postgres' ],
 	'a pgbench run on the writer');
