@@ -1467,11 +1467,13 @@ measure_lag(RaftMemberInfo *mi, MemberTrack *t, const raft_status *st,
 			TimestampTz now)
 {
 	raft_index_t applied = Min(mi->applied_index, st->last_index);
+	raft_index_t first = Max(applied + 1, st->first_index);
 	raft_index_t k;
 
+	/* the bytes of the entries still in the log, the first 100,000 of them */
 	mi->lag_entries = st->last_index - applied;
 	mi->lag_bytes = 0;
-	for (k = applied + 1; k <= st->last_index && k <= applied + 100000; k++)
+	for (k = first; k <= st->last_index && k < first + 100000; k++)
 	{
 		raft_entry	e;
 
