@@ -90,7 +90,8 @@ CREATE FUNCTION raft.status_info(
 	OUT last_index bigint, OUT first_index bigint, OUT voting boolean,
 	OUT log_bytes bigint, OUT cluster_id text, OUT leader_conninfo text,
 	OUT worker_pid integer, OUT writable boolean,
-	OUT diverged_transactions bigint, OUT diverged_file text)
+	OUT diverged_transactions bigint, OUT diverged_file text,
+	OUT resyncing boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_raft_status_info'
 LANGUAGE C STRICT VOLATILE;

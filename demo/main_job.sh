@@ -14,11 +14,12 @@
 #   5. finds the new leader with a multi-host conninfo
 #      (target_session_attrs=read-write), says how long until it accepted
 #      an INSERT, and checks that every acknowledged row is there;
-#   6. restarts the old leader, and shows the table on every member: the
-#      survivors hold the same rows; the old leader also holds the
-#      transaction that was committing when it died, if any (committed
-#      there, never acknowledged, never in the Raft log), and reports it
-#      in raft.status.diverged_transactions.
+#   6. restarts the old leader, which reports the transaction that was
+#      committing when it died, if any (committed there, never
+#      acknowledged, never in the Raft log) in
+#      raft.status.diverged_transactions, keeps it in a file, and then
+#      copies its data again from the new leader; and shows the table on
+#      every member: all hold the same rows (same checksum).
 #
 # Run as a normal user (with pg_raft already
 # installed) it skips the installation.  KEEP=1 leaves the instances
@@ -101,18 +102,29 @@ until [ "$(node_sql "$new_leader" "SELECT reachable AND lag_entries = 0 FROM raf
 done
 "$PG_BIN/psql" -X -h "$RAFT_BASE" -p "$new_leader" -U postgres -d postgres -c \
 	"SELECT node_name, voting, is_leader, reachable, match_index, lag_entries, replay_lag FROM raft.nodes ORDER BY node_name"
-index=$(node_sql "$new_leader" "SELECT commit_index FROM raft.status")
-echo "== the table on every member, once each applied index $index"
-for port in "${ports[@]}"; do
-	node_sql "$port" "SELECT raft.wait_for_index($index, '60s')" > /dev/null
-	echo "   node_$port: $(node_sql "$port" "SELECT count(*) || ' rows, checksum ' || left(raft.table_checksum('orders'), 16) FROM orders")"
-done
-# the old leader settles the slot of its leadership once it has caught up
-for i in $(seq 1 100); do
-	[ "$(node_sql "$leader" "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pg_raft'")" = 0 ] && break
+# the old leader settles the slot of its leadership once it has caught up,
+# and copies its data again if it held transactions the log never had
+deadline=$((SECONDS + 120))
+until [ "$(node_sql "$leader" "SELECT NOT resyncing AND NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'pg_raft') FROM raft.status" 2> /dev/null)" = t ]; do
+	if [ $SECONDS -ge $deadline ]; then
+		echo "   node_$leader did not settle its old leadership within 120 s"
+		exit 1
+	fi
 	sleep 0.1
 done
 echo "== node_$leader, the old leader: transactions that committed there but never reached the log"
 "$PG_BIN/psql" -X -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres -c \
-	"SELECT node_name, diverged_transactions, diverged_file FROM raft.status"
+	"SELECT node_name, diverged_transactions, diverged_file, resyncing FROM raft.status"
+index=$(node_sql "$new_leader" "SELECT commit_index FROM raft.status")
+echo "== the table on every member, once each applied index $index"
+declare -A tables
+for port in "${ports[@]}"; do
+	node_sql "$port" "SELECT raft.wait_for_index($index, '60s')" > /dev/null
+	tables[$port]=$(node_sql "$port" "SELECT count(*) || ' rows, checksum ' || left(raft.table_checksum('orders'), 16) FROM orders")
+	echo "   node_$port: ${tables[$port]}"
+done
+if [ "$(printf '%s\n' "${tables[@]}" | sort -u | wc -l)" -ne 1 ]; then
+	echo "   the members hold different rows"
+	exit 1
+fi
 echo "== done"

@@ -32,6 +32,14 @@
  *	  whose leader lost its leadership before sending all of it is
  *	  discarded when the next term's entries come.
  *
+ *	  When this node's data parts from the log's, the apply worker
+ *	  re-synchronises it: it empties the database and copies the leader's
+ *	  (join.c), then applies from the index the copy holds.  That happens
+ *	  to a former leader that committed transactions which never reached
+ *	  the log (they are kept in a file first, see check_divergence), to a
+ *	  member that was away while the entries it needed were compacted, and
+ *	  after a copy that did not finish.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -72,6 +80,7 @@
 
 #include "changes/changes.h"
 #include "pg_raft.h"
+#include "sql.h"
 #include "storage.h"
 
 PG_FUNCTION_INFO_V1(pg_raft_apply_changes);
@@ -579,11 +588,15 @@ typedef struct ApplyProgress
 	uint64		own_committed_lsn;
 } ApplyProgress;
 #define PROGRESS_EVERY_MS 1000
+/* the least time between two attempts to copy the leader's data */
+#define RESYNC_RETRY_MS 5000
 #define SPOOL_STATE_FILE "apply_spool_state"
 
 static ApplyWorker AW;
 
 static void make_progress_durable(bool force);
+static void resync(const char *why);
+static void mark_resync_needed(void);
 
 static void
 apply_worker_detach(int code, Datum arg)
@@ -782,30 +795,27 @@ spool_resume(uint64 progress)
 }
 
 /*
- * Reads where the copy of raft.join_cluster left off, and refuses to apply
- * onto a copy that did not finish.
+ * Reads where the last copy of the leader's data left off.  Returns false
+ * when a copy did not finish: the tables hold part of the data.
  */
-static void
+static bool
 read_copy_start(void)
 {
 	void	   *data;
 	size_t		len;
 
-	if (RaftStorageReadFile(RAFT_COPY_PENDING_FILE, &data, &len))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_raft cannot apply: the copy of raft.join_cluster did not finish on this instance"),
-				 errdetail("Its tables hold part of the cluster's data."),
-				 errhint("Remove the node with raft.remove_node(), then join an empty instance again.")));
 	memset(&AW.copy, 0, sizeof(AW.copy));
+	if (RaftStorageFileExists(RAFT_COPY_PENDING_FILE))
+		return false;
 	if (!RaftStorageReadFile(RAFT_COPY_START_FILE, &data, &len))
-		return;
+		return true;
 	if (len != sizeof(AW.copy))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
 						RAFT_STORAGE_DIR, RAFT_COPY_START_FILE)));
 	memcpy(&AW.copy, data, sizeof(AW.copy));
+	return true;
 }
 
 /*
@@ -832,17 +842,11 @@ read_progress_file(void)
 	return progress.index;
 }
 
-/*
- * Sets up the replication origin, whose progress is the index of the last
- * transaction applied, and asks the raft worker for the entries after it.
- */
+/* Sets up the replication origin, whose progress is the index applied. */
 static void
-apply_worker_attach(void)
+attach_origin(void)
 {
 	RepOriginId origin;
-	XLogRecPtr	progress;
-	uint64		resume_at;
-	Latch	   *raft_latch;
 
 	StartTransactionCommand();
 	origin = replorigin_by_name(RAFT_ORIGIN_NAME, true);
@@ -851,8 +855,24 @@ apply_worker_attach(void)
 	CommitTransactionCommand();
 	replorigin_session_setup(origin);
 	replorigin_session_origin = origin;
+}
+
+/*
+ * Finds where to go on from (the origin's progress, the copy's index, the
+ * entries skipped, a spooled transaction) and asks the raft worker for the
+ * entries after it.  Returns false, asking for nothing, when a copy of the
+ * data did not finish.
+ */
+static bool
+start_from_progress(void)
+{
+	XLogRecPtr	progress;
+	uint64		resume_at;
+	Latch	   *raft_latch;
+
+	if (!read_copy_start())
+		return false;
 	progress = replorigin_session_get_progress(false);
-	read_copy_start();
 	progress = Max(progress, AW.copy.index);
 	progress = Max(progress, read_progress_file());
 
@@ -868,6 +888,7 @@ apply_worker_attach(void)
 	RaftShmem->apply.from_index = AW.next_index;
 	RaftShmem->apply.done_index = AW.done_index;
 	RaftShmem->apply.kept_index = Max(AW.durable_index, AW.spooled_to);
+	RaftShmem->apply.resyncing = false;
 	RaftShmem->apply.generation++;
 	raft_latch = RaftShmem->worker_latch;
 	LWLockRelease(RaftShmem->lock);
@@ -876,6 +897,7 @@ apply_worker_attach(void)
 	ereport(LOG,
 			(errmsg("pg_raft apply worker starts after raft index %llu",
 					(unsigned long long) progress)));
+	return true;
 }
 
 /* Drops a transaction whose remaining entries will never come. */
@@ -966,31 +988,25 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 
 /*
  * Takes the next entry of the apply queue into buf.  Returns false when
- * there is none yet.
+ * there is none yet; *compacted_to is then nonzero if the entry this node
+ * needs next was compacted away: the log here begins after that index.
  */
 static bool
-next_entry(uint8 *buf, uint32 cap, uint32 *len)
+next_entry(uint8 *buf, uint32 cap, uint32 *len, uint64 *compacted_to)
 {
 	RaftApplyQueue *q = &RaftShmem->apply;
 	bool		found = false;
-	bool		compacted;
-	uint64		log_base = 0;
 
+	*compacted_to = 0;
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	compacted = q->compacted && q->served_generation == q->generation;
-	if (compacted)
-		log_base = q->log_base;
-	else if (q->served_generation == q->generation)
-		found = RaftRingPop(&q->ring, buf, cap, len);
+	if (q->served_generation == q->generation)
+	{
+		if (q->compacted)
+			*compacted_to = Max(q->log_base, 1);
+		else
+			found = RaftRingPop(&q->ring, buf, cap, len);
+	}
 	LWLockRelease(RaftShmem->lock);
-	if (compacted)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_raft cannot apply raft index %llu: the log here begins after index %llu",
-						(unsigned long long) AW.next_index,
-						(unsigned long long) log_base),
-				 errdetail("The entries this node's data needs were compacted before it applied them."),
-				 errhint("Remove the node with raft.remove_node() and add it again with raft.join_cluster() on an empty instance.")));
 	return found;
 }
 
@@ -1030,11 +1046,13 @@ make_progress_durable(bool force)
  * that leadership still holds whose commit LSN is past the last own
  * transaction found committed in the log.  They are written, as a change
  * stream, to a file that raft.decode_changes() reads, and counted in
- * raft.status; the tables keep them (they are not undone here).  Returns
- * how many there are.
+ * raft.status; the node is then re-synchronised.  Returns how many there
+ * are.  Unless certain (every entry of earlier terms that will ever commit
+ * is applied), some of them may have reached the log after all: their
+ * entries were compacted before this node could see them.
  */
 static uint64
-check_divergence(void)
+check_divergence(bool certain)
 {
 	StringInfoData kept;
 	uint64		count = 0;
@@ -1092,56 +1110,212 @@ check_divergence(void)
 		RaftShmem->apply.diverged_transactions = count;
 		strlcpy(RaftShmem->apply.diverged_file, path, MAXPGPATH);
 		LWLockRelease(RaftShmem->lock);
-		ereport(LOG,
-				(errmsg("pg_raft found %llu transactions that committed on this node while it led but never reached the raft log; they are kept in \"%s\"",
-						(unsigned long long) count, path),
-				 errdetail("This node's tables still hold their changes; the other members do not."),
-				 errhint("Read them with SELECT raft.decode_changes(pg_read_binary_file('%s')). To discard them, remove the node and join it again from an empty instance.",
-						 path)));
+		if (certain)
+			ereport(LOG,
+					(errmsg("pg_raft found %llu transactions that committed on this node while it led but never reached the raft log; they are kept in \"%s\"",
+							(unsigned long long) count, path),
+					 errdetail("The other members do not have them; this node's data is copied again from the leader."),
+					 errhint("Read them with SELECT raft.decode_changes(pg_read_binary_file('%s')).",
+							 path)));
+		else
+			ereport(LOG,
+					(errmsg("pg_raft found %llu transactions that committed on this node while it led and that it cannot match against the raft log; they are kept in \"%s\"",
+							(unsigned long long) count, path),
+					 errdetail("The log entries they would match were compacted while this node was away: some or all of them may be on the other members."),
+					 errhint("Read them with SELECT raft.decode_changes(pg_read_binary_file('%s')), and compare with the leader's data before applying any again.",
+							 path)));
 	}
 	pfree(kept.data);
 	return count;
 }
 
 /*
- * Settles the slot a leadership of this node left, once the node follows
- * and has applied what the new leader committed: reports the transactions
- * that never reached the log (check_divergence), then drops the slot,
- * which would hold back WAL and vacuum here.  The next leadership creates
- * its own.
+ * Whether this node follows another member's leadership of term: then,
+ * once an entry of that term is applied (or about to be), every entry of
+ * earlier terms that will ever commit is behind it.
  */
-static void
-settle_old_slot(void)
+static bool
+follows_term(uint64 term)
 {
-	ReplicationSlot *slot;
-	bool		settled;
-	bool		idle;
+	bool		follows;
 
-	if (AW.txn != NULL)
-		return;					/* between transactions only */
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	/*
-	 * An entry of the current leader's term is applied: every entry of
-	 * earlier terms that will ever commit is behind it.
-	 */
-	settled = RaftShmem->view.configured && RaftShmem->view.role != RAFT_LEADER &&
+	follows = RaftShmem->view.configured && RaftShmem->view.role != RAFT_LEADER &&
 		RaftShmem->view.leader_id != RAFT_NO_NODE &&
 		RaftShmem->view.leader_id != RaftShmem->view.node_id &&
-		AW.last_term == RaftShmem->view.term;
+		RaftShmem->view.term == term;
 	LWLockRelease(RaftShmem->lock);
-	if (!settled)
-		return;
+	return follows;
+}
+
+/*
+ * Settles the slot a leadership of this node left, if there is one and the
+ * node does not lead: reports the transactions that never reached the log
+ * (check_divergence), then drops the slot, which would hold back WAL and
+ * vacuum here (the next leadership creates its own).  Returns how many
+ * diverged; the node must then be re-synchronised, which is recorded
+ * before the slot goes.  certain: as for check_divergence.
+ */
+static uint64
+settle_slot(bool certain)
+{
+	ReplicationSlot *slot;
+	bool		idle;
+	bool		leads;
+	uint64		diverged;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	leads = RaftShmem->view.role == RAFT_LEADER;
+	LWLockRelease(RaftShmem->lock);
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
 	idle = slot != NULL && slot->active_pid == 0;
 	LWLockRelease(ReplicationSlotControlLock);
-	if (!idle)
-		return;
-	check_divergence();
+	if (!idle || leads)
+		return 0;
+	diverged = check_divergence(certain);
+	/* from here on, a crash still re-synchronises (start_from_progress) */
+	if (diverged > 0)
+		mark_resync_needed();
 	ReplicationSlotDrop(RAFT_SLOT_NAME, true);
 	ereport(LOG,
 			(errmsg("pg_raft dropped the replication slot \"%s\" of this node's earlier leadership",
 					RAFT_SLOT_NAME)));
+	return diverged;
+}
+
+/*
+ * Settles the old slot once this node follows a leader and is about to
+ * apply (before) or has applied (after) an entry of its term, and has the
+ * node re-synchronised if it diverged.  Returns true if it was: the
+ * entries taken so far are stale.
+ */
+static bool
+settle_old_slot(uint64 term)
+{
+	uint64		diverged;
+
+	if (!follows_term(term))
+		return false;
+	if (AW.txn != NULL)
+	{
+		/* resumed from the spool: entries of this term were taken before */
+		if (AW.txn_term == term)
+			return false;
+		abandon_transaction("the leader that sent it lost its leadership");
+	}
+	diverged = settle_slot(true);
+	if (diverged == 0)
+		return false;
+	resync(psprintf("it committed %llu transactions that never reached the raft log",
+					(unsigned long long) diverged));
+	return true;
+}
+
+/* ----------------------------------------------------------------
+ * Re-synchronisation
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Records that the data must be copied again: durably (the worker starts
+ * over with the copy if it stops before it is whole) and in raft.status,
+ * until start_from_progress() finds the copy whole.  Meanwhile nothing
+ * counts as applied here (raft.wait_for_index waits, a learner is not
+ * promoted, a leader takes no writes).
+ */
+static void
+mark_resync_needed(void)
+{
+	RaftStorageWriteFile(RAFT_COPY_PENDING_FILE, "", 0);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.resyncing = true;
+	RaftShmem->apply.done_index = 0;
+	LWLockRelease(RaftShmem->lock);
+}
+
+/*
+ * Waits until another member leads, and at least RESYNC_RETRY_MS after the
+ * last attempt began (a copy that fails is not retried in a tight loop);
+ * returns the leader's conninfo (palloc'd).
+ */
+static char *
+wait_for_other_leader(void)
+{
+	for (;;)
+	{
+		char		conninfo[RAFT_CONNINFO_BYTES];
+		TimestampTz now = GetCurrentTimestamp();
+
+		conninfo[0] = '\0';
+		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+		if (TimestampDifferenceExceeds(RaftShmem->apply.resync_started, now,
+									   RESYNC_RETRY_MS) &&
+			RaftShmem->view.configured &&
+			RaftShmem->view.leader_id != RAFT_NO_NODE &&
+			RaftShmem->view.leader_id != RaftShmem->view.node_id &&
+			RaftShmem->view.leader_conninfo[0] != '\0')
+		{
+			strlcpy(conninfo, RaftShmem->view.leader_conninfo, sizeof(conninfo));
+			RaftShmem->apply.resync_started = now;
+		}
+		LWLockRelease(RaftShmem->lock);
+		if (conninfo[0] != '\0')
+			return pstrdup(conninfo);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/*
+ * Replaces this node's data with a copy of the leader's, then applies on
+ * from the index the copy holds.  pg_raft/copy_pending is written first:
+ * if the worker stops on the way (an error, a crash, a leader that stops
+ * leading), it starts over when it is back.  Meanwhile raft.status says
+ * resyncing, and the raft worker hands over a leadership this node wins
+ * (worker.c): a node without its data cannot lead.
+ */
+static void
+resync(const char *why)
+{
+	char	   *leader_conninfo;
+
+	if (AW.txn != NULL)
+	{
+		AbortCurrentTransaction();
+		AW.txn = NULL;
+	}
+	spool_remove();
+	mark_resync_needed();
+	ereport(LOG,
+			(errmsg("pg_raft re-synchronises this node's data from the leader: %s", why),
+			 errdetail("The tables of database \"%s\" are emptied and copied from the leader.",
+					   raft_database)));
+	/* what an earlier leadership of this node left is kept first */
+	(void) settle_slot(false);
+	leader_conninfo = wait_for_other_leader();
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	RaftEmptyDatabase();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	StartTransactionCommand();
+	RaftCopyData(leader_conninfo);
+	CommitTransactionCommand();
+
+	if (!start_from_progress())
+		elog(ERROR, "pg_raft copy of the leader's data left no starting point");
+	ereport(LOG,
+			(errmsg("pg_raft re-synchronised this node's data: it holds the log up to raft index %llu",
+					(unsigned long long) AW.copy.index)));
 }
 
 /* Publishes progress for the raft worker and the views. */
@@ -1182,12 +1356,15 @@ RaftApplyWorkerMain(Datum main_arg)
 	SetConfigOption("session_replication_role", "replica", PGC_SUSET,
 					PGC_S_OVERRIDE);
 	before_shmem_exit(apply_worker_detach, (Datum) 0);
-	apply_worker_attach();
+	attach_origin();
+	if (!start_from_progress())
+		resync("a copy of the leader's data did not finish here");
 
 	buf = MemoryContextAllocHuge(TopMemoryContext, cap);
 	for (;;)
 	{
 		uint32		len;
+		uint64		compacted_to;
 		bool		progressed = false;
 
 		CHECK_FOR_INTERRUPTS();
@@ -1196,7 +1373,7 @@ RaftApplyWorkerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		while (next_entry(buf, cap, &len))
+		while (next_entry(buf, cap, &len, &compacted_to))
 		{
 			RaftQueuedEntry e;
 
@@ -1209,6 +1386,9 @@ RaftApplyWorkerMain(Datum main_arg)
 				elog(ERROR, "pg_raft apply queue skipped from index %llu to %llu",
 					 (unsigned long long) AW.next_index,
 					 (unsigned long long) e.index);
+			/* before the new leader's entries can meet diverged rows */
+			if (e.term != AW.last_term && settle_old_slot(e.term))
+				break;
 			apply_entry(&e, buf + sizeof(e), len - sizeof(e));
 			AW.next_index = e.index + 1;
 			AW.last_term = e.term;
@@ -1221,6 +1401,13 @@ RaftApplyWorkerMain(Datum main_arg)
 				spool_sync();
 				publish_progress();
 			}
+		}
+		if (compacted_to != 0 && !progressed)
+		{
+			resync(psprintf("the log here begins after raft index %llu, and this node needs index %llu",
+							(unsigned long long) compacted_to,
+							(unsigned long long) AW.next_index));
+			continue;
 		}
 		if (progressed)
 		{
@@ -1240,6 +1427,7 @@ RaftApplyWorkerMain(Datum main_arg)
 		ResetLatch(MyLatch);
 		/* idle: let skipped entries become durable, tidy up */
 		publish_progress();
-		settle_old_slot();
+		if (AW.txn == NULL)
+			(void) settle_old_slot(AW.last_term);
 	}
 }

@@ -28,7 +28,11 @@
  *
  *	  While the copy runs, pg_raft/copy_pending exists: an instance that
  *	  stops in the middle holds part of the data, and its apply worker
- *	  refuses to start (the node must be removed and joined again).
+ *	  copies it again (apply.c), after emptying the database.  The apply
+ *	  worker uses the same copy to re-synchronise a member whose data
+ *	  parted from the log's: a former leader with transactions that never
+ *	  reached the log, or a member that was away while the log it needed
+ *	  was compacted.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +46,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
@@ -332,7 +337,7 @@ leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the node this instance copies from no longer leads, or takes no writes yet"),
 				 msg[0] ? errdetail_internal("%s", msg) : 0,
-				 errhint("Remove this node with raft.remove_node(), empty this instance, and join again.")));
+				 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
 	}
 	*commit_index = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	*term = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
@@ -431,8 +436,8 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 	leader_position(conn, &index, &term, &leader_id);
 
 	res = exec_interruptible(repl,
-							 psprintf("CREATE_REPLICATION_SLOT pg_raft_join_%d TEMPORARY LOGICAL pg_raft (SNAPSHOT 'export')",
-									  MyProcPid));
+							 psprintf("CREATE_REPLICATION_SLOT pg_raft_copy_%u_%d TEMPORARY LOGICAL pg_raft (SNAPSHOT 'export')",
+									  RaftShmem->node_id, MyProcPid));
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
 		char	   *msg = pchomp(PQerrorMessage(repl));
@@ -456,7 +461,7 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the leadership changed while the copy began"),
-				 errhint("Remove this node with raft.remove_node(), empty this instance, and join again.")));
+				 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
 	start.index = index;
 
 	initStringInfo(&cmd);
@@ -476,7 +481,7 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 
 	resetStringInfo(&cmd);
 	append_shell_word(&cmd, program_path("pg_dump"));
-	appendStringInfoString(&cmd, " -Fc --snapshot=");
+	appendStringInfoString(&cmd, " -Fc --no-subscriptions --snapshot=");
 	append_shell_word(&cmd, snapshot);
 	appendStringInfoString(&cmd, " -f ");
 	append_shell_word(&cmd, dump_file);
@@ -521,26 +526,102 @@ set_copying(bool copying)
 	LWLockRelease(RaftShmem->lock);
 }
 
+/* Ends the copy's hold on an error, and when the process exits (FATAL). */
+static void
+end_copying(int code, Datum arg)
+{
+	set_copying(false);
+}
+
+/*
+ * Copies the leader's data through the member at member_conninfo (the
+ * leader itself) and records where the apply worker starts after it.
+ * pg_raft/copy_pending exists until the copy is whole.  Sessions restoring
+ * it are let through the fence meanwhile.
+ */
+void
+RaftCopyData(const char *member_conninfo)
+{
+	set_copying(true);
+	PG_ENSURE_ERROR_CLEANUP(end_copying, (Datum) 0);
+	{
+		RaftStorageWriteFile(RAFT_COPY_PENDING_FILE, "", 0);
+		copy_from_leader(member_conninfo);
+		RaftStorageRemoveFile(RAFT_COPY_PENDING_FILE);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(end_copying, (Datum) 0);
+	set_copying(false);
+}
+
+/*
+ * Drops what the database holds outside the catalogs and pg_raft itself,
+ * before a copy replaces it: the schemas with everything in them, the
+ * extensions, foreign-data wrappers (with their servers and user
+ * mappings), event triggers, publications and large objects (a dump of
+ * the leader holds its own; subscriptions are not copied).  The schema public is made again as a new
+ * database has it.  Waits for other sessions' locks at most lock_timeout,
+ * if set, else 10 seconds.
+ */
+void
+RaftEmptyDatabase(void)
+{
+	static const char *const drops[] = {
+		"SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension"
+		" WHERE extname NOT IN ('pg_raft', 'plpgsql')",
+		"SELECT format('DROP FOREIGN DATA WRAPPER IF EXISTS %I CASCADE', fdwname)"
+		" FROM pg_foreign_data_wrapper",
+		"SELECT format('DROP EVENT TRIGGER %I', evtname) FROM pg_event_trigger",
+		"SELECT format('DROP PUBLICATION %I', pubname) FROM pg_publication",
+		"SELECT format('SELECT lo_unlink(%s)', oid) FROM pg_largeobject_metadata",
+		"SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', nspname) FROM pg_namespace"
+		" WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
+		" AND nspname !~ '^pg_(toast|temp)'"
+		" AND oid <> (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')",
+	};
+	size_t		i;
+
+	SPI_connect();
+	if (SPI_execute("SELECT set_config('lock_timeout', '10s', true)"
+					" WHERE current_setting('lock_timeout') = '0'", false, 0) < 0)
+		elog(ERROR, "could not set lock_timeout");
+	for (i = 0; i < lengthof(drops); i++)
+	{
+		uint64		n;
+		uint64		j;
+		char	  **commands;
+
+		if (SPI_execute(drops[i], false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not list objects to drop: %s", drops[i]);
+		n = SPI_processed;
+		commands = palloc(sizeof(char *) * Max(n, 1));
+		for (j = 0; j < n; j++)
+			commands[j] = SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1);
+		for (j = 0; j < n; j++)
+			if (SPI_execute(commands[j], false, 0) < 0)
+				elog(ERROR, "could not run: %s", commands[j]);
+	}
+	if (SPI_execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner;"
+					" GRANT USAGE ON SCHEMA public TO PUBLIC;"
+					" COMMENT ON SCHEMA public IS 'standard public schema'",
+					false, 0) < 0)
+		elog(ERROR, "could not create the schema public");
+	SPI_finish();
+}
+
 /*
  * Becomes the member the request names, and copies the leader's data
- * before the apply worker may start.
+ * before the apply worker may start (once adopted, it would at once).
  */
 static void
 adopt_and_copy(RaftRequest *req, const char *leader_conninfo)
 {
 	set_copying(true);
-	PG_TRY();
+	PG_ENSURE_ERROR_CLEANUP(end_copying, (Datum) 0);
 	{
 		RaftRunRequest(req, 30 * 1000);
-		RaftStorageWriteFile(RAFT_COPY_PENDING_FILE, "", 0);
-		copy_from_leader(leader_conninfo);
-		RaftStorageRemoveFile(RAFT_COPY_PENDING_FILE);
+		RaftCopyData(leader_conninfo);
 	}
-	PG_FINALLY();
-	{
-		set_copying(false);
-	}
-	PG_END_TRY();
+	PG_END_ENSURE_ERROR_CLEANUP(end_copying, (Datum) 0);
 }
 
 /*

@@ -57,8 +57,9 @@
 #define RAFT_COPY_APPLICATION_NAME "pg_raft_copy"
 
 /*
- * Files of raft.join_cluster's copy under pg_raft/: the first exists while
- * the copy runs; the second says where the apply worker starts after it.
+ * Files of the copy of the leader's data (join.c) under pg_raft/: the
+ * first exists while the copy runs, or from when the apply worker decides
+ * to copy again until it has; the second says where it starts after it.
  */
 #define RAFT_COPY_PENDING_FILE "copy_pending"
 #define RAFT_COPY_START_FILE "copy_start"
@@ -207,6 +208,9 @@ typedef struct RaftApplyQueue
 	/* transactions of an earlier leadership that never reached the log */
 	uint64		diverged_transactions;
 	char		diverged_file[MAXPGPATH];
+	/* the apply worker empties the database and copies the leader's */
+	bool		resyncing;
+	TimestampTz resync_started;	/* when it last began to */
 	RaftRing	ring;
 } RaftApplyQueue;
 
@@ -229,7 +233,11 @@ typedef struct RaftShared
 	uint64		role_epoch;		/* bumped when the node gains or loses leadership */
 	/* the bootstrap superuser, as whom the leader connects to itself */
 	char		superuser_name[NAMEDATALEN];
-	/* raft.join_cluster is copying the data: the apply worker waits */
+	/*
+	 * The leader's data is being copied here (join.c): the apply worker
+	 * waits, unless it is the one copying, and the sessions restoring the
+	 * copy pass the fence.
+	 */
 	bool		copying;
 
 	/* messages that raft.deliver() queued for the worker */

@@ -514,10 +514,11 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[17];
-	bool		nulls[17];
+	Datum		values[18];
+	bool		nulls[18];
 	bool		self_voter = false;
 	pid_t		worker_pid;
+	bool		resyncing;
 	uint64		diverged;
 	char		diverged_file[MAXPGPATH];
 	uint32		i;
@@ -527,6 +528,7 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	worker_pid = RaftShmem->worker_pid;
 	diverged = RaftShmem->apply.diverged_transactions;
+	resyncing = RaftShmem->apply.resyncing;
 	strlcpy(diverged_file, RaftShmem->apply.diverged_file, MAXPGPATH);
 	LWLockRelease(RaftShmem->lock);
 	if (!v->configured)
@@ -566,6 +568,7 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 		values[16] = CStringGetTextDatum(diverged_file);
 	else
 		nulls[16] = true;
+	values[17] = BoolGetDatum(resyncing);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * sql.h
- *	  Helpers shared by the SQL-callable functions (sql.c, join.c).
+ *	  Helpers shared by the SQL-callable functions (sql.c, join.c), and
+ *	  the copy of the leader's data that the apply worker also runs.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,5 +21,9 @@ extern PGconn *RaftConnectReplication(const char *conninfo, const char *what);
 extern void RaftGetView(RaftView *view);
 extern void RaftCheckReplicationSettings(void);
 extern void RaftConfigureSynchronousCommit(void);
+
+/* join.c: copying the leader's data, for a join or a re-synchronisation */
+extern void RaftCopyData(const char *member_conninfo);
+extern void RaftEmptyDatabase(void);
 
 #endif							/* PG_RAFT_SQL_H */

@@ -361,6 +361,27 @@ RaftStorageWriteFile(const char *name, const void *data, size_t len)
 }
 
 /*
+ * RaftStorageFileExists
+ *		Whether pg_raft/<name> exists, whatever it holds: for files whose
+ *		presence is the message.
+ */
+bool
+RaftStorageFileExists(const char *name)
+{
+	char		path[MAXPGPATH];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", RAFT_STORAGE_DIR, name);
+	if (stat(path, &st) == 0)
+		return true;
+	if (errno != ENOENT)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat file \"%s\": %m", path)));
+	return false;
+}
+
+/*
  * RaftStorageRemoveFile
  *		Removes pg_raft/<name> durably; nothing to do if it does not exist.
  */

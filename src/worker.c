@@ -124,6 +124,7 @@ typedef struct RaftWorker
 	uint64		lead_term;
 	raft_index_t lead_start;
 	bool		writable;
+	uint64		handover_term;	/* leadership handed over in this term */
 
 	/* the next committed entry to hand to the apply worker */
 	raft_index_t next_to_queue;
@@ -1257,11 +1258,14 @@ propose_data(const void *data, uint32 len, uint64 *index)
  * Starts capturing the node's transactions when it leads, stops when it
  * no longer does, and remembers where each leadership began: a new leader
  * accepts writes only once it applied every entry before its own first.
+ * A leader whose data is being copied again (apply.c) could never take
+ * writes: it hands leadership to the most up-to-date voter instead.
  */
 static void
 follow_leadership(void)
 {
 	raft_status st;
+	bool		resyncing;
 
 	raft_get_status(W.r, &st);
 	if (st.role != RAFT_LEADER)
@@ -1274,6 +1278,22 @@ follow_leadership(void)
 	{
 		W.lead_term = st.term;
 		W.lead_start = st.last_index;
+	}
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	resyncing = RaftShmem->apply.resyncing;
+	LWLockRelease(RaftShmem->lock);
+	if (resyncing)
+	{
+		if (st.transfer_target == RAFT_NO_NODE &&
+			raft_transfer_leadership(W.r, RAFT_NO_NODE) == RAFT_OK &&
+			W.handover_term != st.term)
+		{
+			W.handover_term = st.term;
+			ereport(LOG,
+					(errmsg("pg_raft hands its leadership over: this node's data is being copied again")));
+		}
+		RaftCaptureStop();
+		return;
 	}
 	RaftCaptureRun(st.term, W.node_id, propose_data);
 	RaftCapturePoll(st.commit_index);
