@@ -655,6 +655,32 @@ wait_for_cluster(void)
 	}
 }
 
+/*
+ * An instance that no longer belongs to a cluster (its pg_raft/ directory
+ * was removed after raft.remove_node) would wait forever at every COMMIT
+ * while synchronous_standby_names names pg_raft, as create_cluster and
+ * join_cluster set it: this resets it.  Only a backend connected to a
+ * database, as a superuser, can.
+ */
+static void
+forget_synchronous_standby(void)
+{
+	const char *current = GetConfigOption("synchronous_standby_names", false, false);
+	bool		member;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	member = RaftShmem->member;
+	LWLockRelease(RaftShmem->lock);
+	if (member || current == NULL ||
+		strcmp(current, RAFT_CAPTURE_APPLICATION_NAME) != 0)
+		return;
+	StartTransactionCommand();
+	RaftSetSynchronousStandbyNames(NULL);
+	CommitTransactionCommand();
+	ereport(LOG,
+			(errmsg("pg_raft reset \"synchronous_standby_names\": this instance no longer belongs to a raft cluster")));
+}
+
 /* ----------------------------------------------------------------
  * The spool
  *
@@ -1345,6 +1371,7 @@ RaftApplyWorkerMain(Datum main_arg)
 	AW.spool_fd = -1;
 	BackgroundWorkerInitializeConnection(raft_database, NULL, 0);
 	publish_superuser_name();
+	forget_synchronous_standby();
 	AW.self = wait_for_cluster();
 
 	/*

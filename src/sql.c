@@ -272,6 +272,38 @@ RaftCheckReplicationSettings(void)
 }
 
 /*
+ * Sets synchronous_standby_names with ALTER SYSTEM (value NULL: resets
+ * it) and has the postmaster reload the configuration.  The caller must
+ * be a superuser's session.
+ */
+void
+RaftSetSynchronousStandbyNames(const char *value)
+{
+	AlterSystemStmt *stmt = makeNode(AlterSystemStmt);
+	VariableSetStmt *set = makeNode(VariableSetStmt);
+
+	set->name = "synchronous_standby_names";
+	if (value != NULL)
+	{
+		A_Const    *arg = makeNode(A_Const);
+
+		arg->val.sval.type = T_String;
+		arg->val.sval.sval = pstrdup(value);
+		arg->location = -1;
+		set->kind = VAR_SET_VALUE;
+		set->args = list_make1(arg);
+	}
+	else
+		set->kind = VAR_RESET;
+	stmt->setstmt = set;
+	AlterSystemSetConfigFile(stmt);
+	if (kill(PostmasterPid, SIGHUP) != 0)
+		ereport(WARNING,
+				(errmsg("could not signal the postmaster to reload: %m"),
+				 errhint("Run SELECT pg_reload_conf().")));
+}
+
+/*
  * Synchronous mode: makes every COMMIT on the leader wait until its
  * transaction is committed in the Raft log, by naming the leader's capture
  * connection in synchronous_standby_names (ALTER SYSTEM, then a reload).
@@ -282,9 +314,6 @@ void
 RaftConfigureSynchronousCommit(void)
 {
 	const char *current = GetConfigOption("synchronous_standby_names", false, false);
-	AlterSystemStmt *stmt;
-	VariableSetStmt *set;
-	A_Const    *value;
 
 	if (current != NULL && current[0] != '\0')
 	{
@@ -298,21 +327,7 @@ RaftConfigureSynchronousCommit(void)
 							 RAFT_CAPTURE_APPLICATION_NAME)));
 		return;
 	}
-	value = makeNode(A_Const);
-	value->val.sval.type = T_String;
-	value->val.sval.sval = RAFT_CAPTURE_APPLICATION_NAME;
-	value->location = -1;
-	set = makeNode(VariableSetStmt);
-	set->kind = VAR_SET_VALUE;
-	set->name = "synchronous_standby_names";
-	set->args = list_make1(value);
-	stmt = makeNode(AlterSystemStmt);
-	stmt->setstmt = set;
-	AlterSystemSetConfigFile(stmt);
-	if (kill(PostmasterPid, SIGHUP) != 0)
-		ereport(WARNING,
-				(errmsg("could not signal the postmaster to reload: %m"),
-				 errhint("Run SELECT pg_reload_conf().")));
+	RaftSetSynchronousStandbyNames(RAFT_CAPTURE_APPLICATION_NAME);
 	ereport(NOTICE,
 			(errmsg("synchronous_standby_names is now '%s': commits on the leader wait for a majority of the raft log",
 					RAFT_CAPTURE_APPLICATION_NAME),

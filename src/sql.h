@@ -21,6 +21,7 @@ extern PGconn *RaftConnectReplication(const char *conninfo, const char *what);
 extern void RaftGetView(RaftView *view);
 extern void RaftCheckReplicationSettings(void);
 extern void RaftConfigureSynchronousCommit(void);
+extern void RaftSetSynchronousStandbyNames(const char *value);
 
 /* join.c: copying the leader's data, for a join or a re-synchronisation */
 extern void RaftCopyData(const char *member_conninfo);

@@ -16,6 +16,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RaftCluster;
 use Test::More;
+use File::Path ();
 
 my @nodes = map { RaftCluster::new_node($_) } qw(n1 n2 n3 n4 n5);
 RaftCluster::form_cluster(@nodes);
@@ -63,6 +64,17 @@ $leader = RaftCluster::wait_for_leader(@nodes);
 is($leader->safe_psql('postgres', 'SELECT count(*) FROM raft.nodes'),
 	'5', 'the removed follower is gone from raft.nodes');
 ok(RaftCluster::barrier($leader) > 0, 'the cluster commits after the removal');
+
+# The removed instance, once its pg_raft/ directory is gone, is a plain
+# server again: synchronous_standby_names no longer names pg_raft, so its
+# commits do not wait for a standby that will never come.
+$gone->stop;
+File::Path::rmtree($gone->data_dir . '/pg_raft');
+$gone->start;
+ok($gone->poll_query_until('postgres', 'SHOW synchronous_standby_names', ''),
+	'the removed instance resets synchronous_standby_names');
+my ($created) = $gone->psql('postgres', 'CREATE TABLE after_removal (id int)', timeout => 60);
+is($created, 0, 'and commits without waiting');
 ($ret, $out, $err) = $follower->psql('postgres', "SELECT raft.remove_node('n1')");
 like($err, qr/this node is not the raft leader/, 'a follower refuses remove_node');
 like($err, qr/HINT:  Run it on the leader/, 'and names the leader');
