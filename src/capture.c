@@ -56,6 +56,8 @@
 
 #define CAPTURE_RETRY_MS 1000
 #define CAPTURE_FEEDBACK_MS 1000
+/* how long a slot creation may wait for transactions before idle ones end */
+#define CAPTURE_IDLE_GRACE_MS 1000
 /* read at most this much per turn of the worker's loop */
 #define CAPTURE_READ_BUDGET_BYTES (4 * 1024 * 1024)
 
@@ -91,6 +93,8 @@ typedef struct Capture
 	PostgresPollingStatusType poll;
 	MemoryContext cxt;
 	TimestampTz retry_at;
+	TimestampTz creating_since;	/* the slot creation was sent then */
+	TimestampTz idle_check_at;	/* next look for sessions holding it up */
 	char		problem[RAFT_ERROR_BYTES];
 
 	uint64		term;			/* the leadership we capture for; 0 none */
@@ -555,6 +559,22 @@ stream(uint64 commit_index)
 		send_feedback();
 }
 
+/*
+ * While the slot creation waits for the transactions that were running
+ * when it began, ends those idle in a transaction (fence.c), once a
+ * second after a grace period: they would hold it up indefinitely.
+ */
+static void
+end_idle_transactions(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now < C.idle_check_at)
+		return;
+	C.idle_check_at = TimestampTzPlusMilliseconds(now, CAPTURE_IDLE_GRACE_MS);
+	RaftFenceEndIdleTransactions();
+}
+
 /* Moves the connection on as far as it can go without waiting. */
 static void
 advance(uint64 commit_index)
@@ -608,10 +628,16 @@ advance(uint64 commit_index)
 					 "CREATE_REPLICATION_SLOT %s LOGICAL pg_raft (SNAPSHOT 'nothing')",
 					 RAFT_SLOT_NAME);
 			capture_send(command, CAPTURE_CREATING);
+			C.creating_since = GetCurrentTimestamp();
+			C.idle_check_at = TimestampTzPlusMilliseconds(C.creating_since,
+														  CAPTURE_IDLE_GRACE_MS);
 			return;
 		case CAPTURE_CREATING:
 			if ((res = capture_result()) == NULL)
+			{
+				end_idle_transactions();
 				return;
+			}
 			if (PQresultStatus(res) != PGRES_TUPLES_OK)
 			{
 				PQclear(res);

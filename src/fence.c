@@ -51,6 +51,7 @@
 #include "replication/syncrep.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
+#include "utils/backend_status.h"
 #include "utils/elog.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
@@ -377,4 +378,45 @@ RaftFenceInit(void)
 	ClientAuthentication_hook = fence_client_authentication;
 	prev_emit_log = emit_log_hook;
 	emit_log_hook = fence_emit_log;
+}
+
+/*
+ * Ends the client sessions that sit idle in a transaction that holds a
+ * transaction id.  A new leader's replication slot is created only once
+ * every transaction running when it began has ended (logical decoding
+ * starts from a point where none runs), and such a session would hold
+ * the node back from taking writes for as long as it idles: the fence
+ * ends other sessions at their next statement, but an idle one sends
+ * none.  Runs in the raft worker while the slot creation waits.  Members'
+ * own connections (named pg_raft...) are left alone.
+ */
+void
+RaftFenceEndIdleTransactions(void)
+{
+	int			n;
+	int			i;
+
+	pgstat_clear_backend_activity_snapshot();
+	n = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_backendType != B_BACKEND ||
+			be->st_state != STATE_IDLEINTRANSACTION ||
+			!TransactionIdIsValid(local->backend_xid) ||
+			strncmp(be->st_appname, "pg_raft", 7) == 0)
+			continue;
+		if (kill(be->st_procpid, SIGTERM) == 0)
+			ereport(LOG,
+					(errmsg("pg_raft ended the session of process %d: it was idle in a transaction that holds back this new leader",
+							(int) be->st_procpid),
+					 errdetail("The leader's replication slot waits for transaction %u to end.",
+							   local->backend_xid)));
+	}
+	pgstat_clear_backend_activity_snapshot();
 }

@@ -288,6 +288,7 @@ extern void RaftRingClear(RaftRing *ring);
 extern void RaftFenceInit(void);
 extern void RaftFenceAdoptEpoch(void);
 extern void RaftFenceEndSyncWaiters(void);
+extern void RaftFenceEndIdleTransactions(void);
 
 /*
  * capture.c: the leader's consumer of its own logical decoding stream, in

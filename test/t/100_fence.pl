@@ -97,6 +97,26 @@ like($serr, qr/FATAL:  terminating connection because this node's raft role chan
 like($serr, qr/This node is now the leader and takes writes/, 'and told why');
 $session->finish;
 
+# A session idle in a transaction that holds a transaction id on a node
+# that becomes leader would hold up the new leader's replication slot (and
+# so its writes) for as long as it idles: it is ended.
+my $idler = $leader;
+($in, $sout, $serr) = ('', '', '');
+$session = IPC::Run::start(
+	[ 'psql', '-XAtq', '-h', $idler->host, '-p', $idler->port, '-d', 'postgres' ],
+	'<', \$in, '>', \$sout, '2>', \$serr);
+$in .= "BEGIN; SELECT 'xid ' || txid_current();\n";
+$session->pump until $sout =~ /xid \d+/;
+is($follower->safe_psql('postgres', "SELECT raft.transfer_leadership('" . $idler->name . "')"),
+	$idler->name, 'leadership moves to the node with the idle transaction');
+is(RaftCluster::wait_for_leader(@nodes)->name, $idler->name, 'which takes writes');
+ok($idler->log_contains('pg_raft ended the session of process \d+: it was idle in a transaction that holds back this new leader'),
+	'after ending the idle session');
+$in .= "SELECT 'still there';\n";
+$session->pump until $serr =~ /FATAL|server closed/ || $sout =~ /still there/;
+unlike($sout, qr/still there/, 'the idle session is gone');
+$session->finish;
+
 # After a failover the same conninfo reaches the new leader, which writes.
 my $old = RaftCluster::wait_for_leader(@nodes);
 $old->kill9;
