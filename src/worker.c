@@ -67,6 +67,8 @@
 #define COMPACT_GRACE_MS (10 * 1000)
 #define COMPACT_KEEP_ENTRIES 1024
 #define COMPACT_KEEP_BYTES (8 * 1024 * 1024)
+/* the least time between two writes of the commit index hint */
+#define COMMIT_HINT_MS 1000
 
 /* Everyone who ever was a member, so that names outlive removals. */
 #define MAX_DIRECTORY 64
@@ -109,6 +111,8 @@ typedef struct RaftWorker
 	raft_snapshot_meta base;
 	raft_hard_state written_hs; /* as last written to the state file */
 	raft_index_t written_commit;	/* as last written to either file */
+	raft_index_t latest_commit;	/* as the core last said */
+	TimestampTz commit_hint_written;	/* when the commit hint last was */
 
 	DirectoryEntry directory[MAX_DIRECTORY];
 	int			n_directory;
@@ -353,6 +357,25 @@ write_hard_state(const raft_hard_state *hs)
 	W.written_commit = hs->commit;
 }
 
+/*
+ * Writes the commit index hint, so that a restarted node does not show a
+ * much older one: without fsync, and unless forced at most every
+ * COMMIT_HINT_MS (a new file for every commit was a good part of the
+ * worker's time on the path of every commit).
+ */
+static void
+write_commit_hint(bool force)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (W.latest_commit == W.written_commit ||
+		(!force && now - W.commit_hint_written < (int64) COMMIT_HINT_MS * 1000))
+		return;
+	RaftStorageWriteHint("commit", &W.latest_commit, sizeof(W.latest_commit));
+	W.written_commit = W.latest_commit;
+	W.commit_hint_written = now;
+}
+
 /* ----------------------------------------------------------------
  * Starting the core
  * ----------------------------------------------------------------
@@ -433,6 +456,7 @@ start_node(void)
 		hs.commit > W.base.index + loaded.n_entries)
 		hs.commit = Max(W.written_hs.commit, W.base.index);
 	W.written_commit = hs.commit;
+	W.latest_commit = hs.commit;
 	if (hs.commit > W.base.index + loaded.n_entries)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -1098,24 +1122,17 @@ handle_ready(void)
 		pfree(entries);
 	}
 
-	/*
-	 * Term and vote must be durable before any message that depends on
-	 * them.  The commit index is only a hint, written without fsync, so that
-	 * a restarted node does not show an older one.
-	 */
+	/* term and vote must be durable before any message that depends on them */
 	if (rd.hard_state_changed &&
 		(rd.hard_state.term != W.written_hs.term ||
 		 rd.hard_state.vote != W.written_hs.vote))
 		write_hard_state(&rd.hard_state);
-	else if (rd.hard_state_changed && rd.hard_state.commit != W.written_commit)
-	{
-		RaftStorageWriteHint("commit", &rd.hard_state.commit,
-							 sizeof(rd.hard_state.commit));
-		W.written_commit = rd.hard_state.commit;
-	}
 
 	if (!rd.send_before_persist)
 		send_messages(&rd);
+	if (rd.hard_state_changed)
+		W.latest_commit = rd.hard_state.commit;
+	write_commit_hint(false);
 
 	/*
 	 * Applying: the apply worker takes committed entries from the apply
@@ -1703,6 +1720,7 @@ RaftWorkerMain(Datum main_arg)
 			while (raft_has_ready(W.r))
 				handle_ready();
 			feed_apply_queue();
+			write_commit_hint(false);
 			compact_log();
 			RaftTransportPoll();
 			process_requests();
@@ -1726,6 +1744,9 @@ RaftWorkerMain(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(W.loop_cxt);
 	}
+
+	if (W.configured)
+		write_commit_hint(true);
 
 	/*
 	 * Exit with 1 so that the postmaster starts the worker again if only it
