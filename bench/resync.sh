@@ -55,7 +55,7 @@ join_ms=$(( $(now_ms) - start ))
 echo "raft.join_cluster with the copy: $join_ms ms"
 PGOPTIONS="-c client_min_messages=warning" node_sql "${ports[2]}" \
 	"SELECT raft.join_cluster('node_${ports[2]}', '$(node_conninfo "${ports[2]}")', '$(node_conninfo "$leader")')" > /dev/null
-leader=$(wait_for_leader "${ports[@]}")
+leader=$(wait_for_leader "${ports[@]}") || { echo "no leader"; exit 1; }
 if [ "$leader" = "$copied" ]; then copied="${ports[0]}"; fi
 
 rm -rf "$RAFT_BASE/basebackup"
@@ -69,6 +69,10 @@ results="$RAFT_BASE/resync_ms"
 : > "$results"
 for trial in $(seq 1 "$trials"); do
 	node_stop "$copied"
+	if [ -e "$(node_dir "$copied")/postmaster.pid" ]; then
+		echo "trial $trial: node_$copied did not stop"
+		exit 1
+	fi
 	: > "$(node_dir "$copied")/pg_raft/copy_pending"
 	if [ -n "${LOAD:-}" ]; then
 		"$PG_BIN/pgbench" -n -c 2 -j 2 -T 600 -h "$RAFT_BASE" -p "$leader" -U postgres postgres > /dev/null 2>&1 &
@@ -77,7 +81,8 @@ for trial in $(seq 1 "$trials"); do
 	start=$(now_ms)
 	node_start "$copied"
 	deadline=$((SECONDS + 600))
-	until [ "$(node_sql "$copied" "SELECT NOT resyncing AND applied_index >= $(node_sql "$leader" "SELECT commit_index FROM raft.status") FROM raft.status" 2> /dev/null)" = t ]; do
+	until commit=$(node_sql "$leader" "SELECT commit_index FROM raft.status" 2> /dev/null) &&
+		[ "$(node_sql "$copied" "SELECT NOT resyncing AND applied_index >= $commit FROM raft.status" 2> /dev/null)" = t ]; do
 		if [ $SECONDS -ge $deadline ]; then
 			echo "trial $trial: node_$copied did not re-synchronise within 600 s"
 			exit 1
@@ -94,7 +99,10 @@ done
 index=$(node_sql "$leader" "SELECT commit_index FROM raft.status")
 sums=""
 for port in "${ports[@]}"; do
-	node_sql "$port" "SELECT raft.wait_for_index($index, '60s')" > /dev/null
+	if [ "$(node_sql "$port" "SELECT raft.wait_for_index($index, '60s')")" != t ]; then
+		echo "node_$port did not apply index $index within 60 s"
+		exit 1
+	fi
 	sums+="$(node_sql "$port" "SELECT string_agg(raft.table_checksum(t), ' ') FROM unnest(array['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history']::regclass[]) t")"$'\n'
 done
 if [ "$(printf '%s' "$sums" | sort -u | wc -l)" -ne 1 ]; then

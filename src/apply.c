@@ -655,30 +655,70 @@ wait_for_cluster(void)
 	}
 }
 
-/*
- * An instance that no longer belongs to a cluster (its pg_raft/ directory
- * was removed after raft.remove_node) would wait forever at every COMMIT
- * while synchronous_standby_names names pg_raft, as create_cluster and
- * join_cluster set it: this resets it.  Only a backend connected to a
- * database, as a superuser, can.
- */
-static void
-forget_synchronous_standby(void)
+/* Whether this instance belongs to a cluster (pg_raft/identity). */
+static bool
+is_member(void)
 {
-	const char *current = GetConfigOption("synchronous_standby_names", false, false);
 	bool		member;
 
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	member = RaftShmem->member;
 	LWLockRelease(RaftShmem->lock);
-	if (member || current == NULL ||
+	return member;
+}
+
+/*
+ * An instance that no longer belongs to a cluster (its pg_raft/ directory
+ * was removed after raft.remove_node) would wait forever at every COMMIT
+ * while synchronous_standby_names names pg_raft, as create_cluster and
+ * join_cluster set it with ALTER SYSTEM: this resets it.  Only a backend
+ * connected to a database, as a superuser, can.  A create_cluster or
+ * join_cluster that runs meanwhile makes the instance a member before it
+ * sets the value: then it is set back.
+ */
+static void
+forget_synchronous_standby(void)
+{
+	const char *current = GetConfigOption("synchronous_standby_names", false, false);
+	char	   *source = NULL;
+
+	if (is_member() || current == NULL ||
 		strcmp(current, RAFT_CAPTURE_APPLICATION_NAME) != 0)
 		return;
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute("SELECT sourcefile FROM pg_settings WHERE name = 'synchronous_standby_names'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *file = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (file != NULL)
+			source = MemoryContextStrdup(TopTransactionContext, file);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	if (source == NULL || strstr(source, PG_AUTOCONF_FILENAME) == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("\"synchronous_standby_names\" names pg_raft, but this instance does not belong to a raft cluster"),
+				 errdetail("Every commit here waits for a standby that will not come."),
+				 errhint("Remove the setting from \"%s\".", source ? source : "postgresql.conf")));
+		CommitTransactionCommand();
+		return;
+	}
 	RaftSetSynchronousStandbyNames(NULL);
 	CommitTransactionCommand();
+	if (is_member())
+	{
+		StartTransactionCommand();
+		RaftSetSynchronousStandbyNames(RAFT_CAPTURE_APPLICATION_NAME);
+		CommitTransactionCommand();
+		return;
+	}
 	ereport(LOG,
-			(errmsg("pg_raft reset \"synchronous_standby_names\": this instance no longer belongs to a raft cluster")));
+			(errmsg("pg_raft reset \"synchronous_standby_names\""),
+			 errdetail("This instance no longer belongs to a raft cluster; its commits need not wait for the pg_raft standby.")));
 }
 
 /* ----------------------------------------------------------------
@@ -1328,11 +1368,7 @@ resync(const char *why)
 	(void) settle_slot(false);
 	leader_conninfo = wait_for_other_leader();
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
 	RaftEmptyDatabase();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
 	StartTransactionCommand();
 	RaftCopyData(leader_conninfo);
 	CommitTransactionCommand();

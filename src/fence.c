@@ -50,6 +50,7 @@
 #include "miscadmin.h"
 #include "replication/syncrep.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/utility.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
@@ -387,8 +388,10 @@ RaftFenceInit(void)
  * starts from a point where none runs), and such a session would hold
  * the node back from taking writes for as long as it idles: the fence
  * ends other sessions at their next statement, but an idle one sends
- * none.  Runs in the raft worker while the slot creation waits.  Members'
- * own connections (named pg_raft...) are left alone.
+ * none.  Runs in the raft worker while the slot creation waits.  Sessions
+ * are known by their reported state, so with track_activities off none
+ * is found; prepared transactions hold the slot up too, and only an
+ * operator can end them.
  */
 void
 RaftFenceEndIdleTransactions(void)
@@ -402,21 +405,24 @@ RaftFenceEndIdleTransactions(void)
 	{
 		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
 		PgBackendStatus *be;
+		PGPROC	   *proc;
 
 		if (local == NULL)
 			continue;
 		be = &local->backendStatus;
 		if (be->st_backendType != B_BACKEND ||
 			be->st_state != STATE_IDLEINTRANSACTION ||
-			!TransactionIdIsValid(local->backend_xid) ||
-			strncmp(be->st_appname, "pg_raft", 7) == 0)
+			!TransactionIdIsValid(local->backend_xid))
+			continue;
+		/* still the same process, still in that transaction? */
+		proc = BackendPidGetProc(be->st_procpid);
+		if (proc == NULL || proc->xid != local->backend_xid)
 			continue;
 		if (kill(be->st_procpid, SIGTERM) == 0)
 			ereport(LOG,
-					(errmsg("pg_raft ended the session of process %d: it was idle in a transaction that holds back this new leader",
-							(int) be->st_procpid),
-					 errdetail("The leader's replication slot waits for transaction %u to end.",
-							   local->backend_xid)));
+					(errmsg("pg_raft is terminating process %d, idle in transaction %u, which holds back this new leader",
+							(int) be->st_procpid, local->backend_xid),
+					 errdetail("The leader's replication slot can be created only once every transaction that was running has ended.")));
 	}
 	pgstat_clear_backend_activity_snapshot();
 }

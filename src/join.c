@@ -39,7 +39,9 @@
 #include "postgres.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -48,7 +50,9 @@
 #include "postmaster/postmaster.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -554,58 +558,90 @@ RaftCopyData(const char *member_conninfo)
 }
 
 /*
+ * Runs one SQL command in a transaction of its own, waiting for other
+ * sessions' locks at most lock_timeout, if set, else 10 seconds.
+ */
+static void
+run_in_transaction(const char *command)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute("SELECT set_config('lock_timeout', '10s', true)"
+					" WHERE current_setting('lock_timeout') = '0'", false, 0) < 0 ||
+		SPI_execute(command, false, 0) < 0)
+		elog(ERROR, "could not run: %s", command);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
  * Drops what the database holds outside the catalogs and pg_raft itself,
- * before a copy replaces it: the schemas with everything in them, the
- * extensions, foreign-data wrappers (with their servers and user
- * mappings), event triggers, publications and large objects (a dump of
- * the leader holds its own; subscriptions are not copied).  The schema public is made again as a new
- * database has it.  Waits for other sessions' locks at most lock_timeout,
- * if set, else 10 seconds.
+ * before a copy replaces it: the extensions, foreign-data wrappers (with
+ * their servers and user mappings), event triggers, publications, large
+ * objects, tables, views and sequences, then the schemas (a dump of the
+ * leader holds its own; subscriptions are not copied).  The schema public
+ * is made again as a new database has it.  Each object goes in a
+ * transaction of its own, so that the locks of thousands of tables never
+ * have to fit in the lock table at once.  Called outside a transaction.
  */
 void
 RaftEmptyDatabase(void)
 {
-	static const char *const drops[] = {
+	static const char *const lists[] = {
 		"SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension"
 		" WHERE extname NOT IN ('pg_raft', 'plpgsql')",
 		"SELECT format('DROP FOREIGN DATA WRAPPER IF EXISTS %I CASCADE', fdwname)"
 		" FROM pg_foreign_data_wrapper",
-		"SELECT format('DROP EVENT TRIGGER %I', evtname) FROM pg_event_trigger",
-		"SELECT format('DROP PUBLICATION %I', pubname) FROM pg_publication",
-		"SELECT format('SELECT lo_unlink(%s)', oid) FROM pg_largeobject_metadata",
+		"SELECT format('DROP EVENT TRIGGER IF EXISTS %I', evtname) FROM pg_event_trigger",
+		"SELECT format('DROP PUBLICATION IF EXISTS %I', pubname) FROM pg_publication",
+		"SELECT format('SELECT lo_unlink(%s) FROM pg_largeobject_metadata WHERE oid = %s', oid, oid)"
+		" FROM pg_largeobject_metadata",
+		"SELECT format('DROP %s IF EXISTS %I.%I CASCADE',"
+		" CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'"
+		"  WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,"
+		" n.nspname, c.relname)"
+		" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+		" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition"
+		" AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+		" AND n.nspname !~ '^pg_(toast|temp)'"
+		" AND n.oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')",
 		"SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', nspname) FROM pg_namespace"
 		" WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
 		" AND nspname !~ '^pg_(toast|temp)'"
-		" AND oid <> (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')",
+		" AND oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')",
 	};
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "pg_raft emptying",
+											  ALLOCSET_DEFAULT_SIZES);
 	size_t		i;
 
-	SPI_connect();
-	if (SPI_execute("SELECT set_config('lock_timeout', '10s', true)"
-					" WHERE current_setting('lock_timeout') = '0'", false, 0) < 0)
-		elog(ERROR, "could not set lock_timeout");
-	for (i = 0; i < lengthof(drops); i++)
+	for (i = 0; i < lengthof(lists); i++)
 	{
-		uint64		n;
+		List	   *commands = NIL;
+		ListCell   *lc;
 		uint64		j;
-		char	  **commands;
 
-		if (SPI_execute(drops[i], false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not list objects to drop: %s", drops[i]);
-		n = SPI_processed;
-		commands = palloc(sizeof(char *) * Max(n, 1));
-		for (j = 0; j < n; j++)
-			commands[j] = SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1);
-		for (j = 0; j < n; j++)
-			if (SPI_execute(commands[j], false, 0) < 0)
-				elog(ERROR, "could not run: %s", commands[j]);
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		if (SPI_execute(lists[i], true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not list objects to drop: %s", lists[i]);
+		for (j = 0; j < SPI_processed; j++)
+			commands = lappend(commands,
+							   MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[j],
+																	SPI_tuptable->tupdesc, 1)));
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		foreach(lc, commands)
+			run_in_transaction((const char *) lfirst(lc));
 	}
-	if (SPI_execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner;"
-					" GRANT USAGE ON SCHEMA public TO PUBLIC;"
-					" COMMENT ON SCHEMA public IS 'standard public schema'",
-					false, 0) < 0)
-		elog(ERROR, "could not create the schema public");
-	SPI_finish();
+	run_in_transaction("CREATE SCHEMA public AUTHORIZATION pg_database_owner;"
+					   " GRANT USAGE ON SCHEMA public TO PUBLIC;"
+					   " COMMENT ON SCHEMA public IS 'standard public schema'");
+	MemoryContextDelete(cxt);
 }
 
 /*

@@ -315,7 +315,12 @@ RaftConfigureSynchronousCommit(void)
 {
 	const char *current = GetConfigOption("synchronous_standby_names", false, false);
 
-	if (current != NULL && current[0] != '\0')
+	/*
+	 * A value of exactly pg_raft is written again: this session may not
+	 * have seen the apply worker reset it yet (forget_synchronous_standby).
+	 */
+	if (current != NULL && current[0] != '\0' &&
+		strcmp(current, RAFT_CAPTURE_APPLICATION_NAME) != 0)
 	{
 		if (strstr(current, RAFT_CAPTURE_APPLICATION_NAME) == NULL)
 			ereport(WARNING,
