@@ -17,6 +17,12 @@
  *	  REPLICA IDENTITY FULL, by comparing whole rows.  A value marked
  *	  unchanged keeps the local row's.
  *
+ *	  Sequence values do not travel in the stream (PostgreSQL 15 does not
+ *	  decode them).  So that a member that becomes leader does not hand out
+ *	  identifiers its tables already hold, the values written into a column
+ *	  that owns a sequence (serial, identity) move that sequence forward
+ *	  here, at the end of each transaction.
+ *
  *	  Each message is applied in a memory context reset after it, so a
  *	  transaction of any size applies in bounded memory.  A transaction's
  *	  stream may arrive in pieces cut at any byte (RaftApplyPiece).
@@ -53,7 +59,10 @@
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/catalog.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_sequence.h"
+#include "catalog/pg_type_d.h"
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -76,6 +85,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "executor/spi.h"
 
 #include "changes/changes.h"
@@ -93,11 +103,22 @@ typedef struct ApplyRelation
 	char	   *name;			/* schema.table, for messages */
 	uint16		natts;			/* remote columns */
 	AttrNumber *attnums;		/* remote column i -> local attnum, 0 if none */
+	int			nseqs;			/* integer columns that own a sequence: */
+	AttrNumber *seq_attnums;	/* ... the column */
+	Oid		   *seq_oids;		/* ... and its sequence */
 } ApplyRelation;
+
+/* The highest value this transaction wrote into a sequence's column. */
+typedef struct SequenceMark
+{
+	Oid			seqoid;
+	int64		value;
+} SequenceMark;
 
 typedef struct ApplyState
 {
 	List	   *relations;
+	List	   *sequence_marks; /* SequenceMark */
 	MemoryContext stream_cxt;	/* relation descriptions */
 	MemoryContext change_cxt;	/* reset after every message */
 } ApplyState;
@@ -119,6 +140,111 @@ find_relation(ApplyState *state, uint32 remote_relid)
 			 errmsg("change stream refers to relation %u before describing it",
 					remote_relid)));
 	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Finds the integer columns of r's table that own a sequence (serial
+ * columns and identity columns).
+ */
+static void
+find_owned_sequences(ApplyRelation *r, TupleDesc desc)
+{
+	List	   *owned = getOwnedSequences(r->localid);
+	ListCell   *lc;
+
+	r->seq_attnums = palloc(sizeof(AttrNumber) * Max(list_length(owned), 1));
+	r->seq_oids = palloc(sizeof(Oid) * Max(list_length(owned), 1));
+	foreach(lc, owned)
+	{
+		Oid			seqoid = lfirst_oid(lc);
+		Oid			table;
+		int32		column;
+		Oid			type;
+
+		if (!sequenceIsOwned(seqoid, DEPENDENCY_AUTO, &table, &column) &&
+			!sequenceIsOwned(seqoid, DEPENDENCY_INTERNAL, &table, &column))
+			continue;
+		if (table != r->localid || column <= 0 || column > desc->natts)
+			continue;
+		type = TupleDescAttr(desc, column - 1)->atttypid;
+		if (type != INT2OID && type != INT4OID && type != INT8OID)
+			continue;
+		r->seq_attnums[r->nseqs] = (AttrNumber) column;
+		r->seq_oids[r->nseqs] = seqoid;
+		r->nseqs++;
+	}
+}
+
+/* Remembers the values a new row holds in columns that own a sequence. */
+static void
+mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
+{
+	int			i;
+
+	for (i = 0; i < r->nseqs; i++)
+	{
+		AttrNumber	attnum = r->seq_attnums[i];
+		bool		isnull;
+		Datum		d = slot_getattr(slot, attnum, &isnull);
+		Oid			type = TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1)->atttypid;
+		int64		value;
+		ListCell   *lc;
+		SequenceMark *mark = NULL;
+
+		if (isnull)
+			continue;
+		value = type == INT8OID ? DatumGetInt64(d) :
+			type == INT4OID ? (int64) DatumGetInt32(d) : (int64) DatumGetInt16(d);
+		foreach(lc, state->sequence_marks)
+		{
+			SequenceMark *m = lfirst(lc);
+
+			if (m->seqoid == r->seq_oids[i])
+				mark = m;
+		}
+		if (mark == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(state->stream_cxt);
+
+			mark = palloc(sizeof(SequenceMark));
+			mark->seqoid = r->seq_oids[i];
+			mark->value = value;
+			state->sequence_marks = lappend(state->sequence_marks, mark);
+			MemoryContextSwitchTo(old);
+		}
+		else
+			mark->value = Max(mark->value, value);
+	}
+}
+
+/*
+ * Moves a sequence forward to value, if it counts upwards, value lies in
+ * its range, and it has not passed it yet.
+ */
+static void
+advance_sequence(Oid seqoid, int64 value)
+{
+	HeapTuple	tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
+	Form_pg_sequence seq;
+	bool		ascending;
+	Datum		last;
+
+	LOCAL_FCINFO(fcinfo, 1);
+
+	if (!HeapTupleIsValid(tuple))
+		return;					/* dropped meanwhile */
+	seq = (Form_pg_sequence) GETSTRUCT(tuple);
+	ascending = seq->seqincrement > 0 && value >= seq->seqmin && value <= seq->seqmax;
+	ReleaseSysCache(tuple);
+	if (!ascending)
+		return;
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seqoid);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	if (!fcinfo->isnull && DatumGetInt64(last) >= value)
+		return;
+	DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid), Int64GetDatum(value));
 }
 
 /* Matches a relation message to a local table and its columns. */
@@ -170,6 +296,7 @@ describe(ApplyState *state, const chg_message *m)
 					 errmsg("replicated table %s has no column \"%s\" here",
 							r->name, colname)));
 	}
+	find_owned_sequences(r, desc);
 	table_close(rel, NoLock);
 	state->relations = lappend(state->relations, r);
 	MemoryContextSwitchTo(old);
@@ -314,7 +441,7 @@ find_row(ApplyTarget *t, const ApplyRelation *r, TupleTableSlot *key,
 }
 
 static void
-apply_row_change(const chg_message *m, ApplyRelation *r)
+apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 {
 	ApplyTarget t;
 	TupleTableSlot *newslot;
@@ -330,6 +457,7 @@ apply_row_change(const chg_message *m, ApplyRelation *r)
 	{
 		fill_slot(newslot, r, &m->new_tuple, NULL, false);
 		ExecSimpleRelationInsert(t.rri, t.estate, newslot);
+		mark_sequences(state, r, newslot);
 	}
 	else
 	{
@@ -351,6 +479,7 @@ apply_row_change(const chg_message *m, ApplyRelation *r)
 			EvalPlanQualInit(&epq, t.estate, NULL, NIL, -1);
 			ExecSimpleRelationUpdate(t.rri, t.estate, &epq, local, newslot);
 			EvalPlanQualEnd(&epq);
+			mark_sequences(state, r, newslot);
 		}
 		else
 		{
@@ -388,6 +517,24 @@ apply_truncate(ApplyState *state, const chg_message *m)
 						(m->truncate_flags & 2) != 0);
 	foreach(lc, rels)
 		table_close(lfirst(lc), NoLock);
+
+	/* RESTART IDENTITY: what was written before no longer counts */
+	if (m->truncate_flags & 2)
+		for (i = 0; i < m->nrels; i++)
+		{
+			ApplyRelation *r = find_relation(state, chg_truncate_relid(m, i));
+			int			k;
+
+			for (k = 0; k < r->nseqs; k++)
+				foreach(lc, state->sequence_marks)
+				{
+					SequenceMark *mark = lfirst(lc);
+
+					if (mark->seqoid == r->seq_oids[k])
+						state->sequence_marks =
+							foreach_delete_current(state->sequence_marks, lc);
+				}
+		}
 }
 
 /* ----------------------------------------------------------------
@@ -442,7 +589,7 @@ apply_message(RaftApplyState *state, const chg_message *m)
 		case CHG_INSERT:
 		case CHG_UPDATE:
 		case CHG_DELETE:
-			apply_row_change(m, find_relation(&state->apply, m->relid));
+			apply_row_change(&state->apply, m, find_relation(&state->apply, m->relid));
 			break;
 		case CHG_TRUNCATE:
 			apply_truncate(&state->apply, m);
@@ -515,10 +662,18 @@ RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len)
 void
 RaftApplyEnd(RaftApplyState *state)
 {
+	ListCell   *lc;
+
 	if (state->carry->len > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("change stream ends inside a message")));
+	foreach(lc, state->apply.sequence_marks)
+	{
+		SequenceMark *mark = lfirst(lc);
+
+		advance_sequence(mark->seqoid, mark->value);
+	}
 	MemoryContextDelete(state->apply.stream_cxt);
 }
 

@@ -65,8 +65,11 @@ foreach my $table (qw(kinds docs nokey parent child pgbench_accounts pgbench_bra
 	is($reader->safe_psql('postgres', $sum), $writer->safe_psql('postgres', $sum),
 		"$table has the same checksum on both");
 }
-is($reader->safe_psql('postgres', q{SELECT nextval('parent_id_seq')}), '1',
-	'TRUNCATE ... RESTART IDENTITY reset the sequence on the reader too');
+# the reader's sequence was at 50: TRUNCATE ... RESTART IDENTITY reset it,
+# and the row inserted after it (id 1) moved it on, as on the writer
+is($reader->safe_psql('postgres', q{SELECT nextval('parent_id_seq')}),
+	$writer->safe_psql('postgres', q{SELECT nextval('parent_id_seq')}),
+	'the sequence on the reader is where the writer\'s is: restarted, then moved on by the row applied');
 
 # A stream for a table the reader lacks is refused, and nothing is applied.
 $writer->safe_psql('postgres', q{CREATE TABLE only_here (id int PRIMARY KEY);

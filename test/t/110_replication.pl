@@ -36,8 +36,10 @@ CREATE TABLE acked (id int PRIMARY KEY, at timestamptz DEFAULT now());
 CREATE TABLE big (id int PRIMARY KEY, pad text);
 CREATE TABLE logbook (n int, note text);
 ALTER TABLE logbook REPLICA IDENTITY FULL;
-CREATE TABLE nokey (a int, b text);});
-my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook nokey);
+CREATE TABLE nokey (a int, b text);
+CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text);});
+my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook nokey orders tickets);
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my @followers = grep { $_ != $leader } @nodes;
@@ -137,6 +139,11 @@ is($_->safe_psql('postgres', 'SELECT count(*) FROM acked WHERE id IN (-1, -2)'),
 	'both reach ' . $_->name . ' once the majority is back')
   foreach @followers;
 
+# rows numbered by their sequences, which are not in the change stream
+$leader->safe_psql('postgres', q{
+INSERT INTO orders (note) SELECT 'before' FROM generate_series(1, 50);
+INSERT INTO tickets (note) SELECT 'before' FROM generate_series(1, 30);});
+
 # kill -9 under a writer that logs each acknowledged commit
 my $writes = join '', map { "INSERT INTO acked (id) VALUES ($_) RETURNING id;\n" } 1 .. 100000;
 my ($in, $acks, $errs) = ($writes, '', '');
@@ -167,6 +174,10 @@ is(RaftCluster::checksums($_, @tables), RaftCluster::checksums($new, @tables),
   foreach grep { $_ != $new } @alive;
 is($new->safe_psql('postgres', 'SELECT count(*) = count(DISTINCT id) FROM acked'), 't',
 	'no row is there twice');
+is($new->safe_psql('postgres', q{
+INSERT INTO orders (note) VALUES ('after') RETURNING id;
+INSERT INTO tickets (note) VALUES ('after') RETURNING id;}), "51\n31",
+	'the new leader numbers new rows after those it applied (serial and identity columns)');
 
 # the old leader comes back as a follower and catches up
 RaftCluster::restart_after_kill9($old);
