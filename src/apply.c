@@ -641,21 +641,30 @@ RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len)
 		apply_message(state, &m);
 		offset += consumed;
 	}
-	if (offset < len)
+	if (offset == len)
+		resetStringInfo(state->carry);
+	else if (buf == (const uint8 *) state->carry->data)
 	{
-		/* keep the unfinished message; it may sit in carry itself */
-		StringInfo	rest = state->carry;
+		/*
+		 * The unfinished message is in carry already: drop what was
+		 * applied in place.  Copying carry on every piece made a value of
+		 * n bytes cost O(n^2) bytes copied.
+		 */
+		if (offset > 0)
+		{
+			memmove(state->carry->data, state->carry->data + offset, len - offset);
+			state->carry->len = (int) (len - offset);
+			state->carry->data[state->carry->len] = '\0';
+		}
+	}
+	else
+	{
 		MemoryContext old = MemoryContextSwitchTo(state->apply.stream_cxt);
 
-		state->carry = makeStringInfo();
 		appendBinaryStringInfo(state->carry, (const char *) buf + offset,
 							   (int) (len - offset));
 		MemoryContextSwitchTo(old);
-		pfree(rest->data);
-		pfree(rest);
 	}
-	else
-		resetStringInfo(state->carry);
 }
 
 /* Ends the stream: it must not stop inside a message. */
@@ -781,6 +790,24 @@ publish_superuser_name(void)
 }
 
 /*
+ * Waits for the latch or a second, whichever comes first; reloads the
+ * configuration if asked to.
+ */
+static void
+wait_a_second(void)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 1000L, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
  * Waits until the node belongs to a cluster and no copy of raft.join_cluster
  * runs; returns its node id.
  */
@@ -798,15 +825,7 @@ wait_for_cluster(void)
 		LWLockRelease(RaftShmem->lock);
 		if (self != 0 && !copying)
 			return self;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		wait_a_second();
 	}
 }
 
@@ -1483,15 +1502,7 @@ wait_for_other_leader(void)
 		LWLockRelease(RaftShmem->lock);
 		if (conninfo[0] != '\0')
 			return pstrdup(conninfo);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		wait_a_second();
 	}
 }
 
