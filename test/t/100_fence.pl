@@ -23,7 +23,8 @@ use Test::More;
 
 my @nodes = map { RaftCluster::new_node($_) } qw(n1 n2 n3);
 # the joiners copy the table and the sequence from the first node
-$nodes[0]->safe_psql('postgres', 'CREATE TABLE t (id int PRIMARY KEY); CREATE SEQUENCE s');
+$nodes[0]->safe_psql('postgres',
+	'CREATE TABLE t (id int PRIMARY KEY); CREATE SEQUENCE s; CREATE ROLE app LOGIN');
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my $follower = (grep { $_ != $leader } @nodes)[0];
@@ -86,6 +87,17 @@ my $session = IPC::Run::start(
 	'<', \$in, '>', \$sout, '2>', \$serr);
 $in .= "SELECT 'before';\n";
 $session->pump until $sout =~ /before/;
+# a client that names itself like a member's connection, without being one
+my ($in2, $sout2, $serr2) = ('', '', '');
+my $imposter;
+{
+	local $ENV{PGAPPNAME} = 'pg_raft imposter';
+	$imposter = IPC::Run::start(
+		[ 'psql', '-XAtq', '-h', $follower->host, '-p', $follower->port, '-U', 'app', '-d', 'postgres' ],
+		'<', \$in2, '>', \$sout2, '2>', \$serr2);
+}
+$in2 .= "SELECT 'before';\n";
+$imposter->pump until $sout2 =~ /before/;
 is($leader->safe_psql('postgres', "SELECT raft.transfer_leadership('" . $follower->name . "')"),
 	$follower->name, 'leadership moves to the follower with the open session');
 $follower->poll_query_until('postgres', q{SELECT role = 'leader' FROM raft.status})
@@ -96,6 +108,11 @@ like($serr, qr/FATAL:  terminating connection because this node's raft role chan
 	'the session that began on a follower is ended');
 like($serr, qr/This node is now the leader and takes writes/, 'and told why');
 $session->finish;
+$in2 .= "SELECT 'after';\n";
+$imposter->pump until $serr2 =~ /FATAL/ || $sout2 =~ /after/;
+like($serr2, qr/FATAL:  terminating connection because this node's raft role changed/,
+	'so is a session named pg_raft... whose role is not a member\'s');
+$imposter->finish;
 
 # A session idle in a transaction that holds a transaction id on a node
 # that becomes leader would hold up the new leader's replication slot (and
