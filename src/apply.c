@@ -20,8 +20,8 @@
  *	  Sequence values do not travel in the stream (PostgreSQL 15 does not
  *	  decode them).  So that a member that becomes leader does not hand out
  *	  identifiers its tables already hold, the values written into a column
- *	  that owns a sequence (serial, identity) move that sequence forward
- *	  here, at the end of each transaction.
+ *	  whose default draws from a sequence (serial, identity, nextval())
+ *	  move that sequence forward here, at the end of each transaction.
  *
  *	  Each message is applied in a memory context reset after it, so a
  *	  transaction of any size applies in bounded memory.  A transaction's
@@ -57,15 +57,15 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/pg_authid.h"
 #include "catalog/catalog.h"
-#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type_d.h"
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -75,18 +75,20 @@
 #include "postmaster/interrupt.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "executor/spi.h"
 
 #include "changes/changes.h"
 #include "pg_raft.h"
@@ -103,7 +105,7 @@ typedef struct ApplyRelation
 	char	   *name;			/* schema.table, for messages */
 	uint16		natts;			/* remote columns */
 	AttrNumber *attnums;		/* remote column i -> local attnum, 0 if none */
-	int			nseqs;			/* integer columns that own a sequence: */
+	int			nseqs;			/* integer columns with a sequence default: */
 	AttrNumber *seq_attnums;	/* ... the column */
 	Oid		   *seq_oids;		/* ... and its sequence */
 } ApplyRelation;
@@ -143,39 +145,68 @@ find_relation(ApplyState *state, uint32 remote_relid)
 }
 
 /*
- * Finds the integer columns of r's table that own a sequence (serial
- * columns and identity columns).
+ * The sequence a column default draws from: an identity column's, or the
+ * one of a default that is nextval('...') under implicit casts (serial
+ * columns; on a partition or an inheritance child the default was copied
+ * from the parent, whose column owns the sequence).  InvalidOid if none.
+ */
+static Oid
+default_sequence(Relation rel, AttrNumber attnum)
+{
+	Node	   *def = build_column_default(rel, attnum);
+
+	while (def != NULL && IsA(def, FuncExpr) &&
+		   ((FuncExpr *) def)->funcformat == COERCE_IMPLICIT_CAST &&
+		   list_length(((FuncExpr *) def)->args) == 1)
+		def = linitial(((FuncExpr *) def)->args);
+	if (def == NULL)
+		return InvalidOid;
+	if (IsA(def, NextValueExpr))
+		return ((NextValueExpr *) def)->seqid;
+	if (IsA(def, FuncExpr) && ((FuncExpr *) def)->funcid == F_NEXTVAL &&
+		list_length(((FuncExpr *) def)->args) == 1 &&
+		IsA(linitial(((FuncExpr *) def)->args), Const))
+	{
+		Const	   *arg = linitial(((FuncExpr *) def)->args);
+
+		if (!arg->constisnull && arg->consttype == REGCLASSOID)
+			return DatumGetObjectId(arg->constvalue);
+	}
+	return InvalidOid;
+}
+
+/*
+ * Finds the integer columns of r's table whose default draws from a
+ * sequence (serial and identity columns, and any nextval() default).
  */
 static void
-find_owned_sequences(ApplyRelation *r, TupleDesc desc)
+find_column_sequences(ApplyRelation *r, Relation rel)
 {
-	List	   *owned = getOwnedSequences(r->localid);
-	ListCell   *lc;
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			k;
 
-	r->seq_attnums = palloc(sizeof(AttrNumber) * Max(list_length(owned), 1));
-	r->seq_oids = palloc(sizeof(Oid) * Max(list_length(owned), 1));
-	foreach(lc, owned)
+	r->seq_attnums = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
+	r->seq_oids = palloc(sizeof(Oid) * Max(desc->natts, 1));
+	for (k = 0; k < desc->natts; k++)
 	{
-		Oid			seqoid = lfirst_oid(lc);
-		Oid			table;
-		int32		column;
-		Oid			type;
+		Form_pg_attribute att = TupleDescAttr(desc, k);
+		Oid			seqoid;
 
-		if (!sequenceIsOwned(seqoid, DEPENDENCY_AUTO, &table, &column) &&
-			!sequenceIsOwned(seqoid, DEPENDENCY_INTERNAL, &table, &column))
+		if (att->attisdropped ||
+			(att->atttypid != INT2OID && att->atttypid != INT4OID &&
+			 att->atttypid != INT8OID) ||
+			(!att->atthasdef && !att->attidentity))
 			continue;
-		if (table != r->localid || column <= 0 || column > desc->natts)
+		seqoid = default_sequence(rel, att->attnum);
+		if (!OidIsValid(seqoid))
 			continue;
-		type = TupleDescAttr(desc, column - 1)->atttypid;
-		if (type != INT2OID && type != INT4OID && type != INT8OID)
-			continue;
-		r->seq_attnums[r->nseqs] = (AttrNumber) column;
+		r->seq_attnums[r->nseqs] = att->attnum;
 		r->seq_oids[r->nseqs] = seqoid;
 		r->nseqs++;
 	}
 }
 
-/* Remembers the values a new row holds in columns that own a sequence. */
+/* Remembers the values a new row holds in columns with a sequence default. */
 static void
 mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
 {
@@ -219,18 +250,21 @@ mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
 
 /*
  * Moves a sequence forward to value, if it counts upwards, value lies in
- * its range, and it has not passed it yet.
+ * its range, and it would hand out value or less next.  The lock keeps a
+ * concurrent nextval() out between the reading and the setting.
  */
 static void
 advance_sequence(Oid seqoid, int64 value)
 {
-	HeapTuple	tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
+	HeapTuple	tuple;
 	Form_pg_sequence seq;
 	bool		ascending;
-	Datum		last;
+	bool		behind;
+	bool		isnull;
+	char	   *query;
 
-	LOCAL_FCINFO(fcinfo, 1);
-
+	LockRelationOid(seqoid, ShareRowExclusiveLock);
+	tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
 	if (!HeapTupleIsValid(tuple))
 		return;					/* dropped meanwhile */
 	seq = (Form_pg_sequence) GETSTRUCT(tuple);
@@ -238,13 +272,22 @@ advance_sequence(Oid seqoid, int64 value)
 	ReleaseSysCache(tuple);
 	if (!ascending)
 		return;
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(seqoid);
-	fcinfo->args[0].isnull = false;
-	last = pg_sequence_last_value(fcinfo);
-	if (!fcinfo->isnull && DatumGetInt64(last) >= value)
-		return;
-	DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid), Int64GetDatum(value));
+
+	/* next is last_value, or the one after it once it was handed out */
+	query = psprintf("SELECT CASE WHEN is_called THEN last_value < %lld ELSE last_value <= %lld END FROM %s",
+					 (long long) value, (long long) value,
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqoid)),
+												get_rel_name(seqoid)));
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(query, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read sequence %u", seqoid);
+	behind = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										&isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+	if (behind)
+		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid), Int64GetDatum(value));
 }
 
 /* Matches a relation message to a local table and its columns. */
@@ -296,7 +339,7 @@ describe(ApplyState *state, const chg_message *m)
 					 errmsg("replicated table %s has no column \"%s\" here",
 							r->name, colname)));
 	}
-	find_owned_sequences(r, desc);
+	find_column_sequences(r, rel);
 	table_close(rel, NoLock);
 	state->relations = lappend(state->relations, r);
 	MemoryContextSwitchTo(old);

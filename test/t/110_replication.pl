@@ -38,8 +38,10 @@ CREATE TABLE logbook (n int, note text);
 ALTER TABLE logbook REPLICA IDENTITY FULL;
 CREATE TABLE nokey (a int, b text);
 CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
-CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text);});
-my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook nokey orders tickets);
+CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text);
+CREATE TABLE events (id serial, part int, PRIMARY KEY (id, part)) PARTITION BY LIST (part);
+CREATE TABLE events_1 PARTITION OF events FOR VALUES IN (1);});
+my @tables = qw(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history acked big logbook nokey orders tickets events_1);
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my @followers = grep { $_ != $leader } @nodes;
@@ -142,7 +144,8 @@ is($_->safe_psql('postgres', 'SELECT count(*) FROM acked WHERE id IN (-1, -2)'),
 # rows numbered by their sequences, which are not in the change stream
 $leader->safe_psql('postgres', q{
 INSERT INTO orders (note) SELECT 'before' FROM generate_series(1, 50);
-INSERT INTO tickets (note) SELECT 'before' FROM generate_series(1, 30);});
+INSERT INTO tickets (note) SELECT 'before' FROM generate_series(1, 30);
+INSERT INTO events (part) SELECT 1 FROM generate_series(1, 20);});
 
 # kill -9 under a writer that logs each acknowledged commit
 my $writes = join '', map { "INSERT INTO acked (id) VALUES ($_) RETURNING id;\n" } 1 .. 100000;
@@ -176,8 +179,9 @@ is($new->safe_psql('postgres', 'SELECT count(*) = count(DISTINCT id) FROM acked'
 	'no row is there twice');
 is($new->safe_psql('postgres', q{
 INSERT INTO orders (note) VALUES ('after') RETURNING id;
-INSERT INTO tickets (note) VALUES ('after') RETURNING id;}), "51\n31",
-	'the new leader numbers new rows after those it applied (serial and identity columns)');
+INSERT INTO tickets (note) VALUES ('after') RETURNING id;
+INSERT INTO events (part) VALUES (1) RETURNING id;}), "51\n31\n21",
+	'the new leader numbers new rows after those it applied (serial, identity, and a partition\'s serial)');
 
 # the old leader comes back as a follower and catches up
 RaftCluster::restart_after_kill9($old);
