@@ -606,7 +606,11 @@ RaftEmptyDatabase(void)
 		" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition"
 		" AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
 		" AND n.nspname !~ '^pg_(toast|temp)'"
-		" AND n.oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')",
+		" AND n.oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')"
+		/* a column's sequence (serial, identity) goes with its table */
+		" AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
+		"  AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))"
+		" ORDER BY c.relkind = 'S'",
 		"SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', nspname) FROM pg_namespace"
 		" WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
 		" AND nspname !~ '^pg_(toast|temp)'"

@@ -1427,8 +1427,14 @@ compact_log(void)
 			if (p->id == W.node_id || t == NULL || t->last_contact == 0 ||
 				now - t->last_contact > (int64) COMPACT_GRACE_MS * 1000)
 				continue;
-			/* a learner that holds the log back (copying) gives way first */
-			if (!p->voter && RaftLogBytes(W.log) >= 2 * COMPACT_THRESHOLD_BYTES)
+			/*
+			 * A member that copies its data holds the log back: a learner
+			 * joining, or a member re-synchronising (it reports nothing
+			 * applied, apply.c).  It gives way first, rather than fill
+			 * the log and stop the cluster's writes.
+			 */
+			if ((!p->voter || member_applied_index(p->id) == 0) &&
+				RaftLogBytes(W.log) >= 2 * COMPACT_THRESHOLD_BYTES)
 				continue;
 			upto = Min(upto, p->match_index);
 		}

@@ -29,6 +29,8 @@ $nodes[0]->safe_psql('postgres', q{
 	CREATE SCHEMA other;
 	CREATE TABLE other.u (id int PRIMARY KEY);
 	INSERT INTO other.u SELECT generate_series(1, 100);
+	CREATE TABLE other.ids (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n bigserial);
+	INSERT INTO other.ids DEFAULT VALUES;
 });
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
@@ -58,9 +60,9 @@ $away->start;
 ok($away->wait_for_log(qr/pg_raft re-synchronises this node's data from the leader: the log here begins after raft index \d+/),
 	$away->name . ' finds that the entries it needs are gone');
 ok($away->wait_for_log(qr/pg_raft re-synchronised this node's data/), 'and copies the data again');
-$leader->safe_psql('postgres', q{INSERT INTO small VALUES (100, 'after')});
+$leader->safe_psql('postgres', q{INSERT INTO small VALUES (100, 'after'); INSERT INTO other.ids DEFAULT VALUES});
 RaftCluster::wait_for_apply($leader, @nodes);
-my @tables = qw(small big other.u);
+my @tables = qw(small big other.u other.ids);
 my $sums = RaftCluster::checksums($leader, @tables);
 is(RaftCluster::checksums($_, @tables), $sums, $_->name . ' holds the same data as the leader')
   foreach ($away, $other);
