@@ -1020,19 +1020,11 @@ spool_sync(void)
 static uint64
 spool_resume(uint64 progress)
 {
-	void	   *data;
-	size_t		len;
 	SpoolState	state;
 	uint64		at = 0;
 
-	if (!RaftStorageReadFile(SPOOL_STATE_FILE, &data, &len))
+	if (!RaftStorageReadStruct(SPOOL_STATE_FILE, &state, sizeof(state)))
 		return 0;
-	if (len != sizeof(state))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
-						RAFT_STORAGE_DIR, SPOOL_STATE_FILE)));
-	memcpy(&state, data, sizeof(state));
 	if (state.first_index <= progress)
 	{
 		/* the transaction committed after all: the spool is old */
@@ -1084,20 +1076,10 @@ spool_resume(uint64 progress)
 static bool
 read_copy_start(void)
 {
-	void	   *data;
-	size_t		len;
-
 	memset(&AW.copy, 0, sizeof(AW.copy));
 	if (RaftStorageFileExists(RAFT_COPY_PENDING_FILE))
 		return false;
-	if (!RaftStorageReadFile(RAFT_COPY_START_FILE, &data, &len))
-		return true;
-	if (len != sizeof(AW.copy))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
-						RAFT_STORAGE_DIR, RAFT_COPY_START_FILE)));
-	memcpy(&AW.copy, data, sizeof(AW.copy));
+	(void) RaftStorageReadStruct(RAFT_COPY_START_FILE, &AW.copy, sizeof(AW.copy));
 	return true;
 }
 
@@ -1109,18 +1091,10 @@ read_copy_start(void)
 static uint64
 read_progress_file(void)
 {
-	void	   *data;
-	size_t		len;
 	ApplyProgress progress;
 
-	if (!RaftStorageReadFile(PROGRESS_FILE, &data, &len))
+	if (!RaftStorageReadStruct(PROGRESS_FILE, &progress, sizeof(progress)))
 		return 0;
-	if (len != sizeof(progress))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("pg_raft file \"%s/%s\" has the wrong size",
-						RAFT_STORAGE_DIR, PROGRESS_FILE)));
-	memcpy(&progress, data, sizeof(progress));
 	AW.own_committed_lsn = progress.own_committed_lsn;
 	return progress.index;
 }

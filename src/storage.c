@@ -361,6 +361,33 @@ RaftStorageWriteFile(const char *name, const void *data, size_t len)
 }
 
 /*
+ * RaftStorageReadStruct
+ *		Reads pg_raft/<name>, whose payload must be exactly size bytes, into
+ *		dest.
+ *
+ * Returns false, leaving dest alone, if the file does not exist; a payload
+ * of another size is an ERROR with ERRCODE_DATA_CORRUPTED, as is anything
+ * RaftStorageReadFile refuses.
+ */
+bool
+RaftStorageReadStruct(const char *name, void *dest, size_t size)
+{
+	void	   *data;
+	size_t		len;
+
+	if (!RaftStorageReadFile(name, &data, &len))
+		return false;
+	if (len != size)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft state file \"%s/%s\" has the wrong size", RAFT_STORAGE_DIR, name),
+				 errdetail("It holds %zu bytes, not %zu.", len, size)));
+	memcpy(dest, data, size);
+	pfree(data);
+	return true;
+}
+
+/*
  * RaftStorageFileExists
  *		Whether pg_raft/<name> exists, whatever it holds: for files whose
  *		presence is the message.

@@ -45,6 +45,7 @@ typedef struct RaftLoadedLog
  */
 extern void RaftStorageWriteFile(const char *name, const void *data, size_t len);
 extern bool RaftStorageReadFile(const char *name, void **data, size_t *len);
+extern bool RaftStorageReadStruct(const char *name, void *dest, size_t size);
 extern bool RaftStorageFileExists(const char *name);
 extern void RaftStorageRemoveFile(const char *name);
 /* Deletes pg_raft/ entirely (the node left its cluster); close the log first. */

@@ -406,7 +406,7 @@ core_options(raft_options *opts)
 static void
 start_node(void)
 {
-	IdentityFile *identity;
+	IdentityFile identity;
 	void	   *data;
 	size_t		len;
 	raft_hard_state hs;
@@ -417,26 +417,14 @@ start_node(void)
 	int			rc;
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-	if (!RaftStorageReadFile("identity", &data, &len))
+	if (!RaftStorageReadStruct("identity", &identity, sizeof(identity)))
 		elog(ERROR, "raft identity file is missing");
-	if (len != sizeof(IdentityFile))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("raft file \"%s/identity\" has the wrong size", RAFT_STORAGE_DIR)));
-	identity = data;
-	W.cluster_id = identity->cluster_id;
-	W.node_id = identity->node_id;
-	strlcpy(W.node_name, identity->name, RAFT_NAME_BYTES);
+	W.cluster_id = identity.cluster_id;
+	W.node_id = identity.node_id;
+	strlcpy(W.node_name, identity.name, RAFT_NAME_BYTES);
 
 	memset(&hs, 0, sizeof(hs));
-	if (RaftStorageReadFile("state", &data, &len))
-	{
-		if (len != sizeof(hs))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("raft file \"%s/state\" has the wrong size", RAFT_STORAGE_DIR)));
-		memcpy(&hs, data, sizeof(hs));
-	}
+	(void) RaftStorageReadStruct("state", &hs, sizeof(hs));
 	W.written_hs = hs;
 	if (RaftStorageReadHint("commit", &data, &len) && len == sizeof(uint64))
 		hs.commit = Max(hs.commit, *(uint64 *) data);
