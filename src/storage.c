@@ -13,9 +13,13 @@
  * node vote or acknowledge on state it does not have.
  *
  * NOTES
- *	  Only the raft worker calls these functions; its current directory is
- *	  the data directory, so every path here is relative to it.  No lock is
- *	  needed: no other process touches pg_raft/.
+ *	  The raft worker owns the log and the Raft state files.  The apply
+ *	  worker uses small files of its own (apply_progress, apply_spool_state),
+ *	  and it and raft.join_cluster's backend use those of the copy
+ *	  (copy_pending, copy_start), never at the same time (the copying flag
+ *	  holds the apply worker back), so no lock is needed.  A PostgreSQL
+ *	  process's current directory is the data directory, so every path
+ *	  here is relative to it.
  *
  *	  Memory.  RaftLogOpen allocates the RaftLogStore, its segment array and
  *	  its write buffer in the CurrentMemoryContext of the call, which must
