@@ -36,7 +36,10 @@ SELECT node_name, node_id, role, term >= 1 AS has_term, leader_name,
   FROM raft.status;
 SELECT raft.barrier() > 0 AS barrier_committed;
 SELECT raft.barrier('10s') AS first_barrier \gset
-SELECT raft.barrier('10s') > :first_barrier AS barriers_advance;
+SELECT raft.barrier('10s') AS last_barrier \gset
+SELECT :last_barrier > :first_barrier AS barriers_advance;
+-- The apply worker marks the last barrier applied a moment after it commits.
+SELECT raft.wait_for_index(:last_barrier, '10s') AS barrier_applied;
 SELECT node_name, node_id, conninfo = :'conninfo' AS conninfo_ok, voting,
 	   is_leader, reachable, last_contact IS NOT NULL AS contacted,
 	   match_index = (SELECT last_index FROM raft.status) AS matched,
