@@ -104,7 +104,7 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("raft.heartbeat_interval",
-							"Time between the leader's heartbeats, and the Raft clock's tick.",
+							"Time between the leader's heartbeats; the Raft clock ticks ten times per interval.",
 							"Must be less than half of raft.election_timeout.",
 							&raft_heartbeat_interval_ms,
 							100, 10, 10 * 1000,

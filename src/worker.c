@@ -14,7 +14,8 @@
  *		1. takes the backends' requests (create, add, remove, transfer,
  *		   barrier) from shared memory;
  *		2. steps the core with the messages raft.deliver() queued;
- *		3. ticks the core once per raft.heartbeat_interval that passed;
+ *		3. ticks the core once per tenth of raft.heartbeat_interval that
+ *		   passed;
  *		4. carries out every ready in the contract's fixed order: persist
  *		   term and vote, append and fsync entries, send messages, apply
  *		   committed entries, report what is persisted;
@@ -381,17 +382,40 @@ write_commit_hint(bool force)
  * ----------------------------------------------------------------
  */
 
+/*
+ * The Raft clock ticks TICKS_PER_HEARTBEAT times per heartbeat interval.
+ * A fine clock matters for failover: a follower whose election timer fires
+ * asks the others for their pre-vote, and they refuse while their own
+ * lease (a whole election timeout since they last heard from the leader)
+ * runs; with one tick per heartbeat their clocks could differ by a whole
+ * heartbeat, and a refused candidate waits a new random timeout.
+ */
+#define TICKS_PER_HEARTBEAT 10
+
+/* The length of a tick in microseconds, at least one. */
+static int64
+tick_us(void)
+{
+	return Max((int64) raft_heartbeat_interval_ms * 1000 / TICKS_PER_HEARTBEAT, 1);
+}
+
+/* Converts the timing settings into ticks of the core's clock. */
+static void
+timeout_ticks(uint32 *election_ticks, uint32 *heartbeat_ticks)
+{
+	*heartbeat_ticks = Max((uint32) ((int64) raft_heartbeat_interval_ms * 1000 / tick_us()), 1);
+	*election_ticks = Max((uint32) ((int64) raft_election_timeout_ms * 1000 / tick_us()), 2);
+}
+
 static void
 core_options(raft_options *opts)
 {
 	uint64		seed;
-	uint32		heartbeat = Max(raft_heartbeat_interval_ms, 1);
 
 	if (!pg_strong_random(&seed, sizeof(seed)))
 		seed = (uint64) MyProcPid ^ (uint64) GetCurrentTimestamp();
 	raft_options_default(opts, W.node_id, seed);
-	opts->heartbeat_ticks = 1;
-	opts->election_timeout_ticks = Max(raft_election_timeout_ms / heartbeat, 2);
+	timeout_ticks(&opts->election_timeout_ticks, &opts->heartbeat_ticks);
 	opts->log_capacity_entries = LOG_CAPACITY_ENTRIES;
 	opts->log_capacity_bytes = LOG_CAPACITY_BYTES;
 	opts->max_entry_bytes = RAFT_MAX_ENTRY_BYTES;
@@ -994,22 +1018,24 @@ drain_inbox(void)
 	pfree(entries);
 }
 
-/* Ticks the core once per heartbeat interval that passed. */
+/*
+ * Ticks the core once per tick that passed, catching up at most a hundred
+ * heartbeat intervals after a stall.
+ */
 static void
 tick(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ticks = 0;
 
-	while (now >= W.next_tick && ticks < 100)
+	while (now >= W.next_tick && ticks < 100 * TICKS_PER_HEARTBEAT)
 	{
 		raft_tick(W.r);
-		W.next_tick = TimestampTzPlusMilliseconds(W.next_tick,
-												  raft_heartbeat_interval_ms);
+		W.next_tick += tick_us();
 		ticks++;
 	}
 	if (now >= W.next_tick)
-		W.next_tick = TimestampTzPlusMilliseconds(now, raft_heartbeat_interval_ms);
+		W.next_tick = now + tick_us();
 }
 
 static bool
@@ -1634,10 +1660,11 @@ reload_settings(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	if (W.configured)
 	{
-		uint32		heartbeat = Max(raft_heartbeat_interval_ms, 1);
-		uint32		election = Max(raft_election_timeout_ms / heartbeat, 2);
+		uint32		election;
+		uint32		heartbeat;
 
-		if (raft_set_timeouts(W.r, election, 1) != RAFT_OK)
+		timeout_ticks(&election, &heartbeat);
+		if (raft_set_timeouts(W.r, election, heartbeat) != RAFT_OK)
 			ereport(WARNING,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("raft.election_timeout must be at least twice raft.heartbeat_interval; keeping the previous timing")));
@@ -1718,7 +1745,8 @@ RaftWorkerMain(Datum main_arg)
 			compact_log();
 			RaftTransportPoll();
 			process_requests();
-			timeout_ms = Max(0, (W.next_tick - GetCurrentTimestamp()) / 1000);
+			/* rounded up, so as not to spin through the last millisecond */
+			timeout_ms = Max(0, (W.next_tick - GetCurrentTimestamp() + 999) / 1000);
 		}
 		publish_view();
 
