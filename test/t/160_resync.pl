@@ -9,7 +9,8 @@
 # copies the leader's, then goes on from the copy's index.  The same
 # happens to an instance that stopped in the middle of a copy (the file
 # pg_raft/copy_pending is left behind).  Writes go on meanwhile, and in the
-# end every member holds the same data.
+# end every member holds the same data.  A member given leadership while it
+# copies hands it over.
 
 use strict;
 use warnings;
@@ -96,5 +97,51 @@ is($other->safe_psql('postgres', q{SELECT count(*) FROM small WHERE id = 999}), 
 	'the row written only there is gone');
 is($other->safe_psql('postgres', q{SELECT to_regclass('public.local_only') IS NULL}), 't',
 	'and so is the table that only it had');
+
+# A member whose copy is held up must not keep leadership: it could never
+# take writes.  A prepared transaction (which survives restarts, and which
+# the idle-session rule cannot end) holds a lock on a table the copy must
+# drop, so the copy waits while leadership is moved to that member.
+$leader = RaftCluster::wait_for_leader(@nodes);
+my ($held) = grep { $_ != $leader } @nodes;
+$held->stop;
+$held->append_conf('postgresql.conf', 'max_prepared_transactions = 2');
+@pg_ctl = ('pg_ctl', '-D', $held->data_dir, '-l', $held->logfile, '-w');
+system_or_bail(@pg_ctl, '-o', "-c shared_preload_libraries='' -c synchronous_standby_names=''", 'start');
+$held->safe_psql('postgres', q{
+	BEGIN;
+	LOCK TABLE small IN ACCESS SHARE MODE;
+	PREPARE TRANSACTION 'hold_small';
+});
+system_or_bail(@pg_ctl, 'stop');
+$pending = $held->data_dir . '/pg_raft/copy_pending';
+open($fh, '>', $pending) or die "could not create $pending: $!";
+close($fh);
+my $log_offset = -s $held->logfile;
+$held->start;
+$held->poll_query_until('postgres', q{SELECT resyncing FROM raft.status})
+  or die $held->name . ' does not re-synchronise';
+is($leader->safe_psql('postgres', "SELECT raft.transfer_leadership('" . $held->name . "')"),
+	$held->name, 'leadership moves to a member whose copy waits for a lock');
+ok($held->wait_for_log(qr/pg_raft hands its leadership over: this node's data is being copied again/,
+		$log_offset),
+	'which hands it over at once');
+my $new_leader = RaftCluster::wait_for_leader(@nodes);
+isnt($new_leader->name, $held->name, 'another member leads and takes writes');
+ok($held->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM pg_locks WHERE relation = 'small'::regclass AND NOT granted}),
+	'the copy waits for the prepared transaction\'s lock');
+is($held->safe_psql('postgres', 'SELECT resyncing FROM raft.status'), 't',
+	'and raft.status says it still re-synchronises');
+$new_leader->safe_psql('postgres', q{INSERT INTO small VALUES (102, 'while held')});
+# a member replicates nothing of its own: its ROLLBACK PREPARED must not
+# wait for synchronous replication
+$held->safe_psql('postgres', q{SET synchronous_commit = local; ROLLBACK PREPARED 'hold_small'});
+ok($held->wait_for_log(qr/pg_raft re-synchronised this node's data/, $log_offset),
+	'the copy completes once the lock is released');
+RaftCluster::wait_for_apply($new_leader, @nodes);
+$sums = RaftCluster::checksums($new_leader, @tables);
+is(RaftCluster::checksums($_, @tables), $sums, $_->name . ' holds the same data as the new leader')
+  foreach grep { $_ != $new_leader } @nodes;
 
 done_testing();
