@@ -552,6 +552,8 @@ raft_tick(raft *r)
 		raft_broadcast_heartbeat(r, r->n_reads > 0 ?
 								 r->reads[r->n_reads - 1].context : 0);
 	}
+	if (r->role == RAFT_LEADER)
+		raft_send_commit_notices(r);
 	return RAFT_OK;
 }
 

@@ -89,6 +89,8 @@ typedef struct raft_progress
 	bool		probe_sent;
 	bool		recent_active;
 	raft_index_t commit_sent;	/* highest commit index sent to it */
+	raft_index_t commit_due;	/* one it held at the last tick, not yet
+								 * sent: told at this tick (0 if none) */
 	raft_index_t remote_commit; /* its commit index, as it last said */
 	raft_index_t pending_snapshot;
 	/* last index of each append in flight, oldest first (a ring) */
@@ -214,6 +216,7 @@ extern void raft_broadcast_append(raft *r);
 extern void raft_broadcast_heartbeat(raft *r, uint64_t context);
 extern bool raft_maybe_commit(raft *r);
 extern void raft_commit_advanced(raft *r);
+extern void raft_send_commit_notices(raft *r);
 extern void raft_recv_append(raft *r, const raft_msg *m);
 extern void raft_recv_append_resp(raft *r, const raft_msg *m);
 extern void raft_recv_heartbeat(raft *r, const raft_msg *m);

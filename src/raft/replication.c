@@ -70,6 +70,8 @@ raft_progress_reset(raft *r, raft_progress *pr)
 	pr->match = pr->id == r->id ? r->persisted : 0;
 	pr->probe_sent = false;
 	pr->pending_snapshot = 0;
+	pr->commit_sent = 0;
+	pr->commit_due = 0;
 	inflight_clear(pr);
 }
 
@@ -193,6 +195,8 @@ raft_broadcast_heartbeat(raft *r, uint64_t context)
 			return;
 		m->commit = pr->match < r->commit ? pr->match : r->commit;
 		m->context = context;
+		if (pr->commit_sent < m->commit)
+			pr->commit_sent = m->commit;
 	}
 }
 
@@ -248,17 +252,50 @@ raft_maybe_commit(raft *r)
 }
 
 /*
- * Tells the followers about a new commit index, then steps down if this
- * leader was removed by a change that has now committed (thesis 4.2.2):
- * the followers learn the commit first, so none waits for the next leader
- * to apply the change.
+ * After the commit index moved: sends the entries that wait (they carry
+ * the new commit index); followers that wait for nothing learn it at the
+ * next tick (raft_send_commit_notices).  A leader removed by a change that
+ * has now committed (thesis 4.2.2) tells every follower at once and steps
+ * down, so that none waits for the next leader to apply the change.
  */
 void
 raft_commit_advanced(raft *r)
 {
-	raft_broadcast_append(r);
+	uint32_t	i;
+
 	if (!raft_is_voter(r, r->id) && r->commit >= r->config_index)
+	{
+		raft_broadcast_append(r);
 		raft_become_follower(r, r->term, RAFT_NO_NODE);
+		return;
+	}
+	for (i = 0; i < r->n_progress; i++)
+		raft_send_append(r, &r->progress[i], false);
+}
+
+/*
+ * Tells each follower the commit index of entries it held a tick ago and
+ * has not been told about since: so within one to two ticks of the commit
+ * when nothing else goes its way.  Not on every commit: under load the
+ * next append carries the news, and a notice of its own per commit would
+ * double the messages (and their answers) of every transaction.
+ */
+void
+raft_send_commit_notices(raft *r)
+{
+	uint32_t	i;
+
+	for (i = 0; i < r->n_progress; i++)
+	{
+		raft_progress *pr = &r->progress[i];
+		raft_index_t known = pr->match < r->commit ? pr->match : r->commit;
+
+		if (pr->id == r->id)
+			continue;
+		if (pr->commit_due != 0 && pr->commit_sent < pr->commit_due)
+			raft_send_append(r, pr, true);
+		pr->commit_due = pr->commit_sent < known ? known : 0;
+	}
 }
 
 /* Finds the largest index <= index whose term is <= term (fast back-off). */
@@ -456,15 +493,6 @@ raft_recv_append_resp(raft *r, const raft_msg *m)
 	if (pr->state == RAFT_PROGRESS_PROBE && !pr->probe_sent &&
 		pr->next <= raft_log_last_index(&r->log))
 		raft_send_append(r, pr, false);
-	else if (pr->commit_sent < r->commit && pr->match >= r->commit)
-	{
-		/*
-		 * It acknowledged entries that committed since we last told it
-		 * the commit index: tell it now rather than at the next heartbeat,
-		 * so that it applies them without delay.
-		 */
-		raft_send_append(r, pr, true);
-	}
 }
 
 void

@@ -3062,6 +3062,10 @@ test_two_nodes(void)
 		  "two nodes: node 1 leads in term 1");
 	CHECK(s2.role == RAFT_FOLLOWER && s2.term == 1 && s2.leader == 1 && s2.vote == 1,
 		  "two nodes: node 2 follows leader 1 in term 1, having voted for 1");
+	/* node 2 learns the commit index at the leader's next tick */
+	raft_tick(n1.r);
+	pump(&n1, &n2);
+	s2 = status_of(&n2);
 	CHECK(s1.commit_index == 1 && s2.commit_index == 1,
 		  "two nodes: both commit the no-op (commit 1)");
 	CHECK(log.apply_ok[1] && log.apply_ok[2] && n1.applied == 1 && n2.applied == 1,
@@ -3077,6 +3081,8 @@ test_two_nodes(void)
 	CHECK_RC(raft_propose(n1.r, RAFT_ENTRY_NORMAL, "hello", 5, &idx), RAFT_OK,
 			 "two nodes: the leader proposes an entry");
 	CHECK_U64(idx, 2, "two nodes: ... at index 2");
+	pump(&n1, &n2);
+	raft_tick(n1.r);
 	pump(&n1, &n2);
 	CHECK(status_of(&n1).commit_index == 2 && status_of(&n2).commit_index == 2,
 		  "two nodes: entry 2 commits on both");
@@ -3191,6 +3197,76 @@ test_two_nodes(void)
 	node_free(&n2);
 }
 
+/*
+ * A follower that held entries committed at one tick and was not told the
+ * commit index since learns it at the leader's next tick, from an APPEND
+ * without entries when that tick sends no heartbeat; once told, it is not
+ * told again.  Nodes 1 and 2 of {1,2}, heartbeats every 5 ticks.
+ */
+static void
+test_commit_notice(void)
+{
+	static const raft_id_t ids[] = {1, 2};
+	raft_options o1 = test_options(1);
+	raft_options o2 = test_options(2);
+	node		n1;
+	node		n2;
+	raft_msg	m;
+	raft_index_t idx = 0;
+
+	o1.heartbeat_ticks = o2.heartbeat_ticks = 5;
+	if (!CHECK(node_bootstrap(&n1, &o1, ids, 2) && node_bootstrap(&n2, &o2, ids, 2),
+			   "commit notice: nodes 1 and 2 of {1,2}, heartbeat every 5 ticks"))
+		return;
+	raft_campaign_now(n1.r);
+	pump(&n1, &n2);
+	CHECK(status_of(&n1).commit_index == 1 && status_of(&n2).commit_index == 0,
+		  "commit notice: node 1 leads and commits its no-op; node 2 does not know yet");
+	raft_tick(n1.r);
+	CHECK(pending_msg(&n1, RAFT_MSG_APPEND).type == 0,
+		  "commit notice: the first tick after the commit sends nothing (an append might carry it)");
+	raft_tick(n1.r);
+	m = pending_msg(&n1, RAFT_MSG_APPEND);
+	CHECK(m.type == RAFT_MSG_APPEND && m.n_entries == 0 && m.index == 1 && m.commit == 1 &&
+		  pending_msg(&n1, RAFT_MSG_HEARTBEAT).type == 0,
+		  "commit notice: the second sends an APPEND without entries carrying commit 1");
+	pump(&n1, &n2);
+	CHECK(status_of(&n2).commit_index == 1, "commit notice: node 2 commits 1");
+	raft_tick(n1.r);
+	CHECK(pending_msg(&n1, RAFT_MSG_APPEND).type == 0,
+		  "commit notice: the tick after sends no notice again");
+	pump(&n1, &n2);
+
+	CHECK_RC(raft_propose(n1.r, RAFT_ENTRY_NORMAL, "a", 1, &idx), RAFT_OK,
+			 "commit notice: the leader proposes entry 2");
+	pump(&n1, &n2);
+	CHECK(status_of(&n1).commit_index == 2 && status_of(&n2).commit_index == 1,
+		  "commit notice: entry 2 commits; node 2 does not know yet");
+	raft_tick(n1.r);
+	CHECK_RC(raft_propose(n1.r, RAFT_ENTRY_NORMAL, "b", 1, &idx), RAFT_OK,
+			 "commit notice: the leader proposes entry 3 after a tick");
+	m = pending_msg(&n1, RAFT_MSG_APPEND);
+	CHECK(m.type == RAFT_MSG_APPEND && m.n_entries == 1 && m.commit == 2,
+		  "commit notice: whose APPEND carries commit 2");
+	pump(&n1, &n2);
+	CHECK(status_of(&n1).commit_index == 3 && status_of(&n2).commit_index == 2,
+		  "commit notice: entry 3 commits; node 2 knows commit 2");
+	raft_tick(n1.r);
+	m = pending_msg(&n1, RAFT_MSG_HEARTBEAT);
+	CHECK(m.type == RAFT_MSG_HEARTBEAT && m.commit == 3 &&
+		  pending_msg(&n1, RAFT_MSG_APPEND).type == 0,
+		  "commit notice: the next tick's heartbeat carries commit 3, and no notice goes with it");
+	pump(&n1, &n2);
+	raft_tick(n1.r);
+	CHECK(pending_msg(&n1, RAFT_MSG_APPEND).type == 0,
+		  "commit notice: nor at the tick after");
+	pump(&n1, &n2);
+	CHECK(n1.errors == 0 && n2.errors == 0 && status_of(&n2).commit_index == 3 &&
+		  n2.applied == 3, "commit notice: node 2 commits and applies 3");
+	node_free(&n1);
+	node_free(&n2);
+}
+
 /* The progress entry of member id in st, or NULL. */
 static const raft_member_status *
 member_status(const raft_status *st, raft_id_t id)
@@ -3229,6 +3305,8 @@ test_member_commit_index(void)
 		return;
 	raft_campaign_now(n1.r);
 	pump(&n1, &n2);
+	raft_tick(n1.r);			/* node 2 learns the commit index */
+	pump(&n1, &n2);
 	s1 = status_of(&n1);
 	s2 = status_of(&n2);
 	CHECK(s1.role == RAFT_LEADER && s1.commit_index == 1 && s2.commit_index == 1,
@@ -3253,47 +3331,54 @@ test_member_commit_index(void)
 	p = member_status(&s1, 2);
 	CHECK(s1.commit_index == 2 && p != NULL && p->match_index == 2 && p->commit_index == 1,
 		  "commit index: the leader commits 2 but shows node 2 at commit 1, as reported");
-	m = pending_msg(&n1, RAFT_MSG_APPEND);
-	CHECK(m.type == RAFT_MSG_APPEND && m.commit == 2,
-		  "commit index: the leader tells node 2 about commit 2 at once");
+	CHECK(pending_msg(&n1, RAFT_MSG_APPEND).type == 0 &&
+		  pending_msg(&n1, RAFT_MSG_HEARTBEAT).type == 0,
+		  "commit index: the leader sends nothing only to tell the new commit index");
+
+	/* the next tick's heartbeat tells it */
+	raft_tick(n1.r);
+	m = pending_msg(&n1, RAFT_MSG_HEARTBEAT);
+	CHECK(m.type == RAFT_MSG_HEARTBEAT && m.commit == 2,
+		  "commit index: the next tick's HEARTBEAT carries commit 2");
 	drain(&n1, &n2);
-	m = pending_msg(&n2, RAFT_MSG_APPEND_RESP);
-	CHECK(m.type == RAFT_MSG_APPEND_RESP && !m.reject && m.commit == 2,
-		  "commit index: node 2 answers with commit 2");
+	m = pending_msg(&n2, RAFT_MSG_HEARTBEAT_RESP);
+	CHECK(m.type == RAFT_MSG_HEARTBEAT_RESP && m.commit == 2 &&
+		  status_of(&n2).commit_index == 2,
+		  "commit index: node 2 commits 2 and its HEARTBEAT_RESP carries commit 2");
 	drain(&n2, &n1);
 	s1 = status_of(&n1);
 	p = member_status(&s1, 2);
 	CHECK(p != NULL && p->commit_index == 2,
-		  "commit index: the leader shows node 2 at commit 2 (APPEND_RESP)");
+		  "commit index: the leader shows node 2 at commit 2 (HEARTBEAT_RESP)");
 
-	/* another entry, whose commit node 2 learns only from a heartbeat */
+	/* entry 3 commits; the append of entry 4 carries the news */
 	CHECK_RC(raft_propose(n1.r, RAFT_ENTRY_NORMAL, "b", 1, &idx), RAFT_OK,
 			 "commit index: the leader proposes entry 3");
 	drain(&n1, &n2);
 	drain(&n2, &n1);
-	drain(&n1, NULL);			/* the APPEND carrying commit 3 is lost */
 	s1 = status_of(&n1);
 	p = member_status(&s1, 2);
 	CHECK(s1.commit_index == 3 && status_of(&n2).commit_index == 2 && p != NULL &&
 		  p->match_index == 3 && p->commit_index == 2,
 		  "commit index: entry 3 commits; node 2, not told, is still shown at 2");
-	raft_tick(n1.r);
-	m = pending_msg(&n1, RAFT_MSG_HEARTBEAT);
-	CHECK(m.type == RAFT_MSG_HEARTBEAT && m.commit == 3,
-		  "commit index: the next tick's HEARTBEAT carries commit 3");
+	CHECK_RC(raft_propose(n1.r, RAFT_ENTRY_NORMAL, "c", 1, &idx), RAFT_OK,
+			 "commit index: the leader proposes entry 4");
+	m = pending_msg(&n1, RAFT_MSG_APPEND);
+	CHECK(m.type == RAFT_MSG_APPEND && m.n_entries == 1 && m.commit == 3,
+		  "commit index: the APPEND of entry 4 carries commit 3");
 	drain(&n1, &n2);
-	m = pending_msg(&n2, RAFT_MSG_HEARTBEAT_RESP);
-	CHECK(m.type == RAFT_MSG_HEARTBEAT_RESP && m.commit == 3 &&
-		  status_of(&n2).commit_index == 3,
-		  "commit index: node 2 commits 3 and its HEARTBEAT_RESP carries commit 3");
+	m = pending_msg(&n2, RAFT_MSG_APPEND_RESP);
+	CHECK(m.type == RAFT_MSG_APPEND_RESP && !m.reject && m.index == 4 && m.commit == 3,
+		  "commit index: node 2 acknowledges entry 4 carrying its commit, 3");
 	drain(&n2, &n1);
 	s1 = status_of(&n1);
 	p = member_status(&s1, 2);
-	CHECK(p != NULL && p->commit_index == 3,
-		  "commit index: the leader shows node 2 at commit 3 (HEARTBEAT_RESP)");
+	CHECK(s1.commit_index == 4 && p != NULL && p->commit_index == 3,
+		  "commit index: the leader shows node 2 at commit 3 (APPEND_RESP)");
+	raft_tick(n1.r);
 	pump(&n1, &n2);
-	CHECK(n1.errors == 0 && n2.errors == 0 && n1.applied == 3 && n2.applied == 3,
-		  "commit index: contract kept, both applied 1..3");
+	CHECK(n1.errors == 0 && n2.errors == 0 && n1.applied == 4 && n2.applied == 4,
+		  "commit index: contract kept, both applied 1..4");
 	node_free(&n1);
 	node_free(&n2);
 }
@@ -3418,6 +3503,7 @@ main(void)
 	test_set_timeouts_heartbeat();
 	test_two_nodes();
 	test_member_commit_index();
+	test_commit_notice();
 	test_names();
 
 	printf("1..%d\n", n_tests);
