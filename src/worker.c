@@ -399,12 +399,17 @@ tick_us(void)
 	return Max((int64) raft_heartbeat_interval_ms * 1000 / TICKS_PER_HEARTBEAT, 1);
 }
 
-/* Converts the timing settings into ticks of the core's clock. */
+/*
+ * Converts the timing settings into ticks of the core's clock.  An election
+ * timeout under two heartbeat intervals is raised to two, as the settings'
+ * descriptions require: check-quorum needs a heartbeat round per timeout.
+ */
 static void
 timeout_ticks(uint32 *election_ticks, uint32 *heartbeat_ticks)
 {
 	*heartbeat_ticks = Max((uint32) ((int64) raft_heartbeat_interval_ms * 1000 / tick_us()), 1);
-	*election_ticks = Max((uint32) ((int64) raft_election_timeout_ms * 1000 / tick_us()), 2);
+	*election_ticks = Max((uint32) ((int64) raft_election_timeout_ms * 1000 / tick_us()),
+						  2 * *heartbeat_ticks);
 }
 
 static void
