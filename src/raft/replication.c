@@ -254,9 +254,10 @@ raft_maybe_commit(raft *r)
 /*
  * After the commit index moved: sends the entries that wait (they carry
  * the new commit index); followers that wait for nothing learn it within
- * one to two ticks (raft_send_commit_notices).  A leader removed by a change that
- * has now committed (thesis 4.2.2) tells every follower at once and steps
- * down, so that none waits for the next leader to apply the change.
+ * one to two ticks (raft_send_commit_notices).  A leader removed by a
+ * change that has now committed (thesis 4.2.2) tells every follower at
+ * once and steps down, so that none waits for the next leader to apply
+ * the change.
  */
 void
 raft_commit_advanced(raft *r)
