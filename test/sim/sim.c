@@ -15,8 +15,9 @@
  *
  *	  A seed alternates chaos periods with healing periods.  When a period
  *	  of chaos ends, the network heals and every node restarts; a leader
- *	  must then emerge and a fresh proposal commit within LIVENESS_TICKS,
- *	  or the run reports a liveness violation.
+ *	  must then emerge, a fresh proposal commit, and every live member
+ *	  learn that it committed, within LIVENESS_TICKS, or the run reports a
+ *	  liveness violation.
  *
  *	  `sim --seed N` replays seed N exactly; `--verbose` prints every event.
  *
@@ -38,6 +39,7 @@ typedef struct campaign
 	uint32_t	chaos_left;
 	uint64_t	liveness_deadline;
 	raft_id_t	probe_leader;	/* node that holds our liveness proposal */
+	bool		probe_committed;	/* ... and has committed it */
 	raft_index_t probe_index;
 	raft_term_t probe_term;
 	uint64_t	next_payload;
@@ -354,6 +356,7 @@ start_healing(campaign *cp)
 	cp->healing = true;
 	cp->liveness_deadline = c->now + LIVENESS_TICKS;
 	cp->probe_leader = RAFT_NO_NODE;
+	cp->probe_committed = false;
 }
 
 static void
@@ -372,8 +375,33 @@ start_chaos(campaign *cp)
 }
 
 /*
- * After healing, a leader must emerge and commit a new proposal.  The
- * proposal is retried on each new leader until one commits it.
+ * Whether every live member of leader_status's configuration (learners
+ * too) has learnt that index is committed.
+ */
+static bool
+members_know_commit(sim_cluster *c, const raft_status *leader_status,
+					raft_index_t index)
+{
+	uint32_t	i;
+
+	for (i = 0; i < leader_status->config.n_members; i++)
+	{
+		sim_node   *n = sim_node_get(c, leader_status->config.members[i].id);
+		raft_status st;
+
+		if (n == NULL || !n->up)
+			continue;
+		raft_get_status(n->r, &st);
+		if (st.commit_index < index)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * After healing, a leader must emerge and commit a new proposal, and every
+ * live member must learn of that commit.  The proposal is retried on each
+ * new leader until one commits it.
  */
 static void
 healing_step(campaign *cp)
@@ -383,7 +411,9 @@ healing_step(campaign *cp)
 
 	if (c->now > cp->liveness_deadline)
 	{
-		sim_fail(c, "liveness: no proposal committed within %d ticks after the faults healed",
+		sim_fail(c, cp->probe_committed ?
+				 "liveness: a member did not learn of the commit within %d ticks after the faults healed" :
+				 "liveness: no proposal committed within %d ticks after the faults healed",
 				 LIVENESS_TICKS);
 		return;
 	}
@@ -396,11 +426,15 @@ healing_step(campaign *cp)
 		if (st.commit_index >= cp->probe_index &&
 			raft_term_at(n->r, cp->probe_index) == cp->probe_term)
 		{
-			c->proposals_committed++;
-			start_chaos(cp);
-			return;
+			cp->probe_committed = true;
+			if (members_know_commit(c, &st, cp->probe_index))
+			{
+				c->proposals_committed++;
+				start_chaos(cp);
+				return;
+			}
 		}
-		if (st.role != RAFT_LEADER || st.term != cp->probe_term)
+		else if (st.role != RAFT_LEADER || st.term != cp->probe_term)
 			cp->probe_leader = RAFT_NO_NODE;
 	}
 	leader = sim_leader(c);
