@@ -367,10 +367,12 @@ write_hard_state(const raft_hard_state *hs)
 static void
 write_commit_hint(bool force)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 
-	if (W.latest_commit == W.written_commit ||
-		(!force && now - W.commit_hint_written < (int64) COMMIT_HINT_MS * 1000))
+	if (W.latest_commit == W.written_commit)
+		return;
+	now = GetCurrentTimestamp();
+	if (!force && now - W.commit_hint_written < (int64) COMMIT_HINT_MS * 1000)
 		return;
 	RaftStorageWriteHint("commit", &W.latest_commit, sizeof(W.latest_commit));
 	W.written_commit = W.latest_commit;
@@ -392,11 +394,11 @@ write_commit_hint(bool force)
  */
 #define TICKS_PER_HEARTBEAT 10
 
-/* The length of a tick in microseconds, at least one. */
+/* The length of a tick in microseconds (raft.heartbeat_interval >= 10 ms). */
 static int64
 tick_us(void)
 {
-	return Max((int64) raft_heartbeat_interval_ms * 1000 / TICKS_PER_HEARTBEAT, 1);
+	return (int64) raft_heartbeat_interval_ms * 1000 / TICKS_PER_HEARTBEAT;
 }
 
 /*
@@ -407,9 +409,9 @@ tick_us(void)
 static void
 timeout_ticks(uint32 *election_ticks, uint32 *heartbeat_ticks)
 {
-	*heartbeat_ticks = Max((uint32) ((int64) raft_heartbeat_interval_ms * 1000 / tick_us()), 1);
+	*heartbeat_ticks = TICKS_PER_HEARTBEAT;
 	*election_ticks = Max((uint32) ((int64) raft_election_timeout_ms * 1000 / tick_us()),
-						  2 * *heartbeat_ticks);
+						  2 * TICKS_PER_HEARTBEAT);
 }
 
 static void
@@ -1151,7 +1153,6 @@ handle_ready(void)
 		send_messages(&rd);
 	if (rd.hard_state_changed)
 		W.latest_commit = rd.hard_state.commit;
-	write_commit_hint(false);
 
 	/*
 	 * Applying: the apply worker takes committed entries from the apply
