@@ -206,6 +206,22 @@ find_column_sequences(ApplyRelation *r, Relation rel)
 	}
 }
 
+/* This transaction's mark for sequence seqoid, or NULL. */
+static SequenceMark *
+find_mark(ApplyState *state, Oid seqoid)
+{
+	ListCell   *lc;
+
+	foreach(lc, state->sequence_marks)
+	{
+		SequenceMark *mark = lfirst(lc);
+
+		if (mark->seqoid == seqoid)
+			return mark;
+	}
+	return NULL;
+}
+
 /* Remembers the values a new row holds in columns with a sequence default. */
 static void
 mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
@@ -219,20 +235,13 @@ mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
 		Datum		d = slot_getattr(slot, attnum, &isnull);
 		Oid			type = TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1)->atttypid;
 		int64		value;
-		ListCell   *lc;
-		SequenceMark *mark = NULL;
+		SequenceMark *mark;
 
 		if (isnull)
 			continue;
 		value = type == INT8OID ? DatumGetInt64(d) :
 			type == INT4OID ? (int64) DatumGetInt32(d) : (int64) DatumGetInt16(d);
-		foreach(lc, state->sequence_marks)
-		{
-			SequenceMark *m = lfirst(lc);
-
-			if (m->seqoid == r->seq_oids[i])
-				mark = m;
-		}
+		mark = find_mark(state, r->seq_oids[i]);
 		if (mark == NULL)
 		{
 			MemoryContext old = MemoryContextSwitchTo(state->stream_cxt);
@@ -554,30 +563,21 @@ apply_truncate(ApplyState *state, const chg_message *m)
 		relids = lappend_oid(relids, r->localid);
 		if (RelationIsLogicallyLogged(rel))
 			relids_logged = lappend_oid(relids_logged, r->localid);
+		/* RESTART IDENTITY: what was written before no longer counts */
+		if (m->truncate_flags & 2)
+		{
+			int			k;
+
+			for (k = 0; k < r->nseqs; k++)
+				state->sequence_marks = list_delete_ptr(state->sequence_marks,
+														find_mark(state, r->seq_oids[k]));
+		}
 	}
 	ExecuteTruncateGuts(rels, relids, relids_logged,
 						(m->truncate_flags & 1) ? DROP_CASCADE : DROP_RESTRICT,
 						(m->truncate_flags & 2) != 0);
 	foreach(lc, rels)
 		table_close(lfirst(lc), NoLock);
-
-	/* RESTART IDENTITY: what was written before no longer counts */
-	if (m->truncate_flags & 2)
-		for (i = 0; i < m->nrels; i++)
-		{
-			ApplyRelation *r = find_relation(state, chg_truncate_relid(m, i));
-			int			k;
-
-			for (k = 0; k < r->nseqs; k++)
-				foreach(lc, state->sequence_marks)
-				{
-					SequenceMark *mark = lfirst(lc);
-
-					if (mark->seqoid == r->seq_oids[k])
-						state->sequence_marks =
-							foreach_delete_current(state->sequence_marks, lc);
-				}
-		}
 }
 
 /* ----------------------------------------------------------------
@@ -1668,9 +1668,7 @@ RaftApplyWorkerMain(Datum main_arg)
 				SetLatch(raft_latch);
 			continue;
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		wait_a_second();
 		/* idle: let skipped entries become durable, tidy up */
 		publish_progress();
 		if (AW.txn == NULL)
