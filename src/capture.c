@@ -93,7 +93,6 @@ typedef struct Capture
 	PostgresPollingStatusType poll;
 	MemoryContext cxt;
 	TimestampTz retry_at;
-	TimestampTz creating_since;	/* the slot creation was sent then */
 	TimestampTz idle_check_at;	/* next look for sessions holding it up */
 	char		problem[RAFT_ERROR_BYTES];
 
@@ -628,8 +627,7 @@ advance(uint64 commit_index)
 					 "CREATE_REPLICATION_SLOT %s LOGICAL pg_raft (SNAPSHOT 'nothing')",
 					 RAFT_SLOT_NAME);
 			capture_send(command, CAPTURE_CREATING);
-			C.creating_since = GetCurrentTimestamp();
-			C.idle_check_at = TimestampTzPlusMilliseconds(C.creating_since,
+			C.idle_check_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														  CAPTURE_IDLE_GRACE_MS);
 			return;
 		case CAPTURE_CREATING:
