@@ -169,6 +169,15 @@ wait_for_promotion(void)
  * ----------------------------------------------------------------
  */
 
+/*
+ * SQL condition: the schema named by the column nspcol holds user objects
+ * (not the catalogue, information_schema, TOAST or temporary schemas).
+ * The emptiness check and the emptying must agree on it.
+ */
+#define USER_SCHEMA(nspcol) \
+	" " nspcol " NOT IN ('pg_catalog', 'information_schema')" \
+	" AND " nspcol " !~ '^pg_(toast|temp)'"
+
 /* Refuses to copy onto an instance whose database already holds tables. */
 static void
 require_empty_database(void)
@@ -180,8 +189,7 @@ require_empty_database(void)
 	if (SPI_execute("SELECT count(*) FROM pg_class c"
 					" JOIN pg_namespace n ON n.oid = c.relnamespace"
 					" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
-					" AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-					" AND n.nspname !~ '^pg_(toast|temp)'"
+					" AND" USER_SCHEMA("n.nspname")
 					" AND NOT EXISTS (SELECT FROM pg_depend d"
 					"  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid"
 					"  AND d.deptype = 'e')", true, 1) != SPI_OK_SELECT)
@@ -604,16 +612,14 @@ RaftEmptyDatabase(void)
 		" n.nspname, c.relname)"
 		" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 		" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition"
-		" AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-		" AND n.nspname !~ '^pg_(toast|temp)'"
+		" AND" USER_SCHEMA("n.nspname")
 		" AND n.oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')"
 		/* a column's sequence (serial, identity) goes with its table */
 		" AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
 		"  AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))"
 		" ORDER BY c.relkind = 'S'",
 		"SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', nspname) FROM pg_namespace"
-		" WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
-		" AND nspname !~ '^pg_(toast|temp)'"
+		" WHERE" USER_SCHEMA("nspname")
 		" AND oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')",
 	};
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
