@@ -92,6 +92,7 @@
 
 #include "changes/changes.h"
 #include "pg_raft.h"
+#include "repair.h"
 #include "sql.h"
 #include "storage.h"
 
@@ -123,6 +124,7 @@ typedef struct ApplyState
 	List	   *sequence_marks; /* SequenceMark */
 	MemoryContext stream_cxt;	/* relation descriptions */
 	MemoryContext change_cxt;	/* reset after every message */
+	bool		collect;		/* only collect the rows touched (repair.c) */
 } ApplyState;
 
 static ApplyRelation *
@@ -145,13 +147,14 @@ find_relation(ApplyState *state, uint32 remote_relid)
 }
 
 /*
- * The sequence a column default draws from: an identity column's, or the
+ * RaftColumnSequence
+ *		The sequence a column default draws from: an identity column's, or the
  * one of a default that is nextval('...') under implicit casts (serial
  * columns; on a partition or an inheritance child the default was copied
  * from the parent, whose column owns the sequence).  InvalidOid if none.
  */
-static Oid
-default_sequence(Relation rel, AttrNumber attnum)
+Oid
+RaftColumnSequence(Relation rel, AttrNumber attnum)
 {
 	Node	   *def = build_column_default(rel, attnum);
 
@@ -197,7 +200,7 @@ find_column_sequences(ApplyRelation *r, Relation rel)
 			 att->atttypid != INT8OID) ||
 			(!att->atthasdef && !att->attidentity))
 			continue;
-		seqoid = default_sequence(rel, att->attnum);
+		seqoid = RaftColumnSequence(rel, att->attnum);
 		if (!OidIsValid(seqoid))
 			continue;
 		r->seq_attnums[r->nseqs] = att->attnum;
@@ -258,12 +261,13 @@ mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
 }
 
 /*
- * Moves a sequence forward to value, if it counts upwards, value lies in
+ * RaftAdvanceSequence
+ *		Moves a sequence forward to value, if it counts upwards, value lies in
  * its range, and it would hand out value or less next.  The lock keeps a
  * concurrent nextval() out between the reading and the setting.
  */
-static void
-advance_sequence(Oid seqoid, int64 value)
+void
+RaftAdvanceSequence(Oid seqoid, int64 value)
 {
 	HeapTuple	tuple;
 	Form_pg_sequence seq;
@@ -506,17 +510,43 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 	local = table_slot_create(t.rel, &t.estate->es_tupleTable);
 
 	if (m->kind == CHG_INSERT)
-	{
 		fill_slot(newslot, r, &m->new_tuple, NULL, false);
+	else
+	{
+		/* without an old key the new row carries it (key unchanged) */
+		fill_slot(keyslot, r, m->old_kind == '-' ? &m->new_tuple : &m->old_tuple,
+				  NULL, true);
+	}
+	if (state->collect || RaftRepairInWindow())
+	{
+		TupleTableSlot *old_key = m->kind == CHG_INSERT ? NULL : keyslot;
+		TupleTableSlot *new_key = NULL;
+
+		if (m->kind == CHG_INSERT)
+			new_key = newslot;
+		else if (m->kind == CHG_UPDATE && m->old_kind == '-')
+			new_key = keyslot;
+		else if (m->kind == CHG_UPDATE)
+		{
+			new_key = table_slot_create(t.rel, &t.estate->es_tupleTable);
+			fill_slot(new_key, r, &m->new_tuple, NULL, true);
+		}
+		if (state->collect)
+			RaftRepairCollectRow(t.rel, old_key, new_key);
+		if (state->collect || RaftRepairCoversRow(t.rel, old_key, new_key))
+		{
+			target_close(&t);
+			return;
+		}
+	}
+
+	if (m->kind == CHG_INSERT)
+	{
 		ExecSimpleRelationInsert(t.rri, t.estate, newslot);
 		mark_sequences(state, r, newslot);
 	}
 	else
 	{
-		/* without an old key the new row carries it (key unchanged) */
-		const chg_tuple *key = m->old_kind == '-' ? &m->new_tuple : &m->old_tuple;
-
-		fill_slot(keyslot, r, key, NULL, true);
 		if (!find_row(&t, r, keyslot, local))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
@@ -559,6 +589,13 @@ apply_truncate(ApplyState *state, const chg_message *m)
 		ApplyRelation *r = find_relation(state, chg_truncate_relid(m, i));
 		Relation	rel = table_open(r->localid, AccessExclusiveLock);
 
+		if (state->collect)
+			RaftRepairCollectTable(rel);
+		if (state->collect || RaftRepairCoversTable(rel))
+		{
+			table_close(rel, NoLock);
+			continue;
+		}
 		rels = lappend(rels, rel);
 		relids = lappend_oid(relids, r->localid);
 		if (RelationIsLogicallyLogged(rel))
@@ -573,6 +610,8 @@ apply_truncate(ApplyState *state, const chg_message *m)
 														find_mark(state, r->seq_oids[k]));
 		}
 	}
+	if (rels == NIL)
+		return;
 	ExecuteTruncateGuts(rels, relids, relids_logged,
 						(m->truncate_flags & 1) ? DROP_CASCADE : DROP_RESTRICT,
 						(m->truncate_flags & 2) != 0);
@@ -724,9 +763,25 @@ RaftApplyEnd(RaftApplyState *state)
 	{
 		SequenceMark *mark = lfirst(lc);
 
-		advance_sequence(mark->seqoid, mark->value);
+		RaftAdvanceSequence(mark->seqoid, mark->value);
 	}
 	MemoryContextDelete(state->apply.stream_cxt);
+}
+
+/*
+ * RaftApplyCollect
+ *		Reads a change stream without applying it, handing the rows and
+ *		tables it touches to the repair set (repair.c).  Caller is in a
+ *		transaction.
+ */
+void
+RaftApplyCollect(const uint8 *stream, size_t len)
+{
+	RaftApplyState *state = RaftApplyBegin(CurrentMemoryContext);
+
+	state->apply.collect = true;
+	RaftApplyPiece(state, stream, len);
+	RaftApplyEnd(state);
 }
 
 /*
@@ -803,7 +858,7 @@ static ApplyWorker AW;
 
 static void make_progress_durable(bool force);
 static void resync(const char *why);
-static void mark_resync_needed(void);
+static void repair(void);
 
 static void
 apply_worker_detach(int code, Datum arg)
@@ -1179,7 +1234,10 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 	if (AW.txn != NULL && e->term != AW.txn_term)
 		abandon_transaction("the leader that sent it lost its leadership");
 	if (e->type != RAFT_ENTRY_NORMAL)
+	{
+		RaftRepairSeeEntry(e->index, e->term, false, RAFT_NO_NODE, InvalidXLogRecPtr);
 		return;
+	}
 
 	rc = chg_entry_header_read(data, len, &header);
 	if (rc != CHG_OK)
@@ -1187,6 +1245,8 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("raft entry %llu has an invalid data header: %s",
 						(unsigned long long) e->index, chg_strerror(rc))));
+	RaftRepairSeeEntry(e->index, e->term, (header.flags & CHG_ENTRY_FIRST) != 0,
+					   header.origin, header.final_lsn);
 	if (AW.txn != NULL && (header.flags & CHG_ENTRY_FIRST))
 		abandon_transaction("its leader began to send it again");
 	if (header.origin == AW.self)
@@ -1294,96 +1354,7 @@ make_progress_durable(bool force)
 	AW.durable_index = AW.done_index;
 	AW.own_committed_unsaved = false;
 	AW.durable_written = now;
-}
-
-/*
- * Looks for transactions that committed here while this node led but never
- * reached the Raft log (their COMMIT was waiting when the node died, or did
- * not wait: synchronous_commit = local).  They are the changes the slot of
- * that leadership still holds whose commit LSN is past the last own
- * transaction found committed in the log.  They are written, as a change
- * stream, to a file that raft.decode_changes() reads, and counted in
- * raft.status; the node is then re-synchronised.  Returns how many there
- * are.  Unless certain (every entry of earlier terms that will ever commit
- * is applied), some of them may have reached the log after all: their
- * entries were compacted before this node could see them.
- */
-static uint64
-check_divergence(bool certain)
-{
-	StringInfoData kept;
-	uint64		count = 0;
-	bool		in_diverged = false;
-	uint64		i;
-	chg_arrays	arrays;
-
-	initStringInfo(&kept);
-	RaftChangeArraysInit(&arrays);
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	if (SPI_execute("SELECT data FROM pg_logical_slot_peek_binary_changes('" RAFT_SLOT_NAME "', NULL, NULL)",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the replication slot \"%s\"", RAFT_SLOT_NAME);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		bytea	   *data = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc, 1, &isnull));
-		const uint8 *buf = (const uint8 *) VARDATA_ANY(data);
-		size_t		len = VARSIZE_ANY_EXHDR(data);
-		chg_message m;
-		size_t		consumed;
-
-		if (len > 0 && buf[0] == CHG_VERSION &&
-			chg_read(buf, len, &arrays, &m, &consumed) == CHG_OK &&
-			chg_read(buf + consumed, len - consumed, &arrays, &m, &consumed) == CHG_OK &&
-			m.kind == CHG_BEGIN)
-			in_diverged = m.lsn > AW.own_committed_lsn;
-		if (!in_diverged)
-			continue;
-		appendBinaryStringInfo(&kept, (const char *) buf, (int) len);
-		if (len > 0 && buf[0] == CHG_COMMIT)
-			count++;
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-
-	if (count > 0)
-	{
-		char		path[MAXPGPATH];
-		int			fd;
-
-		snprintf(path, sizeof(path), "%s/diverged-%ld.changes", RAFT_STORAGE_DIR,
-				 (long) time(NULL));
-		fd = BasicOpenFile(path, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-		if (fd < 0 || write(fd, kept.data, kept.len) != kept.len ||
-			pg_fsync(fd) != 0 || close(fd) != 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not write file \"%s\": %m", path)));
-		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-		RaftShmem->apply.diverged_transactions = count;
-		strlcpy(RaftShmem->apply.diverged_file, path, MAXPGPATH);
-		LWLockRelease(RaftShmem->lock);
-		if (certain)
-			ereport(LOG,
-					(errmsg("pg_raft found %llu transactions that committed on this node while it led but never reached the raft log; they are kept in \"%s\"",
-							(unsigned long long) count, path),
-					 errdetail("The other members do not have them; this node's data is copied again from the leader."),
-					 errhint("Read them with SELECT raft.decode_changes(pg_read_binary_file('%s')).",
-							 path)));
-		else
-			ereport(LOG,
-					(errmsg("pg_raft found %llu transactions that committed on this node while it led and that it cannot match against the raft log; they are kept in \"%s\"",
-							(unsigned long long) count, path),
-					 errdetail("The log entries they would match were compacted while this node was away: some or all of them may be on the other members."),
-					 errhint("Read them with SELECT raft.decode_changes(pg_read_binary_file('%s')), and compare with the leader's data before applying any again.",
-							 path)));
-	}
-	pfree(kept.data);
-	return count;
+	RaftRepairProgressDurable(AW.durable_index);
 }
 
 /*
@@ -1406,67 +1377,24 @@ follows_term(uint64 term)
 }
 
 /*
- * Settles the slot a leadership of this node left, if there is one and the
- * node does not lead: reports the transactions that never reached the log
- * (check_divergence), then drops the slot, which would hold back WAL and
- * vacuum here (the next leadership creates its own).  Returns how many
- * diverged; the node must then be re-synchronised, which is recorded
- * before the slot goes.  certain: as for check_divergence.
- */
-static uint64
-settle_slot(bool certain)
-{
-	ReplicationSlot *slot;
-	bool		idle;
-	bool		leads;
-	uint64		diverged;
-
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	leads = RaftShmem->view.role == RAFT_LEADER;
-	LWLockRelease(RaftShmem->lock);
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
-	idle = slot != NULL && slot->active_pid == 0;
-	LWLockRelease(ReplicationSlotControlLock);
-	if (!idle || leads)
-		return 0;
-	diverged = check_divergence(certain);
-	/* from here on, a crash still re-synchronises (start_from_progress) */
-	if (diverged > 0)
-		mark_resync_needed();
-	ReplicationSlotDrop(RAFT_SLOT_NAME, true);
-	ereport(LOG,
-			(errmsg("pg_raft dropped the replication slot \"%s\" of this node's earlier leadership",
-					RAFT_SLOT_NAME)));
-	return diverged;
-}
-
-/*
  * Settles the old slot once this node follows a leader and is about to
- * apply (before) or has applied (after) an entry of its term, and has the
- * node re-synchronised if it diverged.  Returns true if it was: the
- * entries taken so far are stale.
+ * apply (before) or has applied (after) an entry of its term, and repairs
+ * the rows that its diverged transactions touched, if any.
  */
-static bool
+static void
 settle_old_slot(uint64 term)
 {
-	uint64		diverged;
-
 	if (!follows_term(term))
-		return false;
+		return;
 	if (AW.txn != NULL)
 	{
 		/* resumed from the spool: entries of this term were taken before */
 		if (AW.txn_term == term)
-			return false;
+			return;
 		abandon_transaction("the leader that sent it lost its leadership");
 	}
-	diverged = settle_slot(true);
-	if (diverged == 0)
-		return false;
-	resync(psprintf("it committed %llu transactions that never reached the raft log",
-					(unsigned long long) diverged));
-	return true;
+	if (RaftSettleOldSlot(AW.own_committed_lsn, true) > 0)
+		repair();
 }
 
 /* ----------------------------------------------------------------
@@ -1548,7 +1476,7 @@ resync(const char *why)
 			 errdetail("The tables of database \"%s\" are emptied and copied from the leader.",
 					   raft_database)));
 	/* what an earlier leadership of this node left is kept first */
-	(void) settle_slot(false);
+	(void) RaftSettleOldSlot(AW.own_committed_lsn, false);
 	leader_conninfo = wait_for_other_leader();
 
 	RaftEmptyDatabase();
@@ -1556,11 +1484,34 @@ resync(const char *why)
 	RaftCopyData(leader_conninfo);
 	CommitTransactionCommand();
 
+	/* the copy holds every row: a repair under way is moot */
+	RaftRepairForget();
 	if (!start_from_progress())
 		elog(ERROR, "pg_raft copy of the leader's data left no starting point");
 	ereport(LOG,
 			(errmsg("pg_raft re-synchronised this node's data: it holds the log up to raft index %llu",
 					(unsigned long long) AW.copy.index)));
+}
+
+/*
+ * Copies the rows of the repair set from the leader (repair.c), once
+ * another member leads.  Meanwhile raft.status says resyncing and the
+ * raft worker hands over a leadership this node wins: the rows of the set
+ * are not as the log says.
+ */
+static void
+repair(void)
+{
+	char	   *leader_conninfo;
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.resyncing = true;
+	LWLockRelease(RaftShmem->lock);
+	leader_conninfo = wait_for_other_leader();
+	RaftRepairRun(leader_conninfo);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.resyncing = false;
+	LWLockRelease(RaftShmem->lock);
 }
 
 /* Publishes progress for the raft worker and the views. */
@@ -1605,6 +1556,9 @@ RaftApplyWorkerMain(Datum main_arg)
 	attach_origin();
 	if (!start_from_progress())
 		resync("a copy of the leader's data did not finish here");
+	RaftRepairLoad();
+	if (RaftRepairPending())
+		repair();
 
 	buf = MemoryContextAllocHuge(TopMemoryContext, cap);
 	for (;;)
@@ -1633,8 +1587,8 @@ RaftApplyWorkerMain(Datum main_arg)
 					 (unsigned long long) AW.next_index,
 					 (unsigned long long) e.index);
 			/* before the new leader's entries can meet diverged rows */
-			if (e.term != AW.last_term && settle_old_slot(e.term))
-				break;
+			if (e.term != AW.last_term)
+				settle_old_slot(e.term);
 			apply_entry(&e, buf + sizeof(e), len - sizeof(e));
 			AW.next_index = e.index + 1;
 			AW.last_term = e.term;
@@ -1672,6 +1626,6 @@ RaftApplyWorkerMain(Datum main_arg)
 		/* idle: let skipped entries become durable, tidy up */
 		publish_progress();
 		if (AW.txn == NULL)
-			(void) settle_old_slot(AW.last_term);
+			settle_old_slot(AW.last_term);
 	}
 }

@@ -63,6 +63,8 @@ PG_FUNCTION_INFO_V1(pg_raft_join_cluster);
 
 /* How long a learner may take to catch up before join_cluster gives up. */
 #define CATCH_UP_TIMEOUT_MS (120 * 1000)
+/* How long the leader may take to confirm a snapshot's position. */
+#define CONFIRM_TIMEOUT_MS (30 * 1000)
 
 /* Runs a query expected to return one row; errors carry the remote text. */
 static PGresult *
@@ -361,8 +363,8 @@ leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
  * The conninfo with its database replaced by raft.database: the data to
  * copy is there, whatever the member's conninfo names.
  */
-static char *
-conninfo_for_database(const char *conninfo)
+char *
+RaftConninfoForDatabase(const char *conninfo)
 {
 	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
 	PQconninfoOption *o;
@@ -403,7 +405,7 @@ static void copy_at_snapshot(const char *leader_conninfo, PGconn *conn,
 static void
 copy_from_leader(const char *member_conninfo)
 {
-	char	   *leader_conninfo = conninfo_for_database(member_conninfo);
+	char	   *leader_conninfo = RaftConninfoForDatabase(member_conninfo);
 	PGconn	   *volatile conn = NULL;
 	PGconn	   *volatile repl = NULL;
 
@@ -425,27 +427,83 @@ copy_from_leader(const char *member_conninfo)
 }
 
 /*
- * The copy itself, through a normal connection to the leader (conn) and a
- * replication one (repl).
+ * Waits until the leader's own slot has confirmed lsn while the same node
+ * leads in the same term: capture confirms a position only once every
+ * transaction that committed before it is committed in the Raft log.  A
+ * snapshot consistent at lsn then holds no transaction that the log could
+ * still lose (one that committed with synchronous_commit = local, or whose
+ * wait for the log was cancelled, while the leadership ends).
  */
 static void
-copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
+wait_for_confirmed(PGconn *conn, XLogRecPtr lsn, uint64 term, raft_id_t leader_id)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   CONFIRM_TIMEOUT_MS);
+	char	   *query = psprintf("SELECT s.confirmed_flush_lsn >= '%X/%X'::pg_lsn, r.term, r.node_id"
+								 " FROM pg_replication_slots s, raft.status r"
+								 " WHERE s.slot_name = '%s' AND r.role = 'leader'",
+								 LSN_FORMAT_ARGS(lsn), RAFT_SLOT_NAME);
+
+	for (;;)
+	{
+		PGresult   *res = exec_interruptible(conn, query);
+		bool		confirmed;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+			strtoull(PQgetvalue(res, 0, 1), NULL, 10) != term ||
+			strtoul(PQgetvalue(res, 0, 2), NULL, 10) != leader_id)
+		{
+			PQclear(res);
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("the leadership changed while the copy began"),
+					 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
+		}
+		confirmed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+		if (confirmed)
+			return;
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the leader did not confirm its log up to LSN %X/%X within %d seconds",
+							LSN_FORMAT_ARGS(lsn), CONFIRM_TIMEOUT_MS / 1000),
+					 errdetail("A copy must not hold transactions that the raft log may still lose."),
+					 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * RaftLeaderSnapshot
+ *		Exports a snapshot of the leader's data that holds exactly the
+ *		log up to a known point, and says which point in *start and *term.
+ *
+ * conn is a normal connection to the leader, repl a replication one; the
+ * snapshot lives as long as repl runs no other command.  The snapshot is
+ * the one of a temporary logical slot, consistent at LSN L, taken while
+ * the same node led in the same term before and after: every transaction
+ * in the log up to the commit index read before committed before L, and
+ * every transaction of the leader's that committed before L is in the log
+ * (wait_for_confirmed).  Entries of earlier terms are in it too: a leader
+ * takes writes only once it has applied them.  Returns the snapshot's name.
+ */
+char *
+RaftLeaderSnapshot(PGconn *conn, PGconn *repl, RaftCopyStart *start,
+				   uint64 *term)
 {
 	PGresult   *res;
 	uint64		index;
-	uint64		term;
 	uint64		term_after;
 	raft_id_t	leader_id;
 	raft_id_t	leader_after;
 	uint64		index_after;
-	RaftCopyStart start;
 	char	   *snapshot;
-	char	   *dump_file = psprintf("%s/join.dump", RAFT_STORAGE_DIR);
-	char	   *roles_file = psprintf("%s/join_roles.sql", RAFT_STORAGE_DIR);
-	char	   *list_file = psprintf("%s/join.list", RAFT_STORAGE_DIR);
-	StringInfoData cmd;
 
-	leader_position(conn, &index, &term, &leader_id);
+	leader_position(conn, &index, term, &leader_id);
 
 	res = exec_interruptible(repl,
 							 psprintf("CREATE_REPLICATION_SLOT pg_raft_copy_%u_%d TEMPORARY LOGICAL pg_raft (SNAPSHOT 'export')",
@@ -461,20 +519,40 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 				 errdetail_internal("%s", msg),
 				 errhint("The conninfo's role needs the REPLICATION attribute, and the leader a free replication slot.")));
 	}
-	start.origin = leader_id;
-	start.lsn = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
-												CStringGetDatum(PQgetvalue(res, 0, 1))));
+	start->origin = leader_id;
+	start->lsn = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
+												 CStringGetDatum(PQgetvalue(res, 0, 1))));
 	snapshot = pstrdup(PQgetvalue(res, 0, 2));
 	PQclear(res);
 
 	/* the snapshot holds the whole log up to index only if leadership held */
 	leader_position(conn, &index_after, &term_after, &leader_after);
-	if (term_after != term || leader_after != leader_id)
+	if (term_after != *term || leader_after != leader_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the leadership changed while the copy began"),
 				 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
-	start.index = index;
+	wait_for_confirmed(conn, start->lsn, *term, leader_id);
+	start->index = index;
+	return snapshot;
+}
+
+/*
+ * The copy itself, through a normal connection to the leader (conn) and a
+ * replication one (repl).
+ */
+static void
+copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
+{
+	RaftCopyStart start;
+	uint64		term;
+	char	   *snapshot;
+	char	   *dump_file = psprintf("%s/join.dump", RAFT_STORAGE_DIR);
+	char	   *roles_file = psprintf("%s/join_roles.sql", RAFT_STORAGE_DIR);
+	char	   *list_file = psprintf("%s/join.list", RAFT_STORAGE_DIR);
+	StringInfoData cmd;
+
+	snapshot = RaftLeaderSnapshot(conn, repl, &start, &term);
 
 	initStringInfo(&cmd);
 	append_shell_word(&cmd, program_path("pg_dumpall"));
@@ -525,7 +603,7 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 	RaftStorageWriteFile(RAFT_COPY_START_FILE, &start, sizeof(start));
 	ereport(LOG,
 			(errmsg("pg_raft copied the data of node %u as of raft index %llu (LSN %X/%X there)",
-					leader_id, (unsigned long long) index,
+					start.origin, (unsigned long long) start.index,
 					LSN_FORMAT_ARGS(start.lsn))));
 }
 

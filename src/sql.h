@@ -23,8 +23,11 @@ extern void RaftCheckReplicationSettings(void);
 extern void RaftConfigureSynchronousCommit(void);
 extern void RaftSetSynchronousStandbyNames(const char *value);
 
-/* join.c: copying the leader's data, for a join or a re-synchronisation */
+/* join.c: copying the leader's data, for a join, a repair or a re-synchronisation */
 extern void RaftCopyData(const char *member_conninfo);
 extern void RaftEmptyDatabase(void);
+extern char *RaftConninfoForDatabase(const char *conninfo);
+extern char *RaftLeaderSnapshot(PGconn *conn, PGconn *repl, RaftCopyStart *start,
+								uint64 *term);
 
 #endif							/* PG_RAFT_SQL_H */

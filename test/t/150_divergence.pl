@@ -4,8 +4,9 @@
 # Raft log (synchronous_commit = local, then it died before shipping it)
 # finds it when it comes back as a follower: a LOG line and
 # raft.status name a file that holds it, readable with raft.decode_changes.
-# The other members never see it, and the former leader re-synchronises:
-# its data is copied from the new leader, without that transaction.
+# The other members never see it, and the former leader repairs exactly
+# the rows that transaction touched from the new leader: nothing is
+# emptied, no other table is copied, and readers never miss a table.
 
 use strict;
 use warnings;
@@ -30,6 +31,8 @@ my $leader = RaftCluster::wait_for_leader(@nodes);
 my @followers = grep { $_ != $leader } @nodes;
 $leader->safe_psql('postgres', q{INSERT INTO t VALUES (1, 'everywhere')});
 RaftCluster::wait_for_apply($leader, @followers);
+my $files_before = $leader->safe_psql('postgres',
+	q{SELECT pg_relation_filenode('t') || ' ' || pg_relation_filenode('other.u')});
 
 # The leader's raft worker stops: the next transaction can commit on the
 # leader (synchronous_commit = local) but never becomes an entry.
@@ -61,14 +64,19 @@ is($_->safe_psql('postgres', q{SELECT count(*) FROM t WHERE note = 'only on the 
 	$_->name . ' never saw it')
   foreach @followers;
 
-# Then it copies its data again from the new leader, without the
-# transaction, while writes go on.
-ok($leader->wait_for_log(qr/re-synchronised this node's data/), 'the old leader re-synchronises its data');
-$new->safe_psql('postgres', q{INSERT INTO t VALUES (4, 'after the copy')});
+# Then it repairs the one row from the new leader, while writes go on.
+ok($leader->wait_for_log(qr/repaired 1 tables from node \d+'s data as of raft index \d+: 1 rows replaced by 1, \d+ bytes copied/),
+	'the old leader repairs the one row its transaction touched: one deleted, the leader\'s copied');
+ok(!$leader->log_contains('re-synchronises this node'), 'and copies nothing else');
+$new->safe_psql('postgres', q{INSERT INTO t VALUES (4, 'after the repair')});
 RaftCluster::wait_for_apply($new, @nodes);
 is($leader->safe_psql('postgres', q{SELECT string_agg(id || ' ' || note, ', ' ORDER BY id) FROM t}),
-	'1 everywhere, 2 retried on the new leader, 3 after the failover, 4 after the copy',
+	'1 everywhere, 2 retried on the new leader, 3 after the failover, 4 after the repair',
 	'the old leader holds what the log holds, and no more');
+is($leader->safe_psql('postgres',
+		q{SELECT pg_relation_filenode('t') || ' ' || pg_relation_filenode('other.u')}),
+	$files_before, 'its tables keep their files: nothing was emptied or created again');
+ok($leader->wait_for_log(qr/finished the repair/), 'the repair ends once the log is past its snapshot');
 is($leader->safe_psql('postgres', 'SELECT resyncing FROM raft.status'), 'f',
 	'raft.status no longer says resyncing');
 my %sums = map { $_->name => RaftCluster::checksums($_, 't', 'other.u') } @nodes;

@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * repair.h
+ *	  Divergence and repair (repair.c), as the apply worker drives them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_RAFT_REPAIR_H
+#define PG_RAFT_REPAIR_H
+
+#include "access/xlogdefs.h"
+#include "executor/tuptable.h"
+#include "utils/relcache.h"
+
+#include "pg_raft.h"
+
+/* finding diverged transactions and what they touched */
+extern uint64 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain);
+extern void RaftRepairBegin(void);
+extern void RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key,
+								 TupleTableSlot *new_key);
+extern void RaftRepairCollectTable(Relation rel);
+extern void RaftRepairSave(void);
+
+/* copying the rows, and taking up a repair after a restart */
+extern void RaftRepairLoad(void);
+extern bool RaftRepairPending(void);
+extern void RaftRepairRun(const char *member_conninfo);
+extern void RaftRepairForget(void);
+
+/* applying the window */
+extern void RaftRepairSeeEntry(uint64 index, uint64 term, bool first,
+							   raft_id_t origin, XLogRecPtr final_lsn);
+extern bool RaftRepairInWindow(void);
+extern bool RaftRepairCoversRow(Relation rel, TupleTableSlot *old_key,
+								TupleTableSlot *new_key);
+extern bool RaftRepairCoversTable(Relation rel);
+extern void RaftRepairProgressDurable(uint64 durable_index);
+
+/* apply.c: what the repair borrows from applying */
+extern void RaftApplyCollect(const uint8 *stream, size_t len);
+extern Oid	RaftColumnSequence(Relation rel, AttrNumber attnum);
+extern void RaftAdvanceSequence(Oid seqoid, int64 value);
+
+#endif							/* PG_RAFT_REPAIR_H */
