@@ -1358,33 +1358,39 @@ make_progress_durable(bool force)
 }
 
 /*
- * Whether this node follows another member's leadership of term: then,
- * once an entry of that term is applied (or about to be), every entry of
- * earlier terms that will ever commit is behind it.
+ * Whether, once an entry of term is applied (or about to be), every entry
+ * of this node's last leadership that will ever commit is behind it: the
+ * node does not lead, and term is later than that leadership's (terms
+ * never decrease along the log).  Without pg_raft/led_term, only the term
+ * of another member's current leadership is known to be.
  */
 static bool
-follows_term(uint64 term)
+past_own_leadership(uint64 term)
 {
-	bool		follows;
+	uint64		led_term;
+	bool		past;
 
+	if (!RaftStorageReadStruct(RAFT_LED_TERM_FILE, &led_term, sizeof(led_term)))
+		led_term = 0;
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	follows = RaftShmem->view.configured && RaftShmem->view.role != RAFT_LEADER &&
-		RaftShmem->view.leader_id != RAFT_NO_NODE &&
-		RaftShmem->view.leader_id != RaftShmem->view.node_id &&
-		RaftShmem->view.term == term;
+	past = RaftShmem->view.configured && RaftShmem->view.role != RAFT_LEADER &&
+		(led_term != 0 ? term > led_term :
+		 RaftShmem->view.leader_id != RAFT_NO_NODE &&
+		 RaftShmem->view.leader_id != RaftShmem->view.node_id &&
+		 RaftShmem->view.term == term);
 	LWLockRelease(RaftShmem->lock);
-	return follows;
+	return past;
 }
 
 /*
- * Settles the old slot once this node follows a leader and is about to
- * apply (before) or has applied (after) an entry of its term, and repairs
- * the rows that its diverged transactions touched, if any.
+ * Settles the old slot once this node is about to apply (before) or has
+ * applied (after) an entry past its last leadership, and repairs the rows
+ * that its diverged transactions touched, if any.
  */
 static void
 settle_old_slot(uint64 term)
 {
-	if (!follows_term(term))
+	if (!past_own_leadership(term))
 		return;
 	if (AW.txn != NULL)
 	{
@@ -1393,7 +1399,40 @@ settle_old_slot(uint64 term)
 			return;
 		abandon_transaction("the leader that sent it lost its leadership");
 	}
-	if (RaftSettleOldSlot(AW.own_committed_lsn, true) > 0)
+	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) > 0)
+		repair();
+}
+
+/*
+ * A leader that finds the slot of an earlier leadership of its own (it
+ * was elected again, or restarted) settles it once it has applied every
+ * entry before its new leadership, before capture may drop it.  If it
+ * diverged, it hands its leadership over (resyncing) and repairs as a
+ * follower.
+ */
+static void
+settle_slot_as_leader(void)
+{
+	uint64		term;
+	uint64		before;
+	uint64		diverged;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	term = RaftShmem->apply.settle_term;
+	before = RaftShmem->apply.settle_before;
+	LWLockRelease(RaftShmem->lock);
+	if (term == 0 || AW.txn != NULL || AW.done_index < before)
+		return;
+	diverged = RaftSettleOldSlot(AW.own_committed_lsn, true, true);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	if (diverged > 0)
+		RaftShmem->apply.resyncing = true;
+	RaftShmem->apply.settled_term = term;
+	RaftShmem->apply.settle_term = 0;
+	if (RaftShmem->worker_latch != NULL)
+		SetLatch(RaftShmem->worker_latch);
+	LWLockRelease(RaftShmem->lock);
+	if (diverged > 0)
 		repair();
 }
 
@@ -1476,7 +1515,7 @@ resync(const char *why)
 			 errdetail("The tables of database \"%s\" are emptied and copied from the leader.",
 					   raft_database)));
 	/* what an earlier leadership of this node left is kept first */
-	(void) RaftSettleOldSlot(AW.own_committed_lsn, false);
+	(void) RaftSettleOldSlot(AW.own_committed_lsn, false, false);
 	leader_conninfo = wait_for_other_leader();
 
 	RaftEmptyDatabase();
@@ -1622,6 +1661,7 @@ RaftApplyWorkerMain(Datum main_arg)
 				SetLatch(raft_latch);
 			continue;
 		}
+		settle_slot_as_leader();
 		wait_a_second();
 		/* idle: let skipped entries become durable, tidy up */
 		publish_progress();

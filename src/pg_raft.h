@@ -63,6 +63,8 @@
  */
 #define RAFT_COPY_PENDING_FILE "copy_pending"
 #define RAFT_COPY_START_FILE "copy_start"
+/* the term of the leadership that the slot pg_raft belongs to (worker.c) */
+#define RAFT_LED_TERM_FILE "led_term"
 
 typedef struct RaftCopyStart
 {
@@ -211,6 +213,14 @@ typedef struct RaftApplyQueue
 	/* the apply worker empties the database and copies the leader's */
 	bool		resyncing;
 	TimestampTz resync_started;	/* when it last began to */
+	/*
+	 * A leader of settle_term found the slot of an earlier leadership: the
+	 * apply worker settles it once every entry before settle_before is
+	 * applied, then sets settled_term (worker.c, repair.c).
+	 */
+	uint64		settle_term;
+	uint64		settle_before;
+	uint64		settled_term;
 	RaftRing	ring;
 } RaftApplyQueue;
 

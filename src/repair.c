@@ -1141,7 +1141,8 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
 /*
  * RaftSettleOldSlot
  *		Settles the slot a leadership of this node left, if there is one
- *		and the node does not lead: keeps the transactions that never
+ *		and the node does not lead (unless leading, when a new leadership
+ *		of the node waits for it, worker.c): keeps the transactions that never
  *		reached the log (check_divergence) and makes the set of rows they
  *		touched durable, then drops the slot, which would hold back WAL and
  *		vacuum here (the next leadership creates its own).  Returns how
@@ -1150,7 +1151,7 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
  *		for check_divergence.
  */
 uint64
-RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain)
+RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 {
 	ReplicationSlot *slot;
 	bool		idle;
@@ -1164,7 +1165,7 @@ RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain)
 	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
 	idle = slot != NULL && slot->active_pid == 0;
 	LWLockRelease(ReplicationSlotControlLock);
-	if (!idle || leads)
+	if (!idle || leads != leading)
 		return 0;
 	diverged = check_divergence(own_committed_lsn, certain);
 	/* from here on, a crash still repairs (RaftRepairLoad) */

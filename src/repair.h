@@ -15,7 +15,8 @@
 #include "pg_raft.h"
 
 /* finding diverged transactions and what they touched */
-extern uint64 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain);
+extern uint64 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain,
+								bool leading);
 extern void RaftRepairBegin(void);
 extern void RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key,
 								 TupleTableSlot *new_key);

@@ -45,6 +45,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -130,6 +131,7 @@ typedef struct RaftWorker
 	raft_index_t lead_start;
 	bool		writable;
 	uint64		handover_term;	/* leadership handed over in this term */
+	uint64		settled_term;	/* no slot of an earlier leadership is left */
 
 	/* the next committed entry to hand to the apply worker */
 	raft_index_t next_to_queue;
@@ -1292,6 +1294,42 @@ propose_data(const void *data, uint32 len, uint64 *index)
 }
 
 /*
+ * Whether the slot of an earlier leadership of this node is settled, for
+ * a leadership of term: the apply worker has looked in it for
+ * transactions that never reached the log, or there is none.  Until then
+ * capture must not start, since it would drop that slot (repair.c).  Once
+ * settled, the term is written to pg_raft/led_term before capture creates
+ * a slot: the apply worker knows which leadership a slot it finds is of.
+ */
+static bool
+old_slot_settled(uint64 term)
+{
+	bool		exists;
+	bool		settled;
+
+	if (W.settled_term == term)
+		return true;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	exists = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false) != NULL;
+	LWLockRelease(ReplicationSlotControlLock);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	settled = !exists || RaftShmem->apply.settled_term == term;
+	if (!settled && RaftShmem->apply.settle_term != term)
+	{
+		RaftShmem->apply.settle_term = term;
+		RaftShmem->apply.settle_before = W.lead_start;
+		if (RaftShmem->apply.apply_latch != NULL)
+			SetLatch(RaftShmem->apply.apply_latch);
+	}
+	LWLockRelease(RaftShmem->lock);
+	if (!settled)
+		return false;
+	RaftStorageWriteFile(RAFT_LED_TERM_FILE, &term, sizeof(term));
+	W.settled_term = term;
+	return true;
+}
+
+/*
  * Starts capturing the node's transactions when it leads, stops when it
  * no longer does, and remembers where each leadership began: a new leader
  * accepts writes only once it applied every entry before its own first.
@@ -1332,6 +1370,8 @@ follow_leadership(void)
 		RaftCaptureStop();
 		return;
 	}
+	if (!old_slot_settled(st.term))
+		return;
 	RaftCaptureRun(st.term, W.node_id, propose_data);
 	RaftCapturePoll(st.commit_index);
 }
