@@ -18,7 +18,7 @@
 #      committing when it died, if any (committed there, never
 #      acknowledged, never in the Raft log) in
 #      raft.status.diverged_transactions, keeps it in a file, and then
-#      copies its data again from the new leader; and shows the table on
+#      repairs the rows it touched from the new leader; and shows the table on
 #      every member: all hold the same rows (same checksum).
 #
 # Run as a normal user (with pg_raft already
@@ -103,7 +103,7 @@ done
 "$PG_BIN/psql" -X -h "$RAFT_BASE" -p "$new_leader" -U postgres -d postgres -c \
 	"SELECT node_name, voting, is_leader, reachable, match_index, lag_entries, replay_lag FROM raft.nodes ORDER BY node_name"
 # the old leader settles the slot of its leadership once it has caught up,
-# and copies its data again if it held transactions the log never had
+# and repairs the rows of the transactions the log never had, if any
 deadline=$((SECONDS + 120))
 until [ "$(node_sql "$leader" "SELECT NOT resyncing AND NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'pg_raft') FROM raft.status" 2> /dev/null)" = t ]; do
 	if [ $SECONDS -ge $deadline ]; then

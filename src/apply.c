@@ -857,8 +857,10 @@ typedef struct ApplyProgress
 static ApplyWorker AW;
 
 static void make_progress_durable(bool force);
+static void copy_again(const char *why);
 static void resync(const char *why);
-static void repair(void);
+static bool repair(void);
+static void log_resynchronised(void);
 
 static void
 apply_worker_detach(int code, Datum arg)
@@ -1095,6 +1097,7 @@ spool_resume(uint64 progress)
 	AW.txn = RaftApplyBegin(TopTransactionContext);
 	AW.txn_term = state.term;
 	AW.txn_first_index = state.first_index;
+	RaftRepairResumeTransaction(state.first_index);
 	while (at < state.bytes)
 	{
 		uint32		piece_len;
@@ -1400,7 +1403,7 @@ settle_old_slot(uint64 term)
 		abandon_transaction("the leader that sent it lost its leadership");
 	}
 	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) > 0)
-		repair();
+		(void) repair();
 }
 
 /*
@@ -1433,7 +1436,7 @@ settle_slot_as_leader(void)
 		SetLatch(RaftShmem->worker_latch);
 	LWLockRelease(RaftShmem->lock);
 	if (diverged > 0)
-		repair();
+		(void) repair();
 }
 
 /* ----------------------------------------------------------------
@@ -1491,15 +1494,17 @@ wait_for_other_leader(void)
 }
 
 /*
- * Replaces this node's data with a copy of the leader's, then applies on
- * from the index the copy holds.  pg_raft/copy_pending is written first:
- * if the worker stops on the way (an error, a crash, a leader that stops
- * leading), it starts over when it is back.  Meanwhile raft.status says
- * resyncing, and the raft worker hands over a leadership this node wins
- * (worker.c): a node without its data cannot lead.
+ * Copies the leader's data again onto an instance where the copy of
+ * raft.join_cluster did not finish (pg_raft/copy_pending): its tables hold
+ * part of a copy and nothing else, so the database is emptied first.  The
+ * file stays until the copy is whole: a worker that stops on the way (an
+ * error, a crash, a leader that stops leading) starts over when it is
+ * back.  Meanwhile raft.status says resyncing, and the raft worker hands
+ * over a leadership this node wins (worker.c): a node without its data
+ * cannot lead.
  */
 static void
-resync(const char *why)
+copy_again(const char *why)
 {
 	char	   *leader_conninfo;
 
@@ -1511,8 +1516,8 @@ resync(const char *why)
 	spool_remove();
 	mark_resync_needed();
 	ereport(LOG,
-			(errmsg("pg_raft re-synchronises this node's data from the leader: %s", why),
-			 errdetail("The tables of database \"%s\" are emptied and copied from the leader.",
+			(errmsg("pg_raft copies the leader's data again: %s", why),
+			 errdetail("The tables of database \"%s\" hold part of a copy; they are emptied and copied from the leader.",
 					   raft_database)));
 	/* what an earlier leadership of this node left is kept first */
 	(void) RaftSettleOldSlot(AW.own_committed_lsn, false, false);
@@ -1533,24 +1538,68 @@ resync(const char *why)
 }
 
 /*
- * Copies the rows of the repair set from the leader (repair.c), once
- * another member leads.  Meanwhile raft.status says resyncing and the
- * raft worker hands over a leadership this node wins: the rows of the set
- * are not as the log says.
+ * Replaces this node's data with the leader's when it no longer follows
+ * from the log here (the entries it needs were compacted away): every
+ * table's rows are replaced in one transaction (repair.c), which also
+ * moves the apply worker's progress to the copy's index.  Nothing is
+ * emptied first: until that transaction commits, readers see the old
+ * rows, and a copy that fails leaves them.
  */
 static void
+resync(const char *why)
+{
+	if (AW.txn != NULL)
+	{
+		AbortCurrentTransaction();
+		AW.txn = NULL;
+	}
+	spool_remove();
+	ereport(LOG,
+			(errmsg("pg_raft re-synchronises this node's data from the leader: %s", why),
+			 errdetail("Every table of database \"%s\" is copied again from the leader in one transaction; readers see the old rows until it commits.",
+					   raft_database)));
+	/* what an earlier leadership of this node left is kept first */
+	(void) RaftSettleOldSlot(AW.own_committed_lsn, false, false);
+	RaftRepairEverything();
+	if (repair() && !start_from_progress())
+		elog(ERROR, "pg_raft copy of the leader's data left no starting point");
+	log_resynchronised();
+}
+
+static void
+log_resynchronised(void)
+{
+	ereport(LOG,
+			(errmsg("pg_raft re-synchronised this node's data: it holds the log up to raft index %llu",
+					(unsigned long long) AW.done_index)));
+}
+
+/*
+ * Copies the rows of the repair set from the leader (repair.c), once
+ * another member leads.  Returns true if it replaced every table and moved
+ * the progress: the caller then starts again from it.
+ * Meanwhile raft.status says resyncing and the raft worker hands over a
+ * leadership this node wins: the rows of the set are not as the log says.
+ * A repair that succeeds lets the next one begin at once; one that fails
+ * is retried after RESYNC_RETRY_MS (wait_for_other_leader).
+ */
+static bool
 repair(void)
 {
 	char	   *leader_conninfo;
+	bool		everything;
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.resyncing = true;
 	LWLockRelease(RaftShmem->lock);
 	leader_conninfo = wait_for_other_leader();
-	RaftRepairRun(leader_conninfo);
+	everything = RaftRepairRun(leader_conninfo);
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.resyncing = false;
+	if (!everything)
+		RaftShmem->apply.resync_started = 0;
 	LWLockRelease(RaftShmem->lock);
+	return everything;
 }
 
 /* Publishes progress for the raft worker and the views. */
@@ -1593,11 +1642,20 @@ RaftApplyWorkerMain(Datum main_arg)
 					PGC_S_OVERRIDE);
 	before_shmem_exit(apply_worker_detach, (Datum) 0);
 	attach_origin();
-	if (!start_from_progress())
-		resync("a copy of the leader's data did not finish here");
-	RaftRepairLoad();
-	if (RaftRepairPending())
-		repair();
+	if (RaftStorageFileExists(RAFT_COPY_PENDING_FILE))
+		copy_again("a copy of the leader's data did not finish here");
+	else
+	{
+		bool		resynced;
+
+		/* before the spool's pieces, which may be in a repair's window */
+		RaftRepairLoad();
+		resynced = RaftRepairPending() && repair();
+		if (!start_from_progress())
+			elog(ERROR, "pg_raft copy of the leader's data left no starting point");
+		if (resynced)
+			log_resynchronised();
+	}
 
 	buf = MemoryContextAllocHuge(TopMemoryContext, cap);
 	for (;;)

@@ -171,15 +171,6 @@ wait_for_promotion(void)
  * ----------------------------------------------------------------
  */
 
-/*
- * SQL condition: the schema named by the column nspcol holds user objects
- * (not the catalogue, information_schema, TOAST or temporary schemas).
- * The emptiness check and the emptying must agree on it.
- */
-#define USER_SCHEMA(nspcol) \
-	" " nspcol " NOT IN ('pg_catalog', 'information_schema')" \
-	" AND " nspcol " !~ '^pg_(toast|temp)'"
-
 /* Refuses to copy onto an instance whose database already holds tables. */
 static void
 require_empty_database(void)

@@ -63,6 +63,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "replication/origin.h"
 #include "replication/slot.h"
 #include "storage/latch.h"
 #include "utils/array.h"
@@ -102,6 +103,7 @@ typedef struct RepairTable
 typedef struct Repair
 {
 	List	   *tables;			/* RepairTable */
+	bool		everything;		/* every table, whole: a re-synchronisation */
 	bool		copied;			/* the rows hold the snapshot's version */
 	RaftCopyStart snapshot;		/* the snapshot's point in the log ... */
 	uint64		snapshot_term;	/* ... taken while this term led */
@@ -345,7 +347,9 @@ typedef struct RepairFileHeader
 	uint32		ntables;
 	RaftCopyStart snapshot;
 	uint64		snapshot_term;
+	uint64		closed_at;
 	bool		copied;
+	bool		everything;
 } RepairFileHeader;
 
 static void
@@ -370,6 +374,8 @@ save_repair(void)
 	header.snapshot = repair->snapshot;
 	header.snapshot_term = repair->snapshot_term;
 	header.copied = repair->copied;
+	header.everything = repair->everything;
+	header.closed_at = repair->closed_at;
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (const char *) &header, sizeof(header));
 	foreach(lc, repair->tables)
@@ -395,7 +401,7 @@ corrupted_repair_file(size_t at)
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("pg_raft file \"%s/%s\" is corrupted at offset %zu",
 					RAFT_STORAGE_DIR, REPAIR_FILE, at),
-			 errhint("Remove the file and run SELECT raft.resync() on this member.")));
+			 errhint("Remove this member with raft.remove_node() and join it again.")));
 }
 
 /* Reads a length-prefixed string at *at of data (len bytes), palloc'd. */
@@ -442,8 +448,10 @@ RaftRepairLoad(void)
 	repair->snapshot = header.snapshot;
 	repair->snapshot_term = header.snapshot_term;
 	repair->copied = header.copied;
+	repair->everything = header.everything;
+	repair->closed_at = header.closed_at;
 	/* a restart applies from before the window's end again */
-	repair->in_window = repair->copied;
+	repair->in_window = repair->copied && repair->closed_at == 0;
 	at = sizeof(header);
 	StartTransactionCommand();
 	for (i = 0; i < header.ntables; i++)
@@ -517,6 +525,100 @@ RaftRepairSave(void)
 	repair->in_window = false;
 	repair->closed_at = 0;
 	save_repair();
+}
+
+/*
+ * The query that lists the user tables of this database, as the same
+ * query on the leader must: every table (partitions, not their parents)
+ * outside pg_raft's schema and the catalogues, quoted, in name order.
+ */
+#define USER_TABLES_QUERY \
+	"SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c" \
+	" JOIN pg_namespace n ON n.oid = c.relnamespace" \
+	" WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND" USER_SCHEMA("n.nspname") \
+	" AND n.oid IS DISTINCT FROM (SELECT extnamespace FROM pg_extension WHERE extname = 'pg_raft')" \
+	" ORDER BY 1"
+
+/*
+ * RaftRepairEverything
+ *		Starts a repair of every table, whole: a re-synchronisation that
+ *		replaces the data in place, in one transaction, rather than
+ *		emptying the database first.  It also moves the apply worker's
+ *		progress to the snapshot's index.  Called outside a transaction.
+ */
+void
+RaftRepairEverything(void)
+{
+	uint64		i;
+
+	new_repair();
+	repair->everything = true;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(USER_TABLES_QUERY, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the tables of this database");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(name)),
+											 NoLock, false);
+
+		add_table(relid, name)->whole = true;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	repair->copied = false;
+	save_repair();
+}
+
+/*
+ * Checks that this member has every table the leader has before a whole
+ * repair replaces their rows: schema changes do not travel through the
+ * log yet, and a table missing here would be left out of the copy.
+ * Tables only this member has are not the log's: they are left alone.
+ */
+static void
+check_leader_tables(PGconn *conn)
+{
+	PGresult   *res;
+	StringInfoData missing;
+	int			nmissing = 0;
+	int			i;
+
+	res = PQexec(conn, USER_TABLES_QUERY);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		char	   *msg = pchomp(PQresultErrorMessage(res));
+
+		PQclear(res);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not list the leader's tables"),
+				 errdetail_internal("%s", msg)));
+	}
+	initStringInfo(&missing);
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		const char *name = PQgetvalue(res, i, 0);
+		ListCell   *lc;
+		bool		found = false;
+
+		foreach(lc, repair->tables)
+			if (strcmp(((RepairTable *) lfirst(lc))->name, name) == 0)
+				found = true;
+		if (!found)
+			appendStringInfo(&missing, "%s%s", nmissing++ > 0 ? ", " : "", name);
+	}
+	PQclear(res);
+	if (nmissing > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the leader has %d tables that this member lacks: %s",
+						nmissing, missing.data),
+				 errdetail("This member keeps its data; the copy is tried again every few seconds."),
+				 errhint("Schema changes do not travel through the raft log yet: give every member the same tables.")));
 }
 
 /* RaftRepairForget: drops the repair set (a whole copy replaced the data). */
@@ -812,6 +914,12 @@ copy_rows(PGconn *conn, uint64 *deleted, uint64 *copied)
 			repair_table(conn, t, deleted, copied);
 	}
 	PopActiveSnapshot();
+	/* the data now holds the log up to the snapshot: so does the progress */
+	if (repair->everything)
+	{
+		replorigin_session_origin_lsn = repair->snapshot.index;
+		replorigin_session_origin_timestamp = GetCurrentTimestamp();
+	}
 	CommitTransactionCommand();
 	/* the apply worker commits asynchronously; the file must not say copied first */
 	XLogFlush(XactLastCommitEnd);
@@ -822,9 +930,10 @@ copy_rows(PGconn *conn, uint64 *deleted, uint64 *copied)
  *		Copies the repair set's rows from the leader, which member_conninfo
  *		reaches, and opens the window.  On an error (the leader changes,
  *		the connection breaks) the rows are as they were, and the file says
- *		they are still to copy.
+ *		they are still to copy.  Returns true if the repair replaced every
+ *		table and moved the apply worker's progress to the snapshot's index.
  */
-void
+bool
 RaftRepairRun(const char *member_conninfo)
 {
 	char	   *leader_conninfo = RaftConninfoForDatabase(member_conninfo);
@@ -849,6 +958,8 @@ RaftRepairRun(const char *member_conninfo)
 		leader_command(conn, psprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
 									  " SET TRANSACTION SNAPSHOT %s",
 									  quote_literal_cstr(snapshot)));
+		if (repair->everything)
+			check_leader_tables(conn);
 		repair->copied = false;
 		save_repair();
 		copy_rows(conn, &deleted, &copied);
@@ -876,7 +987,10 @@ RaftRepairRun(const char *member_conninfo)
 					(unsigned long long) repair->snapshot.index,
 					(unsigned long long) deleted, (unsigned long long) copied,
 					(unsigned long long) copy_bytes, secs, usecs / 1000),
+			 repair->everything ?
+			 errdetail("Every table was replaced in one transaction; readers saw the old rows until it committed.") :
 			 errdetail("Only the rows that this node's diverged transactions touched were copied; the rest of its data stays.")));
+	return repair->everything;
 }
 
 /* ----------------------------------------------------------------
@@ -903,23 +1017,46 @@ RaftRepairSeeEntry(uint64 index, uint64 term, bool first, raft_id_t origin,
 {
 	bool		held;
 
-	if (repair == NULL || !repair->copied || repair->closed_at != 0)
+	if (repair == NULL || !repair->copied)
 		return;
 	repair->entry_index = index;
+	/* taken again after a restart: the window ended where it did */
+	if (repair->closed_at != 0)
+	{
+		repair->in_window = index < repair->closed_at;
+		return;
+	}
 	if (first)
 		held = term < repair->snapshot_term ||
 			(term == repair->snapshot_term && origin == repair->snapshot.origin &&
 			 final_lsn < repair->snapshot.lsn);
 	else
-		held = term <= repair->snapshot_term && repair->in_window;
-	if (!held && (term > repair->snapshot_term || first))
-	{
-		repair->in_window = false;
-		repair->closed_at = index;
-		ereport(LOG,
-				(errmsg("pg_raft applies past the repair's snapshot from raft index %llu on",
-						(unsigned long long) index)));
-	}
+		held = term <= repair->snapshot_term;
+	if (held)
+		return;
+	/* recorded before any piece of this entry can be spooled */
+	repair->in_window = false;
+	repair->closed_at = index;
+	save_repair();
+	ereport(LOG,
+			(errmsg("pg_raft applies past the repair's snapshot from raft index %llu on",
+					(unsigned long long) index)));
+}
+
+/*
+ * RaftRepairResumeTransaction
+ *		Tells the repair that the apply worker applies again the spooled
+ *		pieces of the transaction that began at first_index.  The window
+ *		holds it unless the window ended at or before its first entry:
+ *		along the log, the snapshot holds a prefix of the transactions.
+ */
+void
+RaftRepairResumeTransaction(uint64 first_index)
+{
+	if (repair == NULL || !repair->copied)
+		return;
+	repair->entry_index = first_index;
+	repair->in_window = repair->closed_at == 0 || first_index < repair->closed_at;
 }
 
 /* RaftRepairInWindow: whether the entry being applied is in the window. */

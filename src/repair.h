@@ -26,12 +26,14 @@ extern void RaftRepairSave(void);
 /* copying the rows, and taking up a repair after a restart */
 extern void RaftRepairLoad(void);
 extern bool RaftRepairPending(void);
-extern void RaftRepairRun(const char *member_conninfo);
+extern bool RaftRepairRun(const char *member_conninfo);
 extern void RaftRepairForget(void);
+extern void RaftRepairEverything(void);
 
 /* applying the window */
 extern void RaftRepairSeeEntry(uint64 index, uint64 term, bool first,
 							   raft_id_t origin, XLogRecPtr final_lsn);
+extern void RaftRepairResumeTransaction(uint64 first_index);
 extern bool RaftRepairInWindow(void);
 extern bool RaftRepairCoversRow(Relation rel, TupleTableSlot *old_key,
 								TupleTableSlot *new_key);

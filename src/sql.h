@@ -23,6 +23,15 @@ extern void RaftCheckReplicationSettings(void);
 extern void RaftConfigureSynchronousCommit(void);
 extern void RaftSetSynchronousStandbyNames(const char *value);
 
+/*
+ * SQL condition: the schema named by the column nspcol holds user objects
+ * (not the catalogue, information_schema, TOAST or temporary schemas).
+ * The emptiness check, the emptying and a whole repair must agree on it.
+ */
+#define USER_SCHEMA(nspcol) \
+	" " nspcol " NOT IN ('pg_catalog', 'information_schema')" \
+	" AND " nspcol " !~ '^pg_(toast|temp)'"
+
 /* join.c: copying the leader's data, for a join, a repair or a re-synchronisation */
 extern void RaftCopyData(const char *member_conninfo);
 extern void RaftEmptyDatabase(void);

@@ -5,12 +5,15 @@
 #
 # A follower that was stopped longer than the leader's compaction grace
 # (10 s) while the log was compacted past it gets the log's base instead
-# of the entries its data needs: its apply worker empties the database and
-# copies the leader's, then goes on from the copy's index.  The same
-# happens to an instance that stopped in the middle of a copy (the file
-# pg_raft/copy_pending is left behind).  Writes go on meanwhile, and in the
-# end every member holds the same data.  A member given leadership while it
-# copies hands it over.
+# of the entries its data needs: its apply worker replaces every table's
+# rows with the leader's in one transaction, without emptying anything
+# first, then goes on from the copy's index.  A copy that fails (here: the
+# leader has a table this member lacks) leaves the data as it was, and is
+# tried again.  An instance that stopped in the middle of the copy of
+# raft.join_cluster (the file pg_raft/copy_pending is left behind) holds
+# nothing but part of that copy: it is emptied and copied again.  Writes go
+# on meanwhile, and in the end every member holds the same data.  A member
+# given leadership while it copies hands it over.
 
 use strict;
 use warnings;
@@ -40,6 +43,8 @@ $leader->safe_psql('postgres', q{INSERT INTO small SELECT g, 'before' FROM gener
 my $applied = RaftCluster::wait_for_apply($leader, @nodes);
 
 # Away longer than the grace ...
+my $files_before = $away->safe_psql('postgres',
+	q{SELECT pg_relation_filenode('small') || ' ' || pg_relation_filenode('big')});
 $away->stop;
 $leader->poll_query_until('postgres',
 	"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
@@ -57,10 +62,22 @@ $leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM ra
   or die 'the leader never compacted past ' . $away->name;
 pass('the leader compacted the log past the stopped member');
 
+# A table on the leader alone (schema changes do not travel yet) makes
+# the copy fail: the member keeps its data.
+$leader->safe_psql('postgres', q{CREATE TABLE leader_only (id int PRIMARY KEY)});
 $away->start;
 ok($away->wait_for_log(qr/pg_raft re-synchronises this node's data from the leader: the log here begins after raft index \d+/),
 	$away->name . ' finds that the entries it needs are gone');
-ok($away->wait_for_log(qr/pg_raft re-synchronised this node's data/), 'and copies the data again');
+ok($away->wait_for_log(qr/the leader has 1 tables that this member lacks: public.leader_only/),
+	'a copy that cannot be whole fails');
+is($away->safe_psql('postgres', q{SELECT count(*) FROM small WHERE note = 'before'}), '50',
+	'and the member keeps its data meanwhile');
+$leader->safe_psql('postgres', q{DROP TABLE leader_only});
+ok($away->wait_for_log(qr/pg_raft re-synchronised this node's data/), 'the next try copies the data again');
+ok($away->log_contains('Every table was replaced in one transaction'), 'every table in one transaction');
+is($away->safe_psql('postgres',
+		q{SELECT pg_relation_filenode('small') || ' ' || pg_relation_filenode('big')}),
+	$files_before, 'its tables keep their files: nothing was emptied or dropped');
 $leader->safe_psql('postgres', q{INSERT INTO small VALUES (100, 'after'); INSERT INTO other.ids DEFAULT VALUES});
 RaftCluster::wait_for_apply($leader, @nodes);
 my @tables = qw(small big other.u other.ids);
@@ -84,7 +101,7 @@ my $pending = $other->data_dir . '/pg_raft/copy_pending';
 open(my $fh, '>', $pending) or die "could not create $pending: $!";
 close($fh);
 $other->start;
-ok($other->wait_for_log(qr/pg_raft re-synchronises this node's data from the leader: a copy of the leader's data did not finish here/),
+ok($other->wait_for_log(qr/pg_raft copies the leader's data again: a copy of the leader's data did not finish here/),
 	'an unfinished copy is taken up again');
 ok($other->wait_for_log(qr/pg_raft re-synchronised this node's data/), 'and completed');
 ok(!-e $pending, 'pg_raft/copy_pending is gone');
