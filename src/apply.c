@@ -828,6 +828,11 @@ typedef struct ApplyWorker
 	uint64		spool_bytes;
 	bool		spool_unsynced;
 	uint64		spooled_to;		/* last index whose piece is durable there */
+	/* applying inside a repair's transaction (apply_in_repair) */
+	bool		in_repair;
+	/* room for one entry of the apply queue */
+	uint8	   *buf;
+	uint32		cap;
 } ApplyWorker;
 
 /* What the spool holds; replaced atomically after the spool is fsynced. */
@@ -1173,6 +1178,24 @@ attach_origin(void)
 }
 
 /*
+ * Asks the raft worker to serve the apply queue again from AW.next_index:
+ * the entries taken before are dropped.
+ */
+static void
+request_entries(void)
+{
+	Latch	   *raft_latch;
+
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.from_index = AW.next_index;
+	RaftShmem->apply.generation++;
+	raft_latch = RaftShmem->worker_latch;
+	LWLockRelease(RaftShmem->lock);
+	if (raft_latch != NULL)
+		SetLatch(raft_latch);
+}
+
+/*
  * Finds where to go on from (the origin's progress, the copy's index, the
  * entries skipped, a spooled transaction) and asks the raft worker for the
  * entries after it.  Returns false, asking for nothing, when a copy of the
@@ -1183,7 +1206,6 @@ start_from_progress(void)
 {
 	XLogRecPtr	progress;
 	uint64		resume_at;
-	Latch	   *raft_latch;
 
 	if (!read_copy_start())
 		return false;
@@ -1200,15 +1222,11 @@ start_from_progress(void)
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.apply_pid = MyProcPid;
 	RaftShmem->apply.apply_latch = MyLatch;
-	RaftShmem->apply.from_index = AW.next_index;
 	RaftShmem->apply.done_index = AW.done_index;
 	RaftShmem->apply.kept_index = Max(AW.durable_index, AW.spooled_to);
 	RaftShmem->apply.resyncing = false;
-	RaftShmem->apply.generation++;
-	raft_latch = RaftShmem->worker_latch;
 	LWLockRelease(RaftShmem->lock);
-	if (raft_latch != NULL)
-		SetLatch(raft_latch);
+	request_entries();
 	ereport(LOG,
 			(errmsg("pg_raft apply worker starts after raft index %llu",
 					(unsigned long long) progress)));
@@ -1222,7 +1240,10 @@ abandon_transaction(const char *why)
 	ereport(LOG,
 			(errmsg("pg_raft discards the incomplete transaction that began at raft index %llu: %s",
 					(unsigned long long) AW.txn_first_index, why)));
-	AbortCurrentTransaction();
+	if (AW.in_repair)
+		RollbackAndReleaseCurrentSubTransaction();
+	else
+		AbortCurrentTransaction();
 	AW.txn = NULL;
 	spool_remove();
 }
@@ -1269,11 +1290,18 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 	{
 		/*
 		 * The origin's progress is about to move past entries of our own:
-		 * record what they said first (see check_divergence).
+		 * record what they said first (see check_divergence).  Inside a
+		 * repair, each transaction is a subtransaction of the repair's,
+		 * and nothing is recorded before that commits.
 		 */
-		if (AW.own_committed_unsaved)
-			make_progress_durable(true);
-		StartTransactionCommand();
+		if (AW.in_repair)
+			BeginInternalSubTransaction(NULL);
+		else
+		{
+			if (AW.own_committed_unsaved)
+				make_progress_durable(true);
+			StartTransactionCommand();
+		}
 		AW.txn = RaftApplyBegin(TopTransactionContext);
 		AW.txn_term = e->term;
 		AW.txn_first_index = e->index;
@@ -1290,6 +1318,11 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 		AW.done_commit_time = AW.txn->commit_time;
 		RaftApplyEnd(AW.txn);
 		AW.txn = NULL;
+		if (AW.in_repair)
+		{
+			ReleaseCurrentSubTransaction();
+			return;
+		}
 		/* the origin's progress commits with the transaction */
 		replorigin_session_origin_lsn = e->index;
 		replorigin_session_origin_timestamp = AW.done_commit_time;
@@ -1302,7 +1335,7 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 			spool_remove();
 		}
 	}
-	else
+	else if (!AW.in_repair)
 		spool_append(data + CHG_ENTRY_HEADER_BYTES, len - CHG_ENTRY_HEADER_BYTES);
 }
 
@@ -1388,22 +1421,25 @@ past_own_leadership(uint64 term)
 /*
  * Settles the old slot once this node is about to apply (before) or has
  * applied (after) an entry past its last leadership, and repairs the rows
- * that its diverged transactions touched, if any.
+ * that its diverged transactions touched, if any.  Returns true if it
+ * did: the entries taken from the apply queue before are stale.
  */
-static void
+static bool
 settle_old_slot(uint64 term)
 {
 	if (!past_own_leadership(term))
-		return;
+		return false;
 	if (AW.txn != NULL)
 	{
 		/* resumed from the spool: entries of this term were taken before */
 		if (AW.txn_term == term)
-			return;
+			return false;
 		abandon_transaction("the leader that sent it lost its leadership");
 	}
-	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) > 0)
-		(void) repair();
+	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) == 0)
+		return false;
+	(void) repair();
+	return true;
 }
 
 /*
@@ -1575,9 +1611,59 @@ log_resynchronised(void)
 }
 
 /*
+ * Applies the log from AW.next_index to apply_to, and to the end of the
+ * transaction there, inside the repair's transaction: each transaction a
+ * subtransaction, the window's changes to repaired rows skipped
+ * (repair.c).  Nothing of it is durable before RaftRepairFinish commits.
+ */
+static void
+apply_in_repair(uint64 apply_to)
+{
+	request_entries();
+	AW.in_repair = true;
+	while (AW.next_index <= apply_to || AW.txn != NULL)
+	{
+		uint32		len;
+		uint64		compacted_to;
+		RaftQueuedEntry e;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!next_entry(AW.buf, AW.cap, &len, &compacted_to))
+		{
+			if (compacted_to != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("the raft log here begins after index %llu, and the repair needs index %llu",
+								(unsigned long long) compacted_to,
+								(unsigned long long) AW.next_index)));
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 100L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		if (len < sizeof(e))
+			elog(ERROR, "pg_raft apply queue holds a record of %u bytes", len);
+		memcpy(&e, AW.buf, sizeof(e));
+		if (e.index < AW.next_index)
+			continue;
+		if (e.index > AW.next_index)
+			elog(ERROR, "pg_raft apply queue skipped from index %llu to %llu",
+				 (unsigned long long) AW.next_index, (unsigned long long) e.index);
+		apply_entry(&e, AW.buf + sizeof(e), len - sizeof(e));
+		AW.next_index = e.index + 1;
+		AW.last_term = e.term;
+		if (AW.txn == NULL)
+			AW.done_index = e.index;
+	}
+	AW.in_repair = false;
+}
+
+/*
  * Copies the rows of the repair set from the leader (repair.c), once
- * another member leads.  Returns true if it replaced every table and moved
- * the progress: the caller then starts again from it.
+ * another member leads.  A repair of rows also applies the log up to the
+ * leader's commit index in the same transaction (apply_in_repair).
+ * Returns true if it replaced every table and moved the progress instead:
+ * the caller then starts again from it.
  * Meanwhile raft.status says resyncing and the raft worker hands over a
  * leadership this node wins: the rows of the set are not as the log says.
  * A repair that succeeds lets the next one begin at once; one that fails
@@ -1588,14 +1674,29 @@ repair(void)
 {
 	char	   *leader_conninfo;
 	bool		everything;
+	uint64		apply_to;
 
+	if (AW.txn != NULL)
+	{
+		AW.next_index = AW.txn_first_index;
+		abandon_transaction("this node repairs its data first");
+	}
+	/* nothing counts as applied here meanwhile (see mark_resync_needed) */
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.resyncing = true;
+	RaftShmem->apply.done_index = 0;
 	LWLockRelease(RaftShmem->lock);
 	leader_conninfo = wait_for_other_leader();
-	everything = RaftRepairRun(leader_conninfo);
+	everything = RaftRepairRun(leader_conninfo, &apply_to);
+	if (!everything)
+	{
+		apply_in_repair(apply_to);
+		RaftRepairFinish(AW.done_index);
+		AW.durable_index = AW.done_index;
+	}
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->apply.resyncing = false;
+	RaftShmem->apply.done_index = AW.done_index;
 	if (!everything)
 		RaftShmem->apply.resync_started = 0;
 	LWLockRelease(RaftShmem->lock);
@@ -1618,8 +1719,6 @@ publish_progress(void)
 void
 RaftApplyWorkerMain(Datum main_arg)
 {
-	uint32		cap = sizeof(RaftQueuedEntry) + RAFT_MAX_ENTRY_BYTES;
-	uint8	   *buf;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1627,6 +1726,8 @@ RaftApplyWorkerMain(Datum main_arg)
 
 	memset(&AW, 0, sizeof(AW));
 	AW.spool_fd = -1;
+	AW.cap = sizeof(RaftQueuedEntry) + RAFT_MAX_ENTRY_BYTES;
+	AW.buf = MemoryContextAllocHuge(TopMemoryContext, AW.cap);
 	BackgroundWorkerInitializeConnection(raft_database, NULL, 0);
 	publish_superuser_name();
 	forget_synchronous_standby();
@@ -1646,18 +1747,18 @@ RaftApplyWorkerMain(Datum main_arg)
 		copy_again("a copy of the leader's data did not finish here");
 	else
 	{
-		bool		resynced;
-
 		/* before the spool's pieces, which may be in a repair's window */
 		RaftRepairLoad();
-		resynced = RaftRepairPending() && repair();
 		if (!start_from_progress())
 			elog(ERROR, "pg_raft copy of the leader's data left no starting point");
-		if (resynced)
+		if (RaftRepairPending() && repair())
+		{
+			if (!start_from_progress())
+				elog(ERROR, "pg_raft copy of the leader's data left no starting point");
 			log_resynchronised();
+		}
 	}
 
-	buf = MemoryContextAllocHuge(TopMemoryContext, cap);
 	for (;;)
 	{
 		uint32		len;
@@ -1670,13 +1771,13 @@ RaftApplyWorkerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		while (next_entry(buf, cap, &len, &compacted_to))
+		while (next_entry(AW.buf, AW.cap, &len, &compacted_to))
 		{
 			RaftQueuedEntry e;
 
 			if (len < sizeof(e))
 				elog(ERROR, "pg_raft apply queue holds a record of %u bytes", len);
-			memcpy(&e, buf, sizeof(e));
+			memcpy(&e, AW.buf, sizeof(e));
 			if (e.index < AW.next_index)
 				continue;		/* served again after the raft worker restarted */
 			if (e.index > AW.next_index)
@@ -1684,9 +1785,9 @@ RaftApplyWorkerMain(Datum main_arg)
 					 (unsigned long long) AW.next_index,
 					 (unsigned long long) e.index);
 			/* before the new leader's entries can meet diverged rows */
-			if (e.term != AW.last_term)
-				settle_old_slot(e.term);
-			apply_entry(&e, buf + sizeof(e), len - sizeof(e));
+			if (e.term != AW.last_term && settle_old_slot(e.term))
+				break;
+			apply_entry(&e, AW.buf + sizeof(e), len - sizeof(e));
 			AW.next_index = e.index + 1;
 			AW.last_term = e.term;
 			if (AW.txn == NULL)
@@ -1724,6 +1825,6 @@ RaftApplyWorkerMain(Datum main_arg)
 		/* idle: let skipped entries become durable, tidy up */
 		publish_progress();
 		if (AW.txn == NULL)
-			settle_old_slot(AW.last_term);
+			(void) settle_old_slot(AW.last_term);
 	}
 }

@@ -480,11 +480,13 @@ wait_for_confirmed(PGconn *conn, XLogRecPtr lsn, uint64 term, raft_id_t leader_i
  * in the log up to the commit index read before committed before L, and
  * every transaction of the leader's that committed before L is in the log
  * (wait_for_confirmed).  Entries of earlier terms are in it too: a leader
- * takes writes only once it has applied them.  Returns the snapshot's name.
+ * takes writes only once it has applied them.  If confirmed_index is not
+ * NULL, it is set to the leader's commit index once L is confirmed: every
+ * entry the snapshot holds is at or before it.  Returns the snapshot's name.
  */
 char *
 RaftLeaderSnapshot(PGconn *conn, PGconn *repl, RaftCopyStart *start,
-				   uint64 *term)
+				   uint64 *term, uint64 *confirmed_index)
 {
 	PGresult   *res;
 	uint64		index;
@@ -525,6 +527,15 @@ RaftLeaderSnapshot(PGconn *conn, PGconn *repl, RaftCopyStart *start,
 				 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
 	wait_for_confirmed(conn, start->lsn, *term, leader_id);
 	start->index = index;
+	if (confirmed_index != NULL)
+	{
+		leader_position(conn, confirmed_index, &term_after, &leader_after);
+		if (term_after != *term || leader_after != leader_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("the leadership changed while the copy began"),
+					 errhint("The apply worker copies the data again once a leader takes writes; raft.status shows when it is done.")));
+	}
 	return snapshot;
 }
 
@@ -543,7 +554,7 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 	char	   *list_file = psprintf("%s/join.list", RAFT_STORAGE_DIR);
 	StringInfoData cmd;
 
-	snapshot = RaftLeaderSnapshot(conn, repl, &start, &term);
+	snapshot = RaftLeaderSnapshot(conn, repl, &start, &term, NULL);
 
 	initStringInfo(&cmd);
 	append_shell_word(&cmd, program_path("pg_dumpall"));

@@ -115,6 +115,13 @@ typedef struct Repair
 static Repair *repair = NULL;
 static MemoryContext repair_cxt = NULL;
 
+/* What the repair under way did, for its LOG line. */
+static TimestampTz repair_started;
+static uint64 repair_deleted;
+static uint64 repair_copied;
+
+static void log_repair(uint64 applied_to);
+
 /* Where the rows of a COPY from the leader come from (read_copy_data). */
 static PGconn *copy_source;
 static char *copy_chunk;
@@ -898,55 +905,58 @@ repair_table(PGconn *conn, const RepairTable *t, uint64 *deleted, uint64 *copied
 	CommandCounterIncrement();
 }
 
-/* Copies every table's rows from the leader, at the snapshot conn reads. */
+/*
+ * Copies every table's rows from the leader, at the snapshot conn reads,
+ * in the current transaction.
+ */
 static void
-copy_rows(PGconn *conn, uint64 *deleted, uint64 *copied)
+copy_rows(PGconn *conn)
 {
 	ListCell   *lc;
 
-	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	foreach(lc, repair->tables)
 	{
 		RepairTable *t = lfirst(lc);
 
 		if (OidIsValid(get_rel_relkind(t->relid)))
-			repair_table(conn, t, deleted, copied);
+			repair_table(conn, t, &repair_deleted, &repair_copied);
 	}
 	PopActiveSnapshot();
-	/* the data now holds the log up to the snapshot: so does the progress */
-	if (repair->everything)
-	{
-		replorigin_session_origin_lsn = repair->snapshot.index;
-		replorigin_session_origin_timestamp = GetCurrentTimestamp();
-	}
-	CommitTransactionCommand();
-	/* the apply worker commits asynchronously; the file must not say copied first */
-	XLogFlush(XactLastCommitEnd);
 }
 
 /*
  * RaftRepairRun
  *		Copies the repair set's rows from the leader, which member_conninfo
- *		reaches, and opens the window.  On an error (the leader changes,
+ *		reaches, in a local transaction.  On an error (the leader changes,
  *		the connection breaks) the rows are as they were, and the file says
- *		they are still to copy.  Returns true if the repair replaced every
- *		table and moved the apply worker's progress to the snapshot's index.
+ *		they are still to copy.
+ *
+ * A repair of every table commits at once, moving the apply worker's
+ * progress to the snapshot's index; the window's entries are then skipped
+ * as they come.  Returns true.
+ *
+ * A repair of rows leaves the transaction open and sets *apply_to: the
+ * caller applies the log up to that index (and to the end of the
+ * transaction there) inside it, skipping the window's changes to the
+ * set's rows, then calls RaftRepairFinish.  Readers thus go at once from
+ * the old data to the data as of that index: a mix of repaired rows and
+ * rows not yet brought forward would be a state the log never held (a
+ * bank's total would be wrong).  Returns false.
  */
 bool
-RaftRepairRun(const char *member_conninfo)
+RaftRepairRun(const char *member_conninfo, uint64 *apply_to)
 {
 	char	   *leader_conninfo = RaftConninfoForDatabase(member_conninfo);
 	PGconn	   *volatile conn = NULL;
 	PGconn	   *volatile repl = NULL;
-	TimestampTz started = GetCurrentTimestamp();
-	uint64		deleted = 0;
-	uint64		copied = 0;
-	long		secs;
-	int			usecs;
 
 	Assert(repair != NULL);
+	repair_started = GetCurrentTimestamp();
+	repair_deleted = 0;
+	repair_copied = 0;
 	copy_bytes = 0;
+	*apply_to = 0;
 	PG_TRY();
 	{
 		char	   *snapshot;
@@ -954,15 +964,17 @@ RaftRepairRun(const char *member_conninfo)
 		conn = RaftConnect(leader_conninfo, "the leader");
 		repl = RaftConnectReplication(leader_conninfo, "the leader for replication");
 		snapshot = RaftLeaderSnapshot(conn, repl, &repair->snapshot,
-									  &repair->snapshot_term);
+									  &repair->snapshot_term, apply_to);
 		leader_command(conn, psprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
 									  " SET TRANSACTION SNAPSHOT %s",
 									  quote_literal_cstr(snapshot)));
 		if (repair->everything)
 			check_leader_tables(conn);
 		repair->copied = false;
+		repair->closed_at = 0;
 		save_repair();
-		copy_rows(conn, &deleted, &copied);
+		StartTransactionCommand();
+		copy_rows(conn);
 	}
 	PG_FINALLY();
 	{
@@ -976,21 +988,59 @@ RaftRepairRun(const char *member_conninfo)
 	}
 	PG_END_TRY();
 
+	/* from here on, RaftRepairSeeEntry tells which entries the copy holds */
 	repair->copied = true;
 	repair->in_window = true;
-	repair->closed_at = 0;
+	if (!repair->everything)
+		return false;
+
+	/* the data now holds the log up to the snapshot: so does the progress */
+	replorigin_session_origin_lsn = repair->snapshot.index;
+	replorigin_session_origin_timestamp = GetCurrentTimestamp();
+	CommitTransactionCommand();
+	/* the apply worker commits asynchronously; the file must not say copied first */
+	XLogFlush(XactLastCommitEnd);
 	save_repair();
-	TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
+	log_repair(repair->snapshot.index);
+	*apply_to = 0;
+	return true;
+}
+
+/*
+ * RaftRepairFinish
+ *		Commits a repair of rows once the caller has applied the log up to
+ *		applied_to inside its transaction: the replication origin's
+ *		progress moves there with the data.  The repair is then over.
+ */
+void
+RaftRepairFinish(uint64 applied_to)
+{
+	Assert(repair != NULL && !repair->everything);
+	replorigin_session_origin_lsn = applied_to;
+	replorigin_session_origin_timestamp = GetCurrentTimestamp();
+	CommitTransactionCommand();
+	XLogFlush(XactLastCommitEnd);
+	log_repair(applied_to);
+	RaftRepairForget();
+}
+
+static void
+log_repair(uint64 applied_to)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(repair_started, GetCurrentTimestamp(), &secs, &usecs);
 	ereport(LOG,
 			(errmsg("pg_raft repaired %d tables from node %u's data as of raft index %llu: %llu rows replaced by %llu, %llu bytes copied in %ld.%03d s",
 					list_length(repair->tables), repair->snapshot.origin,
 					(unsigned long long) repair->snapshot.index,
-					(unsigned long long) deleted, (unsigned long long) copied,
+					(unsigned long long) repair_deleted, (unsigned long long) repair_copied,
 					(unsigned long long) copy_bytes, secs, usecs / 1000),
 			 repair->everything ?
 			 errdetail("Every table was replaced in one transaction; readers saw the old rows until it committed.") :
-			 errdetail("Only the rows that this node's diverged transactions touched were copied; the rest of its data stays.")));
-	return repair->everything;
+			 errdetail("Only the rows that this node's diverged transactions touched were copied, and the log applied up to raft index %llu in the same transaction; the rest of its data stays.",
+					   (unsigned long long) applied_to)));
 }
 
 /* ----------------------------------------------------------------
@@ -1034,10 +1084,11 @@ RaftRepairSeeEntry(uint64 index, uint64 term, bool first, raft_id_t origin,
 		held = term <= repair->snapshot_term;
 	if (held)
 		return;
-	/* recorded before any piece of this entry can be spooled */
 	repair->in_window = false;
 	repair->closed_at = index;
-	save_repair();
+	/* after a whole repair, before any piece of this entry can be spooled */
+	if (repair->everything)
+		save_repair();
 	ereport(LOG,
 			(errmsg("pg_raft applies past the repair's snapshot from raft index %llu on",
 					(unsigned long long) index)));

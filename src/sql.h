@@ -37,6 +37,6 @@ extern void RaftCopyData(const char *member_conninfo);
 extern void RaftEmptyDatabase(void);
 extern char *RaftConninfoForDatabase(const char *conninfo);
 extern char *RaftLeaderSnapshot(PGconn *conn, PGconn *repl, RaftCopyStart *start,
-								uint64 *term);
+								uint64 *term, uint64 *confirmed_index);
 
 #endif							/* PG_RAFT_SQL_H */

@@ -1294,6 +1294,35 @@ propose_data(const void *data, uint32 len, uint64 *index)
 }
 
 /*
+ * The voter a leader whose data is being repaired hands its leadership to:
+ * the most up-to-date one that is not repairing too (its frames report an
+ * applied index; a repairing member reports 0, apply.c).  RAFT_NO_NODE if
+ * there is none: handing leadership to another repairing member would only
+ * bounce it back, many times a second.
+ */
+static raft_id_t
+handover_target(const raft_status *st)
+{
+	raft_id_t	target = RAFT_NO_NODE;
+	raft_index_t best = 0;
+	uint32		i;
+
+	for (i = 0; i < st->config.n_members; i++)
+	{
+		const raft_member_status *p = &st->progress[i];
+
+		if (!p->voter || p->id == W.node_id || member_applied_index(p->id) == 0)
+			continue;
+		if (target == RAFT_NO_NODE || p->match_index > best)
+		{
+			target = p->id;
+			best = p->match_index;
+		}
+	}
+	return target;
+}
+
+/*
  * Whether the slot of an earlier leadership of this node is settled, for
  * a leadership of term: the apply worker has looked in it for
  * transactions that never reached the log, or there is none.  Until then
@@ -1359,8 +1388,10 @@ follow_leadership(void)
 	LWLockRelease(RaftShmem->lock);
 	if (resyncing)
 	{
-		if (st.transfer_target == RAFT_NO_NODE &&
-			raft_transfer_leadership(W.r, RAFT_NO_NODE) == RAFT_OK &&
+		raft_id_t	target = handover_target(&st);
+
+		if (st.transfer_target == RAFT_NO_NODE && target != RAFT_NO_NODE &&
+			raft_transfer_leadership(W.r, target) == RAFT_OK &&
 			W.handover_term != st.term)
 		{
 			W.handover_term = st.term;
