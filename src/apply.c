@@ -855,8 +855,12 @@ typedef struct ApplyProgress
 	uint64		own_committed_lsn;
 } ApplyProgress;
 #define PROGRESS_EVERY_MS 1000
-/* the least time between two attempts to copy the leader's data */
+/*
+ * The least time between two attempts to copy the leader's data after one
+ * failed: for every table, and for the rows a repair needs.
+ */
 #define RESYNC_RETRY_MS 5000
+#define REPAIR_RETRY_MS 1000
 #define SPOOL_STATE_FILE "apply_spool_state"
 
 static ApplyWorker AW;
@@ -1498,12 +1502,12 @@ mark_resync_needed(void)
 }
 
 /*
- * Waits until another member leads, and at least RESYNC_RETRY_MS after the
- * last attempt began (a copy that fails is not retried in a tight loop);
+ * Waits until another member leads, and at least retry_ms after the last
+ * attempt began (a copy that fails is not retried in a tight loop);
  * returns the leader's conninfo (palloc'd).
  */
 static char *
-wait_for_other_leader(void)
+wait_for_other_leader(int retry_ms)
 {
 	for (;;)
 	{
@@ -1513,7 +1517,7 @@ wait_for_other_leader(void)
 		conninfo[0] = '\0';
 		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 		if (TimestampDifferenceExceeds(RaftShmem->apply.resync_started, now,
-									   RESYNC_RETRY_MS) &&
+									   retry_ms) &&
 			RaftShmem->view.configured &&
 			RaftShmem->view.leader_id != RAFT_NO_NODE &&
 			RaftShmem->view.leader_id != RaftShmem->view.node_id &&
@@ -1525,7 +1529,10 @@ wait_for_other_leader(void)
 		LWLockRelease(RaftShmem->lock);
 		if (conninfo[0] != '\0')
 			return pstrdup(conninfo);
-		wait_a_second();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -1557,7 +1564,7 @@ copy_again(const char *why)
 					   raft_database)));
 	/* what an earlier leadership of this node left is kept first */
 	(void) RaftSettleOldSlot(AW.own_committed_lsn, false, false);
-	leader_conninfo = wait_for_other_leader();
+	leader_conninfo = wait_for_other_leader(RESYNC_RETRY_MS);
 
 	RaftEmptyDatabase();
 	StartTransactionCommand();
@@ -1667,7 +1674,8 @@ apply_in_repair(uint64 apply_to)
  * Meanwhile raft.status says resyncing and the raft worker hands over a
  * leadership this node wins: the rows of the set are not as the log says.
  * A repair that succeeds lets the next one begin at once; one that fails
- * is retried after RESYNC_RETRY_MS (wait_for_other_leader).
+ * is retried after REPAIR_RETRY_MS, or RESYNC_RETRY_MS for every table
+ * (wait_for_other_leader).
  */
 static bool
 repair(void)
@@ -1686,7 +1694,8 @@ repair(void)
 	RaftShmem->apply.resyncing = true;
 	RaftShmem->apply.done_index = 0;
 	LWLockRelease(RaftShmem->lock);
-	leader_conninfo = wait_for_other_leader();
+	leader_conninfo = wait_for_other_leader(RaftRepairOfEverything() ?
+											RESYNC_RETRY_MS : REPAIR_RETRY_MS);
 	everything = RaftRepairRun(leader_conninfo, &apply_to);
 	if (!everything)
 	{

@@ -19,16 +19,18 @@
  *	  - the repair's snapshot: a snapshot of the leader's data that holds
  *		exactly the log up to a known point (RaftLeaderSnapshot, join.c).
  *	  - the window: the entries of the log that the snapshot holds and this
- *		node has not applied yet.
+ *		node had not applied yet.
  *
- *	  A repair deletes the set's rows here and copies the leader's version
- *	  of them (those that exist there) as of the snapshot, in one local
- *	  transaction: readers see the old rows until it commits, and a repair
- *	  that fails leaves them as they were.  Applying then goes on from
- *	  where it stood: the window's changes to rows of the set are skipped,
- *	  since those rows hold them already, and every other change applies
- *	  as always.  Every other row followed the log all along, so once the
- *	  window is behind, every row is as the log says.
+ *	  A repair of rows deletes the set's rows here and copies the leader's
+ *	  version of them (those that exist there) as of the snapshot, then, in
+ *	  the same local transaction, applies the log up to the leader's commit
+ *	  index (apply.c, apply_in_repair): the window's changes to rows of the
+ *	  set are skipped, since those rows hold them already, and every other
+ *	  change applies as always.  Every other row followed the log all
+ *	  along, so when that transaction commits, every row is as the log
+ *	  says, and readers go from the old data to that state at once: they
+ *	  never see a table missing, nor a mix of states the log never held.
+ *	  A repair that fails leaves the data as it was.
  *
  *	  A change in the window that moves a row between a key of the set and
  *	  a key outside it (an update of the key), or a truncate of a table of
@@ -38,12 +40,17 @@
  *	  repair may be redone at any snapshot at or after this node's place in
  *	  the log, and a snapshot of the leader always is.
  *
- *	  pg_raft/repair holds the set and the snapshot's point.  It is written
- *	  before the rows are copied, saying they are still to copy, and again
- *	  once the copy's commit is durable: a crash in between copies again.
- *	  It is removed once this node's progress past the window is durable;
- *	  until then a restart applies entries of the window again and must
- *	  still skip the set's rows.
+ *	  A repair of every table (a re-synchronisation, RaftRepairEverything)
+ *	  commits the copy at once, with the replication origin's progress set
+ *	  to the snapshot's index; the entries after it that the snapshot holds
+ *	  are then skipped as they come, whole.
+ *
+ *	  pg_raft/repair holds the set and says whether its rows are still to
+ *	  copy.  A repair of rows removes it when it commits; a crash before
+ *	  repairs again.  A repair of every table rewrites it once its commit is
+ *	  durable, and removes it once the apply worker's progress past the
+ *	  window is durable: until then a restart applies entries of the window
+ *	  again and must still skip them.
  *
  *-------------------------------------------------------------------------
  */
@@ -634,6 +641,13 @@ RaftRepairForget(void)
 {
 	repair = NULL;
 	RaftStorageRemoveFile(REPAIR_FILE);
+}
+
+/* RaftRepairOfEverything: whether the repair under way copies every table. */
+bool
+RaftRepairOfEverything(void)
+{
+	return repair != NULL && repair->everything;
 }
 
 /* RaftRepairPending: whether the set's rows are still to copy. */

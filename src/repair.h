@@ -26,6 +26,7 @@ extern void RaftRepairSave(void);
 /* copying the rows, and taking up a repair after a restart */
 extern void RaftRepairLoad(void);
 extern bool RaftRepairPending(void);
+extern bool RaftRepairOfEverything(void);
 extern bool RaftRepairRun(const char *member_conninfo, uint64 *apply_to);
 extern void RaftRepairFinish(uint64 applied_to);
 extern void RaftRepairForget(void);

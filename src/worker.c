@@ -1036,7 +1036,13 @@ tick(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ticks = 0;
+	bool		resyncing;
 
+	/* a node whose data is being repaired could not lead: others should */
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	resyncing = RaftShmem->apply.resyncing;
+	LWLockRelease(RaftShmem->lock);
+	raft_hold_campaigns(W.r, resyncing);
 	while (now >= W.next_tick && ticks < 100 * TICKS_PER_HEARTBEAT)
 	{
 		raft_tick(W.r);

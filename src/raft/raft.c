@@ -509,7 +509,7 @@ raft_tick(raft *r)
 	if (r->role != RAFT_LEADER)
 	{
 		if (r->election_elapsed >= r->randomized_timeout &&
-			raft_is_voter(r, r->id))
+			raft_is_voter(r, r->id) && !r->campaigns_held)
 			raft_campaign(r, r->opts.pre_vote, false);
 		return RAFT_OK;
 	}
@@ -779,6 +779,12 @@ raft_compact(raft *r, raft_index_t index)
 	outbox_drop_entries_upto(r, index);
 	raft_log_compact(&r->log, index);
 	return RAFT_OK;
+}
+
+void
+raft_hold_campaigns(raft *r, bool hold)
+{
+	r->campaigns_held = hold;
 }
 
 int

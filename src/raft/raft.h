@@ -368,6 +368,15 @@ extern int	raft_read_index(raft *r, uint64_t request_id);
 extern int	raft_campaign_now(raft *r);
 
 /*
+ * Holds (hold true) or allows again this node's own elections: while held,
+ * an election timeout that passes starts none.  The caller holds them
+ * while the node could not serve as leader (its state machine is being
+ * repaired), so that a node that could wins instead.  It still votes, and
+ * still campaigns when a leader hands leadership to it (TimeoutNow).
+ */
+extern void raft_hold_campaigns(raft *r, bool hold);
+
+/*
  * The current log base (after raft_compact or a snapshot): what the caller
  * persists as the new base when it drops the compacted prefix on disk.
  */

@@ -116,6 +116,7 @@ struct raft
 	raft_id_t	id;
 	raft_role	role;
 	raft_term_t term;
+	bool		campaigns_held; /* raft_hold_campaigns */
 	raft_id_t	vote;
 	raft_id_t	leader;
 	raft_index_t commit;

@@ -857,6 +857,35 @@ test_load_null_data(void)
  * ----------------------------------------------------------------
  */
 
+/*
+ * A node whose campaigns are held (its state machine is being repaired)
+ * starts no election however long it waits, and campaigns at the next
+ * tick once they are allowed again.
+ */
+static void
+test_hold_campaigns(void)
+{
+	static const raft_id_t ids[] = {1, 2, 3};
+	raft_options opts;
+	node		n;
+	uint32_t	ticks;
+
+	raft_options_default(&opts, 1, 7);
+	if (!CHECK(node_bootstrap(&n, &opts, ids, 3), "hold: loads {1,2,3}"))
+		return;
+	raft_hold_campaigns(n.r, true);
+	for (ticks = 0; ticks < 10 * opts.election_timeout_ticks; ticks++)
+		raft_tick(n.r);
+	CHECK(status_of(&n).role == RAFT_FOLLOWER && status_of(&n).term == 0,
+		  "hold: still a follower in term 0 after ten election timeouts");
+	raft_hold_campaigns(n.r, false);
+	raft_tick(n.r);
+	CHECK(status_of(&n).role == RAFT_PRE_CANDIDATE,
+		  "hold: campaigns at the next tick once allowed (role %s)",
+		  raft_role_name(status_of(&n).role));
+	node_free(&n);
+}
+
 /* A one-voter cluster elects itself at once and commits its no-op. */
 static void
 test_single_node_bootstrap(void)
@@ -3504,6 +3533,7 @@ main(void)
 	test_config_decode();
 	test_step_invalid();
 	test_election_timer();
+	test_hold_campaigns();
 	test_non_voters_wait();
 	test_set_timeouts_invalid();
 	test_set_timeouts_window();
