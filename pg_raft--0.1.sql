@@ -91,7 +91,7 @@ CREATE FUNCTION raft.status_info(
 	OUT log_bytes bigint, OUT cluster_id text, OUT leader_conninfo text,
 	OUT worker_pid integer, OUT writable boolean,
 	OUT diverged_transactions bigint, OUT diverged_file text,
-	OUT resyncing boolean)
+	OUT resyncing boolean, OUT serves_copies boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_raft_status_info'
 LANGUAGE C STRICT VOLATILE;

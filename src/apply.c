@@ -1446,6 +1446,20 @@ settle_old_slot(uint64 term)
 	return true;
 }
 
+/* Whether this node is the only voter of its cluster. */
+static bool
+only_voter(void)
+{
+	uint32		voters = 0;
+	uint32		i;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	for (i = 0; i < RaftShmem->view.n_members; i++)
+		voters += RaftShmem->view.members[i].voter ? 1 : 0;
+	LWLockRelease(RaftShmem->lock);
+	return voters <= 1;
+}
+
 /*
  * A leader that finds the slot of an earlier leadership of its own (it
  * was elected again, or restarted) settles it once it has applied every
@@ -1467,6 +1481,16 @@ settle_slot_as_leader(void)
 	if (term == 0 || AW.txn != NULL || AW.done_index < before)
 		return;
 	diverged = RaftSettleOldSlot(AW.own_committed_lsn, true, true);
+	if (diverged > 0 && only_voter())
+	{
+		/* no member holds the log's version of those rows but this one */
+		RaftRepairForget();
+		ereport(WARNING,
+				(errmsg("pg_raft keeps the %llu transactions that never reached the raft log in this node's data",
+						(unsigned long long) diverged),
+				 errdetail("This node is the cluster's only voter: no other member can repair its rows.")));
+		diverged = 0;
+	}
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	if (diverged > 0)
 		RaftShmem->apply.resyncing = true;

@@ -571,7 +571,7 @@ end_idle_transactions(void)
 	if (now < C.idle_check_at)
 		return;
 	C.idle_check_at = TimestampTzPlusMilliseconds(now, CAPTURE_IDLE_GRACE_MS);
-	RaftFenceEndIdleTransactions();
+	RaftFenceEndIdleTransactions(0);
 }
 
 /* Moves the connection on as far as it can go without waiting. */

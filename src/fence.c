@@ -383,18 +383,25 @@ RaftFenceInit(void)
 
 /*
  * Ends the client sessions that sit idle in a transaction that holds a
- * transaction id.  A new leader's replication slot is created only once
- * every transaction running when it began has ended (logical decoding
- * starts from a point where none runs), and such a session would hold
- * the node back from taking writes for as long as it idles: the fence
+ * transaction id and began before began_before (any, if 0).  The fence
  * ends other sessions at their next statement, but an idle one sends
- * none.  Runs in the raft worker while the slot creation waits.  Sessions
- * are known by their reported state, so with track_activities off none
- * is found; prepared transactions hold the slot up too, and only an
- * operator can end them.
+ * none, and it holds its locks meanwhile:
+ *
+ * - a new leader's replication slot is created only once every
+ *	 transaction running when it began has ended (logical decoding starts
+ *	 from a point where none runs): such a session would hold the node
+ *	 back from taking writes for as long as it idles;
+ * - on a node that stopped taking writes, a write transaction that began
+ *	 before can never commit, and its row locks would hold the apply
+ *	 worker back for as long as it idles (a client cut off by a partition
+ *	 may never send another byte).
+ *
+ * Runs in the raft worker.  Sessions are known by their reported state, so
+ * with track_activities off none is found; prepared transactions hold
+ * locks too, and only an operator can end them.
  */
 void
-RaftFenceEndIdleTransactions(void)
+RaftFenceEndIdleTransactions(TimestampTz began_before)
 {
 	int			n;
 	int			i;
@@ -412,17 +419,25 @@ RaftFenceEndIdleTransactions(void)
 		be = &local->backendStatus;
 		if (be->st_backendType != B_BACKEND ||
 			be->st_state != STATE_IDLEINTRANSACTION ||
-			!TransactionIdIsValid(local->backend_xid))
+			!TransactionIdIsValid(local->backend_xid) ||
+			(began_before != 0 && be->st_xact_start_timestamp >= began_before))
 			continue;
 		/* still the same process, still in that transaction? */
 		proc = BackendPidGetProc(be->st_procpid);
 		if (proc == NULL || proc->xid != local->backend_xid)
 			continue;
-		if (kill(be->st_procpid, SIGTERM) == 0)
+		if (kill(be->st_procpid, SIGTERM) != 0)
+			continue;
+		if (began_before == 0)
 			ereport(LOG,
 					(errmsg("pg_raft is terminating process %d, idle in transaction %u, which holds back this new leader",
 							(int) be->st_procpid, local->backend_xid),
 					 errdetail("The leader's replication slot can be created only once every transaction that was running has ended.")));
+		else
+			ereport(LOG,
+					(errmsg("pg_raft is terminating process %d, idle in transaction %u, which began while this node took writes",
+							(int) be->st_procpid, local->backend_xid),
+					 errdetail("The transaction can no longer commit, and its locks would hold back the apply worker.")));
 	}
 	pgstat_clear_backend_activity_snapshot();
 }

@@ -321,7 +321,10 @@ exec_interruptible(PGconn *conn, const char *command)
 }
 
 /*
- * Reads the leader's commit index and term; the leader must take writes.
+ * Reads the leader's commit index and term; the leader must serve copies
+ * (raft.status.serves_copies: it applied everything before its term and
+ * captures its changes), though it may not take writes yet while too few
+ * members hold the log's data.
  * Leaves conn open on error: the caller closes it.
  */
 static void
@@ -330,7 +333,7 @@ leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
 {
 	PGresult   *res = PQexec(conn,
 							 "SELECT commit_index, term, node_id FROM raft.status"
-							 " WHERE role = 'leader' AND writable");
+							 " WHERE role = 'leader' AND serves_copies");
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{

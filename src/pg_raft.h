@@ -115,6 +115,7 @@ typedef struct RaftView
 	uint64		applied_index;	/* data applied by the apply worker */
 	uint64		log_bytes;
 	bool		writable;		/* leader, caught up, its changes captured */
+	bool		serves_copies;	/* ... except that too few hold the log's data */
 	char		not_writable_reason[RAFT_ERROR_BYTES];
 	TimestampTz updated;
 	uint32		n_members;
@@ -298,7 +299,7 @@ extern void RaftRingClear(RaftRing *ring);
 extern void RaftFenceInit(void);
 extern void RaftFenceAdoptEpoch(void);
 extern void RaftFenceEndSyncWaiters(void);
-extern void RaftFenceEndIdleTransactions(void);
+extern void RaftFenceEndIdleTransactions(TimestampTz began_before);
 
 /*
  * capture.c: the leader's consumer of its own logical decoding stream, in

@@ -534,8 +534,8 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[18];
-	bool		nulls[18];
+	Datum		values[19];
+	bool		nulls[19];
 	bool		self_voter = false;
 	pid_t		worker_pid;
 	bool		resyncing;
@@ -589,6 +589,7 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 	else
 		nulls[16] = true;
 	values[17] = BoolGetDatum(resyncing);
+	values[18] = BoolGetDatum(v->serves_copies);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

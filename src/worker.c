@@ -130,6 +130,8 @@ typedef struct RaftWorker
 	uint64		lead_term;
 	raft_index_t lead_start;
 	bool		writable;
+	TimestampTz unwritable_since;	/* when it stopped taking writes, if it did */
+	TimestampTz idle_ended_at;	/* when it last ended idle write transactions */
 	uint64		handover_term;	/* leadership handed over in this term */
 	uint64		settled_term;	/* no slot of an earlier leadership is left */
 
@@ -142,6 +144,7 @@ static RaftWorker W;
 static void start_node(void);
 static void handle_ready(void);
 static void publish_view(void);
+static raft_index_t apply_done_index(void);
 
 /*
  * The identity file: who this node is.  Written once, when the node
@@ -1036,13 +1039,7 @@ tick(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ticks = 0;
-	bool		resyncing;
 
-	/* a node whose data is being repaired could not lead: others should */
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	resyncing = RaftShmem->apply.resyncing;
-	LWLockRelease(RaftShmem->lock);
-	raft_hold_campaigns(W.r, resyncing);
 	while (now >= W.next_tick && ticks < 100 * TICKS_PER_HEARTBEAT)
 	{
 		raft_tick(W.r);
@@ -1297,6 +1294,101 @@ propose_data(const void *data, uint32 len, uint64 *index)
 		return false;
 	*index = at;
 	return true;
+}
+
+/*
+ * Whether this node's data is the log's: it is not being repaired, and no
+ * slot of an earlier leadership of its own waits to be settled (until the
+ * apply worker has looked in it, a former leader may hold transactions
+ * that never reached the log).  A leader is, once that slot is settled.
+ */
+static bool
+holds_log_data(const raft_status *st)
+{
+	bool		resyncing;
+	bool		old_slot;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	resyncing = RaftShmem->apply.resyncing;
+	LWLockRelease(RaftShmem->lock);
+	if (resyncing)
+		return false;
+	if (st->role == RAFT_LEADER)
+		return W.settled_term == st->term;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	old_slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false) != NULL;
+	LWLockRelease(ReplicationSlotControlLock);
+	return !old_slot;
+}
+
+/*
+ * Tells the core and the other members whether this node's data is the
+ * log's.  A node whose data is not starts no election of its own (a
+ * member that could lead should), and reports nothing applied in its
+ * frames: the leader then counts it neither among the members that hold
+ * the log's data (leader_has_data_majority) nor as a member to hand
+ * leadership to (handover_target).
+ */
+static void
+report_data_state(void)
+{
+	raft_status st;
+	bool		clean;
+	bool		resyncing;
+	uint32		voters = 0;
+	uint32		i;
+
+	raft_get_status(W.r, &st);
+	clean = holds_log_data(&st);
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	resyncing = RaftShmem->apply.resyncing;
+	LWLockRelease(RaftShmem->lock);
+	for (i = 0; i < st.config.n_members; i++)
+		voters += st.progress[i].voter ? 1 : 0;
+	/* the only voter settles its old slot as a leader, or never */
+	raft_hold_campaigns(W.r, resyncing || (!clean && voters > 1));
+	RaftTransportSetApplied(clean ? apply_done_index() : 0);
+}
+
+/*
+ * Whether a majority of the voters, this leader among them, hold the
+ * log's data: each other one reported an applied index (so it is not
+ * repairing and settled its old slot) within an election timeout.  A
+ * leader takes writes only then.  Only a leader that takes writes can
+ * leave transactions outside the log when it is cut off; the majority that
+ * holds the log's data then still intersects every majority, so whichever
+ * side of a partition can elect a leader has a member that can lead and
+ * serve the others' repairs: the cluster never ends with every member
+ * repairing and none to repair from.
+ */
+static bool
+leader_has_data_majority(const raft_status *st, uint32 *clean, uint32 *voters)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint32		i;
+
+	*clean = 0;
+	*voters = 0;
+	for (i = 0; i < st->config.n_members; i++)
+	{
+		const raft_member_status *p = &st->progress[i];
+		MemberTrack *t;
+
+		if (!p->voter)
+			continue;
+		(*voters)++;
+		if (p->id == W.node_id)
+		{
+			(*clean)++;
+			continue;
+		}
+		t = member_track(p->id);
+		if (t != NULL && t->last_contact != 0 &&
+			now - t->last_contact <= (int64) raft_election_timeout_ms * 1000 &&
+			member_applied_index(p->id) > 0)
+			(*clean)++;
+	}
+	return *clean > *voters / 2;
 }
 
 /*
@@ -1569,14 +1661,20 @@ compact_log(void)
 
 /*
  * Whether the node accepts writes: it leads, every entry before its
- * leadership is applied, and its own transactions are being captured.
- * Otherwise says why in reason.
+ * leadership is applied, its own transactions are being captured, and a
+ * majority of the voters hold the log's data.  Otherwise says why in
+ * reason.  *serves_copies says whether the first three hold: a member may
+ * then copy or repair its data from this one.
  */
 static bool
-node_writable(const raft_status *st, char *reason, size_t reason_size)
+node_writable(const raft_status *st, char *reason, size_t reason_size,
+			  bool *serves_copies)
 {
 	raft_index_t done = apply_done_index();
+	uint32		clean;
+	uint32		voters;
 
+	*serves_copies = false;
 	reason[0] = '\0';
 	if (st->role != RAFT_LEADER || W.lead_term != st->term)
 		return false;
@@ -1591,6 +1689,14 @@ node_writable(const raft_status *st, char *reason, size_t reason_size)
 	{
 		snprintf(reason, reason_size, "the leader is not capturing its changes yet%s%s",
 				 RaftCaptureProblem()[0] ? ": " : "", RaftCaptureProblem());
+		return false;
+	}
+	*serves_copies = true;
+	if (!leader_has_data_majority(st, &clean, &voters))
+	{
+		snprintf(reason, reason_size,
+				 "a majority of the voters must hold the log's data, and %u of %u do; the others repair theirs",
+				 clean, voters);
 		return false;
 	}
 	return true;
@@ -1676,7 +1782,8 @@ publish_view(void)
 		v->applied_index = apply_done_index();
 		v->log_bytes = RaftLogBytes(W.log);
 		v->writable = node_writable(&st, v->not_writable_reason,
-									sizeof(v->not_writable_reason));
+									sizeof(v->not_writable_reason),
+									&v->serves_copies);
 		v->n_members = st.config.n_members;
 		for (i = 0; i < st.config.n_members; i++)
 		{
@@ -1730,7 +1837,20 @@ publish_view(void)
 	 * that its client does not take it for acknowledged later.
 	 */
 	if (v->configured && !v->writable)
+	{
 		RaftFenceEndSyncWaiters();
+		if (W.writable)
+			W.unwritable_since = GetCurrentTimestamp();
+		/* once a second: it looks through every backend's status */
+		if (W.unwritable_since != 0 &&
+			TimestampDifferenceExceeds(W.idle_ended_at, GetCurrentTimestamp(), 1000))
+		{
+			RaftFenceEndIdleTransactions(W.unwritable_since);
+			W.idle_ended_at = GetCurrentTimestamp();
+		}
+	}
+	else
+		W.unwritable_since = 0;
 	W.writable = v->configured && v->writable;
 	pfree(v);
 }
@@ -1814,7 +1934,7 @@ RaftWorkerMain(Datum main_arg)
 		process_requests();
 		if (W.configured)
 		{
-			RaftTransportSetApplied(apply_done_index());
+			report_data_state();
 			drain_inbox();
 			tick();
 			maintain_membership();

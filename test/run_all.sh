@@ -4,10 +4,11 @@
 #
 # Usage (after `make && make install`):   bash test/run_all.sh
 #
-# Three parts, in order:
+# Four parts, in order:
 #   1. the consensus core and simulator   make -C test/sim check
 #   2. the pg_regress tests in sql/       make installcheck-regress
 #   3. the TAP tests in test/t/           make installcheck-tap (prove -v)
+#   4. the fault campaigns                test/faults/flapping.pl, as root
 # Each part prints its output as it runs.  The last line counts passed and
 # failed tests over all parts, e.g. "42 passed, 0 failed"; the exit status is
 # non-zero if anything failed, including a part that stopped before it
@@ -16,7 +17,11 @@
 # PostgreSQL refuses to run as root.  Run as root, the script creates the
 # unprivileged user "pgraft" if missing, copies the tree to a scratch
 # directory that user owns (the tests write their output into the tree),
-# and runs itself there as that user.
+# and runs parts 1 to 3 there as that user.  Part 4 makes network
+# namespaces, which needs root: it runs only when the script is run as
+# root (as the README and CI do), with the servers as that user.
+# FAULT_SEEDS (default "1 2 3") and FAULT_SECONDS (default 60) set the
+# campaigns.
 
 set -euo pipefail
 
@@ -33,13 +38,41 @@ if [ "$(id -u)" -eq 0 ]; then
 	chown -R "$test_user:" "$scratch"
 	echo "run_all.sh: running as $test_user in $scratch"
 	status=0
-	(cd "$scratch" && runuser -u "$test_user" -- bash test/run_all.sh "$@") || status=$?
+	(cd "$scratch" && runuser -u "$test_user" -- env RAFT_TEST_COUNTS="$scratch/counts" \
+		bash test/run_all.sh "$@") || status=$?
+	read -r passed failed < "$scratch/counts" || { passed=0; failed=1; }
 	if [ "$status" -eq 0 ]; then
 		rm -rf "$scratch"
 	else
 		echo "run_all.sh: outputs kept in $scratch"
 	fi
-	exit "$status"
+
+	# 4. The fault campaigns: three members in network namespaces, the
+	# leader cut off again and again under a bank workload.
+	logs="$(mktemp -d)"
+	trap 'rm -rf "$logs"' EXIT
+	for seed in ${FAULT_SEEDS:-1 2 3}; do
+		log="$logs/faults-$seed.log"
+		echo
+		echo "=== faults: perl test/faults/flapping.pl --seed $seed --duration ${FAULT_SECONDS:-60}"
+		fstatus=0
+		perl "$tree/test/faults/flapping.pl" --seed "$seed" --duration "${FAULT_SECONDS:-60}" \
+			--user "$test_user" 2>&1 | tee "$log" || fstatus=$?
+		ok=$(grep -c '^ok ' "$log" || true)
+		bad=$(grep -c '^not ok ' "$log" || true)
+		if [ "$fstatus" -ne 0 ] && [ "$bad" -eq 0 ]; then
+			echo "=== faults: FAILED: seed $seed exited with status $fstatus before reporting a failed test"
+			bad=1
+		fi
+		echo "=== faults: seed $seed: $ok passed, $bad failed"
+		passed=$((passed + ok))
+		failed=$((failed + bad))
+	done
+
+	echo
+	echo "$passed passed, $failed failed"
+	[ "$failed" -eq 0 ] && [ "$status" -eq 0 ]
+	exit
 fi
 
 cd "$tree"
@@ -120,5 +153,12 @@ if ! run_part tap count_tap make installcheck-tap PROVE_FLAGS=-v; then
 fi
 
 echo
-echo "$passed passed, $failed failed"
+if [ -n "${RAFT_TEST_COUNTS:-}" ]; then
+	# run by this script as root: it adds part 4 and prints the total
+	echo "$passed $failed" > "$RAFT_TEST_COUNTS"
+	echo "=== parts 1 to 3: $passed passed, $failed failed"
+else
+	echo "=== faults: not run: network namespaces need root (run this script as root)"
+	echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]

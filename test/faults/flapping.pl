@@ -1,0 +1,528 @@
+#!/usr/bin/perl
+#
+# test/faults/flapping.pl: three pg_raft members in network namespaces of
+# their own, a bank workload, and the leader cut off and healed again and
+# again.  Checks the promises that faults test: nothing acknowledged is
+# lost, reads always see a consistent total, one leader per term, a
+# bounded number of terms, and after healing every member converges and
+# the cluster takes writes.
+#
+# Usage, as root (the servers run as the unprivileged USER):
+#
+#	perl test/faults/flapping.pl [--seed N] [--duration S] [--period S]
+#		[--user USER] [--keep]
+#
+# Prints TAP ("ok N - ...", "not ok N - ..."), then one line of counts per
+# campaign; exits non-zero if a check failed.  A failing run prints its
+# seed: the same seed cuts the same members at the same moments.
+#
+# The network: namespace pgrhub holds a bridge (10.213.0.254/24) and the
+# workload; namespaces pgr1..pgr3 hold one member each (10.213.0.1..3),
+# linked to the bridge by a veth pair.  Cutting a member off is setting
+# its bridge-side link down.  Before anything else the root namespace gets
+# a blackhole route for 10.213.0.0/24, and keeps it: nothing addressed to
+# a test host ever leaves the machine, also after the namespaces are gone.
+# Every server and process the run starts is stopped when it ends, however
+# it ends.
+
+use strict;
+use warnings;
+
+use DBI;
+use File::Temp qw(tempdir);
+use Getopt::Long;
+use POSIX qw(:sys_wait_h);
+use File::Spec;
+use Time::HiRes qw(time sleep);
+
+my %opt = (seed => 1, duration => 60, period => 1.5, user => 'pgraft');
+GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'user=s', 'keep', 'inner=s')
+  or die "usage: $0 [--seed N] [--duration S] [--period S] [--user USER]\n";
+
+my $SUBNET = '10.213.0';
+my $HUB = 'pgrhub';
+my @NODES = (1, 2, 3);
+my $ACCOUNTS = 10;
+my $BALANCE = 1000;
+my $bindir = `pg_config --bindir`;
+chomp $bindir;
+
+sub run
+{
+	my (@cmd) = @_;
+	system(@cmd) == 0 or die "failed: @cmd\n";
+	return;
+}
+
+# ---------------------------------------------------------------- outer
+#
+# In the root namespace: the route, the namespaces and links, then the
+# campaign itself inside the hub, then the teardown.
+
+if (!defined $opt{inner})
+{
+	die "$0: run me as root (I make network namespaces)\n" if $> != 0;
+	getpwnam($opt{user}) or die "$0: user $opt{user} does not exist\n";
+	system("ip route replace blackhole $SUBNET.0/24") == 0
+	  or die "$0: could not add the blackhole route for $SUBNET.0/24\n";
+	my $base = tempdir('/tmp/pg_raft-faults-XXXX');
+	my (undef, undef, $uid, $gid) = getpwnam($opt{user});
+	chown $uid, $gid, $base;
+	teardown_network();
+	setup_network();
+	my $status = system('ip', 'netns', 'exec', $HUB, $^X, File::Spec->rel2abs($0),
+		'--inner', $base, map { ("--$_", $opt{$_}) } qw(seed duration period user));
+	stop_servers($base);
+	teardown_network();
+	if ($status == 0 && !$opt{keep})
+	{
+		system('rm', '-rf', $base);
+	}
+	else
+	{
+		print "# outputs kept in $base\n";
+	}
+	exit($status == 0 ? 0 : 1);
+}
+
+sub setup_network
+{
+	run('ip', 'netns', 'add', $HUB);
+	run('ip', '-n', $HUB, 'link', 'set', 'lo', 'up');
+	run('ip', '-n', $HUB, 'link', 'add', 'br0', 'type', 'bridge');
+	run('ip', '-n', $HUB, 'addr', 'add', "$SUBNET.254/24", 'dev', 'br0');
+	run('ip', '-n', $HUB, 'link', 'set', 'br0', 'up');
+	foreach my $i (@NODES)
+	{
+		run('ip', 'netns', 'add', "pgr$i");
+		run('ip', '-n', "pgr$i", 'link', 'set', 'lo', 'up');
+		run('ip', 'link', 'add', "pgr${i}n", 'type', 'veth', 'peer', 'name', "pgr${i}h");
+		run('ip', 'link', 'set', "pgr${i}n", 'netns', "pgr$i");
+		run('ip', 'link', 'set', "pgr${i}h", 'netns', $HUB);
+		run('ip', '-n', "pgr$i", 'addr', 'add', "$SUBNET.$i/24", 'dev', "pgr${i}n");
+		run('ip', '-n', "pgr$i", 'link', 'set', "pgr${i}n", 'up');
+		run('ip', '-n', $HUB, 'link', 'set', "pgr${i}h", 'master', 'br0');
+		run('ip', '-n', $HUB, 'link', 'set', "pgr${i}h", 'up');
+	}
+	return;
+}
+
+sub teardown_network
+{
+	foreach my $ns ($HUB, map { "pgr$_" } @NODES)
+	{
+		system("ip netns del $ns 2>/dev/null");
+	}
+	return;
+}
+
+sub stop_servers
+{
+	my ($base) = @_;
+	foreach my $i (@NODES)
+	{
+		next unless -f "$base/n$i/postmaster.pid";
+		system('runuser', '-u', $opt{user}, '--', "$bindir/pg_ctl", '-D', "$base/n$i",
+			'-m', 'immediate', 'stop');
+	}
+	return;
+}
+
+# ---------------------------------------------------------------- inner
+#
+# In the hub namespace, as root: the servers (as the unprivileged user,
+# each in its namespace), the workload, the cuts and the checks.
+
+my $base = $opt{inner};
+my $test_count = 0;
+my $failures = 0;
+my @children;
+
+sub ok
+{
+	my ($cond, $name) = @_;
+	$test_count++;
+	print(($cond ? 'ok' : 'not ok') . " $test_count - $name\n");
+	$failures++ unless $cond;
+	return $cond;
+}
+
+sub as_user
+{
+	my ($ns, @cmd) = @_;
+	return system('ip', 'netns', 'exec', $ns, 'runuser', '-u', $opt{user}, '--', @cmd);
+}
+
+sub conninfo
+{
+	my ($i, $extra) = @_;
+	return "host=$SUBNET.$i port=5432 dbname=postgres user=$opt{user}"
+	  . ($extra ? " $extra" : '');
+}
+
+# a connection that gives up quickly on a cut link
+my $TIMEOUTS = 'connect_timeout=2 keepalives=1 keepalives_idle=1'
+  . ' keepalives_interval=1 keepalives_count=2 tcp_user_timeout=2000';
+
+sub connect_db
+{
+	my ($conninfo) = @_;
+	return DBI->connect("dbi:Pg:$conninfo", '', '',
+		{ RaiseError => 0, PrintError => 0, AutoCommit => 1 });
+}
+
+sub query_value
+{
+	my ($i, $sql) = @_;
+	my $dbh = connect_db(conninfo($i, $TIMEOUTS)) or return undef;
+	my ($value) = $dbh->selectrow_array($sql);
+	$dbh->disconnect;
+	return $value;
+}
+
+sub start_node
+{
+	my ($i) = @_;
+	my $dir = "$base/n$i";
+	as_user("pgr$i", "$bindir/initdb", '-D', $dir, '-A', 'trust', '--no-sync', '-U', $opt{user})
+	  == 0 || die "initdb failed for n$i\n";
+	mkdir "$base/sock$i";
+	my (undef, undef, $uid, $gid) = getpwnam($opt{user});
+	chown $uid, $gid, "$base/sock$i";
+	open(my $conf, '>>', "$dir/postgresql.conf") or die;
+	print $conf <<"EOF";
+listen_addresses = '$SUBNET.$i'
+port = 5432
+unix_socket_directories = '$base/sock$i'
+shared_preload_libraries = 'pg_raft'
+output_plugin_libraries = 'pgoutput, test_decoding, pg_raft'
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+max_connections = 50
+log_line_prefix = '%m [%p] %a '
+EOF
+	close($conf);
+	open(my $hba, '>>', "$dir/pg_hba.conf") or die;
+	print $hba "host all all $SUBNET.0/24 trust\nhost replication all $SUBNET.0/24 trust\n";
+	close($hba);
+	as_user("pgr$i", "$bindir/pg_ctl", '-D', $dir, '-l', "$base/n$i.log", '-w', 'start') == 0
+	  || die "could not start n$i\n";
+	return;
+}
+
+sub safe_do
+{
+	my ($i, @sql) = @_;
+	my $dbh = connect_db(conninfo($i)) or die "could not connect to n$i: $DBI::errstr\n";
+	foreach my $sql (@sql)
+	{
+		$dbh->do($sql) or die "n$i: $sql: " . $dbh->errstr . "\n";
+	}
+	$dbh->disconnect;
+	return;
+}
+
+# the member that leads and takes writes, or undef
+sub find_leader
+{
+	foreach my $i (@NODES)
+	{
+		my $w = query_value($i, q{SELECT role = 'leader' AND writable FROM raft.status});
+		return $i if defined $w && $w;
+	}
+	return undef;
+}
+
+sub wait_until
+{
+	my ($timeout, $check) = @_;
+	my $deadline = time() + $timeout;
+	while (time() < $deadline)
+	{
+		my $value = $check->();
+		return $value if $value;
+		sleep(0.2);
+	}
+	return undef;
+}
+
+# ---- the workload, each part a process of its own that writes a file
+
+sub spawn
+{
+	my ($code) = @_;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		# the servers' notices (a commit cut off in its wait) are expected
+		$SIG{__WARN__} = sub { };
+		srand($opt{seed} * 1000 + $$);
+		$code->();
+		POSIX::_exit(0);
+	}
+	push @children, $pid;
+	return;
+}
+
+# writer(W, DEADLINE): transfers between random accounts through the
+# multi-host conninfo, each with an id the client chose; the ids of those
+# whose COMMIT returned are acknowledged.
+sub writer
+{
+	my ($w, $deadline) = @_;
+	open(my $out, '>', "$base/acked.$w") or die;
+	$out->autoflush(1);
+	my $all = join(',', map { "$SUBNET.$_" } @NODES);
+	my $ci = "host=$all port=5432,5432,5432 dbname=postgres user=$opt{user}"
+	  . " target_session_attrs=read-write $TIMEOUTS";
+	my $dbh;
+	my $n = 0;
+	while (time() < $deadline)
+	{
+		$dbh //= connect_db($ci);
+		if (!$dbh)
+		{
+			sleep(0.05);
+			next;
+		}
+		my $id = $w * 1_000_000_000 + ++$n;
+		my $src = 1 + int(rand($ACCOUNTS));
+		my $dst = 1 + ($src + int(rand($ACCOUNTS - 1))) % $ACCOUNTS;
+		my $amount = 1 + int(rand(50));
+		my $ok = $dbh->begin_work
+		  && $dbh->do("INSERT INTO transfers VALUES ($id, $src, $dst, $amount)")
+		  && $dbh->do("UPDATE accounts SET balance = balance - $amount WHERE id = $src")
+		  && $dbh->do("UPDATE accounts SET balance = balance + $amount WHERE id = $dst")
+		  && $dbh->commit;
+		# DBD::Pg's commit returns true when the connection closed before
+		# the server answered: only err tells
+		if ($ok && !$dbh->err)
+		{
+			print $out "$id\n";
+		}
+		else
+		{
+			$dbh->disconnect;
+			undef $dbh;
+		}
+	}
+	close($out);
+	return;
+}
+
+# reader(I, DEADLINE): reads the total on member I, again and again;
+# writes the number of reads and each read whose total was wrong.
+sub reader
+{
+	my ($i, $deadline) = @_;
+	my ($reads, @wrong) = (0);
+	my $dbh;
+	while (time() < $deadline)
+	{
+		$dbh //= connect_db(conninfo($i, $TIMEOUTS));
+		if (!$dbh)
+		{
+			sleep(0.1);
+			next;
+		}
+		my ($sum, $count) = $dbh->selectrow_array(
+			'SELECT sum(balance), count(*) FROM accounts');
+		if (!defined $count)
+		{
+			$dbh->disconnect;
+			undef $dbh;
+			next;
+		}
+		$reads++;
+		push @wrong, "$sum/$count" if $sum != $ACCOUNTS * $BALANCE || $count != $ACCOUNTS;
+		sleep(0.02);
+	}
+	open(my $out, '>', "$base/reads.$i") or die;
+	print $out "$reads\n", map { "$_\n" } @wrong;
+	close($out);
+	return;
+}
+
+# monitor(DEADLINE): which member says it leads in which term.
+sub monitor
+{
+	my ($deadline) = @_;
+	open(my $out, '>', "$base/leaders") or die;
+	$out->autoflush(1);
+	my %dbh;
+	while (time() < $deadline)
+	{
+		foreach my $i (@NODES)
+		{
+			$dbh{$i} //= connect_db(conninfo($i, $TIMEOUTS));
+			next unless $dbh{$i};
+			my ($role, $term) = $dbh{$i}->selectrow_array('SELECT role, term FROM raft.status');
+			if (!defined $role)
+			{
+				$dbh{$i}->disconnect;
+				delete $dbh{$i};
+				next;
+			}
+			print $out "$term $i\n" if $role eq 'leader';
+		}
+		sleep(0.1);
+	}
+	close($out);
+	return;
+}
+
+sub cut
+{
+	my ($i, $state) = @_;
+	run('ip', 'link', 'set', "pgr${i}h", $state);
+	return;
+}
+
+sub read_lines
+{
+	my ($file) = @_;
+	open(my $in, '<', $file) or return ();
+	my @lines = <$in>;
+	close($in);
+	chomp @lines;
+	return @lines;
+}
+
+# what each member says of itself and what its sessions wait for, for a
+# failure's report
+sub describe_members
+{
+	foreach my $i (@NODES)
+	{
+		my $dbh = connect_db(conninfo($i, $TIMEOUTS));
+		if (!$dbh)
+		{
+			print "# n$i: unreachable\n";
+			next;
+		}
+		my $status = $dbh->selectrow_arrayref(
+			'SELECT role, term, commit_index, applied_index, writable, resyncing FROM raft.status');
+		print "# n$i: role, term, commit, applied, writable, resyncing: @{ $status // [] }\n";
+		foreach my $row (@{ $dbh->selectall_arrayref(
+			q{SELECT pid, backend_type, state, wait_event_type || ':' || wait_event, left(query, 60)
+			  FROM pg_stat_activity WHERE state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()}) })
+		{
+			print "# n$i:   " . join(' | ', map { $_ // '' } @$row) . "\n";
+		}
+		$dbh->disconnect;
+	}
+	return;
+}
+
+# ---- the campaign
+
+$SIG{ALRM} = sub { die "the campaign took too long\n" };
+alarm(int($opt{duration}) + 600);
+END
+{
+	kill 'KILL', @children if @children;
+}
+
+start_node($_) foreach @NODES;
+safe_do($_, 'CREATE EXTENSION pg_raft') foreach @NODES;
+safe_do(1,
+	'CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)',
+	'CREATE TABLE transfers (id bigint PRIMARY KEY, src int, dst int, amount int)',
+	"INSERT INTO accounts SELECT g, $BALANCE FROM generate_series(1, $ACCOUNTS) g",
+	"SELECT raft.create_cluster('n1', '" . conninfo(1) . "')");
+safe_do($_, "SELECT raft.join_cluster('n$_', '" . conninfo($_) . "', '" . conninfo(1) . "')")
+  foreach (2, 3);
+my $first_leader = wait_until(30, \&find_leader);
+ok(defined $first_leader, "seed $opt{seed}: the cluster forms and leads");
+my $first_term = query_value($first_leader, 'SELECT term FROM raft.status');
+
+my $deadline = time() + $opt{duration};
+spawn(sub { writer($_, $deadline) }) foreach (1, 2);
+spawn(sub { reader($_, $deadline) }) foreach @NODES;
+spawn(sub { monitor($deadline) });
+
+# cut the leader off, heal, again and again; the seed decides the jitter
+srand($opt{seed});
+my $cuts = 0;
+while (time() < $deadline - $opt{period})
+{
+	my $leader = find_leader();
+	my $jitter = 0.7 + rand(0.6);
+	if (defined $leader)
+	{
+		cut($leader, 'down');
+		$cuts++;
+		sleep($opt{period} * $jitter);
+		cut($leader, 'up');
+	}
+	sleep($opt{period} * (1.4 - $jitter + 0.3));
+}
+cut($_, 'up') foreach @NODES;
+my $healed = time();
+waitpid($_, 0) foreach @children;
+@children = ();
+
+# ---- the checks
+
+my $writable = wait_until(120, \&find_leader);
+my $writable_after = time() - $healed;
+ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing");
+$writable //= 1;
+safe_do($writable, 'INSERT INTO transfers VALUES (0, 1, 1, 0)');
+my $converged = wait_until(120, sub {
+	my %sums = map {
+		$_ => (query_value($_,
+				"SELECT raft.table_checksum('accounts') || raft.table_checksum('transfers')"
+				  . ' FROM raft.status WHERE NOT resyncing') // "down$_")
+	} @NODES;
+	my %distinct = map { $_ => 1 } values %sums;
+	return keys %distinct == 1 && query_value(1, 'SELECT count(*) FROM transfers WHERE id = 0')
+	  && query_value(2, 'SELECT count(*) FROM transfers WHERE id = 0')
+	  && query_value(3, 'SELECT count(*) FROM transfers WHERE id = 0');
+});
+ok($converged, "seed $opt{seed}: every member converges (same checksums) and holds the write after healing")
+  or describe_members();
+
+my @acked = map { read_lines("$base/acked.$_") } (1, 2);
+foreach my $i (@NODES)
+{
+	my $dbh = connect_db(conninfo($i));
+	my %have = $dbh ? map { $_->[0] => 1 } @{ $dbh->selectall_arrayref('SELECT id FROM transfers') } : ();
+	$dbh->disconnect if $dbh;
+	my @lost = grep { !$have{$_} } @acked;
+	ok(!@lost, "seed $opt{seed}: n$i holds every acknowledged transfer ("
+		  . scalar(@acked) . ')')
+	  or print "# lost on n$i: @lost[0 .. ($#lost < 9 ? $#lost : 9)]\n";
+}
+
+my ($reads, @wrong) = (0);
+foreach my $i (@NODES)
+{
+	my ($n, @bad) = read_lines("$base/reads.$i");
+	$reads += $n // 0;
+	push @wrong, map { "n$i: $_" } @bad;
+}
+ok(!@wrong && $reads > 0, "seed $opt{seed}: every read saw the same total ($reads reads)")
+  or print "# wrong totals: @wrong[0 .. ($#wrong < 9 ? $#wrong : 9)]\n";
+
+my %leader_of;
+my @two;
+foreach my $line (read_lines("$base/leaders"))
+{
+	my ($term, $i) = split ' ', $line;
+	push @two, "term $term: n$leader_of{$term} and n$i"
+	  if defined $leader_of{$term} && $leader_of{$term} != $i;
+	$leader_of{$term} = $i;
+}
+ok(!@two, "seed $opt{seed}: at most one leader per term") or print "# @two\n";
+
+my $last_term = query_value($writable, 'SELECT term FROM raft.status') // 0;
+my $terms = $last_term - $first_term;
+ok($terms <= 10 * ($cuts + 1), "seed $opt{seed}: $terms terms for $cuts cuts");
+
+printf "# seed %d: %d cuts in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s after healing\n",
+  $opt{seed}, $cuts, $opt{duration}, scalar(@acked), $reads, $terms, $writable_after;
+print "# seed $opt{seed} failed: replay with --seed $opt{seed}\n" if $failures;
+exit($failures ? 1 : 0);
