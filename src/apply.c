@@ -38,13 +38,16 @@
  *	  whose leader lost its leadership before sending all of it is
  *	  discarded when the next term's entries come.
  *
- *	  When this node's data parts from the log's, the apply worker
- *	  re-synchronises it: it empties the database and copies the leader's
- *	  (join.c), then applies from the index the copy holds.  That happens
- *	  to a former leader that committed transactions which never reached
- *	  the log (they are kept in a file first, see check_divergence), to a
- *	  member that was away while the entries it needed were compacted, and
- *	  after a copy that did not finish.
+ *	  When this node's data parts from the log's, the apply worker repairs
+ *	  it (repair.c): a former leader that committed transactions which
+ *	  never reached the log replaces the rows they touched with the
+ *	  leader's, and applies the log up to the leader's commit index in the
+ *	  same transaction (apply_in_repair); a member that was away while the
+ *	  entries it needed were compacted replaces every table's rows in one
+ *	  transaction.  Neither empties anything first.  Only an instance where
+ *	  the copy of raft.join_cluster did not finish, which holds nothing
+ *	  but part of that copy, empties the database and copies it again
+ *	  (copy_again, join.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -148,16 +151,23 @@ find_relation(ApplyState *state, uint32 remote_relid)
 
 /*
  * RaftColumnSequence
- *		The sequence a column default draws from: an identity column's, or the
- * one of a default that is nextval('...') under implicit casts (serial
- * columns; on a partition or an inheritance child the default was copied
- * from the parent, whose column owns the sequence).  InvalidOid if none.
+ *		The sequence the default of an integer column draws from: an
+ *		identity column's, or the one of a default that is nextval('...')
+ *		under implicit casts (serial columns; on a partition or an
+ *		inheritance child the default was copied from the parent, whose
+ *		column owns the sequence).  InvalidOid if none.
  */
 Oid
-RaftColumnSequence(Relation rel, AttrNumber attnum)
+RaftColumnSequence(Relation rel, Form_pg_attribute att)
 {
-	Node	   *def = build_column_default(rel, attnum);
+	Node	   *def;
 
+	if (att->attisdropped ||
+		(att->atttypid != INT2OID && att->atttypid != INT4OID &&
+		 att->atttypid != INT8OID) ||
+		(!att->atthasdef && !att->attidentity))
+		return InvalidOid;
+	def = build_column_default(rel, att->attnum);
 	while (def != NULL && IsA(def, FuncExpr) &&
 		   ((FuncExpr *) def)->funcformat == COERCE_IMPLICIT_CAST &&
 		   list_length(((FuncExpr *) def)->args) == 1)
@@ -193,14 +203,8 @@ find_column_sequences(ApplyRelation *r, Relation rel)
 	for (k = 0; k < desc->natts; k++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, k);
-		Oid			seqoid;
+		Oid			seqoid = RaftColumnSequence(rel, att);
 
-		if (att->attisdropped ||
-			(att->atttypid != INT2OID && att->atttypid != INT4OID &&
-			 att->atttypid != INT8OID) ||
-			(!att->atthasdef && !att->attidentity))
-			continue;
-		seqoid = RaftColumnSequence(rel, att->attnum);
 		if (!OidIsValid(seqoid))
 			continue;
 		r->seq_attnums[r->nseqs] = att->attnum;

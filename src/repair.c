@@ -318,24 +318,21 @@ RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key, TupleTableSlot *new_
 	AttrNumber	attnums[INDEX_MAX_KEYS];
 	int			n = key_columns(rel, attnums);
 	RepairTable *t = add_table(RelationGetRelid(rel), relation_name(rel));
-	char	   *key;
+	TupleTableSlot *slots[2] = {old_key, new_key};
+	size_t		i;
 
 	if (n == 0)
 	{
 		t->whole = true;
 		return;
 	}
-	if (old_key != NULL)
+	for (i = 0; i < lengthof(slots); i++)
 	{
-		key = row_key(old_key, attnums, n);
-		if (key == NULL)
-			t->whole = true;
-		else
-			add_key(t, key);
-	}
-	if (new_key != NULL)
-	{
-		key = row_key(new_key, attnums, n);
+		char	   *key;
+
+		if (slots[i] == NULL)
+			continue;
+		key = row_key(slots[i], attnums, n);
 		if (key == NULL)
 			t->whole = true;
 		else
@@ -808,16 +805,10 @@ advance_sequences(Relation rel, const char *name, const char *cond)
 	for (k = 0; k < desc->natts; k++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, k);
-		Oid			seqoid;
+		Oid			seqoid = RaftColumnSequence(rel, att);
 		bool		isnull;
 		int64		value = 0;
 
-		if (att->attisdropped ||
-			(att->atttypid != INT2OID && att->atttypid != INT4OID &&
-			 att->atttypid != INT8OID) ||
-			(!att->atthasdef && !att->attidentity))
-			continue;
-		seqoid = RaftColumnSequence(rel, att->attnum);
 		if (!OidIsValid(seqoid))
 			continue;
 		SPI_connect();

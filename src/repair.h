@@ -9,6 +9,7 @@
 #define PG_RAFT_REPAIR_H
 
 #include "access/xlogdefs.h"
+#include "catalog/pg_attribute.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
 
@@ -44,7 +45,7 @@ extern void RaftRepairProgressDurable(uint64 durable_index);
 
 /* apply.c: what the repair borrows from applying */
 extern void RaftApplyCollect(const uint8 *stream, size_t len);
-extern Oid	RaftColumnSequence(Relation rel, AttrNumber attnum);
+extern Oid	RaftColumnSequence(Relation rel, Form_pg_attribute att);
 extern void RaftAdvanceSequence(Oid seqoid, int64 value);
 
 #endif							/* PG_RAFT_REPAIR_H */

@@ -65,8 +65,15 @@
 #define COMPACT_MIN_ENTRIES 64
 /* a learner is promoted once it applied up to this close to the commit */
 #define PROMOTE_APPLY_SLACK 1024
-/* how long the leader keeps entries for a member it does not hear from */
-#define COMPACT_GRACE_MS (10 * 1000)
+/*
+ * A member that lags (away, or copying its data) holds the leader's log back
+ * only while the log stays under these: a member away for any time catches
+ * up from the log as long as less than that was written meanwhile, and
+ * repairs every table beyond.  Well under the core's capacity, so that a
+ * lagging member never fills the log and stops the cluster's writes.
+ */
+#define LAGGING_KEEP_BYTES (2 * COMPACT_THRESHOLD_BYTES)
+#define LAGGING_KEEP_ENTRIES (2 * COMPACT_THRESHOLD_ENTRIES)
 #define COMPACT_KEEP_ENTRIES 1024
 #define COMPACT_KEEP_BYTES (8 * 1024 * 1024)
 /* the least time between two writes of the commit index hint */
@@ -1590,9 +1597,9 @@ apply_kept_index(void)
 /*
  * Compacts the log once enough of it is applied.  Entries the apply worker
  * has neither applied nor spooled stay, and so, on the leader, do those
- * that a member heard from in the last COMPACT_GRACE_MS still needs (one
- * that restarts comes back within it).  A member that must be sent the
- * base instead needs a copy of the data.
+ * that a member still needs, however long it was away, until the log
+ * passes LAGGING_KEEP_BYTES or LAGGING_KEEP_ENTRIES.  A member that must
+ * be sent the base instead repairs every table from the leader.
  */
 static void
 compact_log(void)
@@ -1603,27 +1610,32 @@ compact_log(void)
 	uint32		i;
 	uint32		kept;
 	uint64		kept_bytes = 0;
+	bool		log_large;
 
 	raft_get_status(W.r, &st);
 	upto = Min(st.applied_index, apply_kept_index());
+	log_large = RaftLogBytes(W.log) >= LAGGING_KEEP_BYTES ||
+		st.last_index - W.base.index >= LAGGING_KEEP_ENTRIES;
 	if (st.role == RAFT_LEADER)
 	{
 		for (i = 0; i < st.config.n_members; i++)
 		{
 			const raft_member_status *p = &st.progress[i];
 			MemberTrack *t = member_track(p->id);
+			bool		lagging;
 
-			if (p->id == W.node_id || t == NULL || t->last_contact == 0 ||
-				now - t->last_contact > (int64) COMPACT_GRACE_MS * 1000)
+			if (p->id == W.node_id)
 				continue;
 			/*
-			 * A member that copies its data holds the log back: a learner
-			 * joining, or a member re-synchronising (it reports nothing
-			 * applied, apply.c).  It gives way first, rather than fill
-			 * the log and stop the cluster's writes.
+			 * A member away for longer than an election timeout, a learner
+			 * joining, or a member that repairs its data (it reports
+			 * nothing applied) lags: it gives way once the log is large,
+			 * rather than fill it and stop the cluster's writes.
 			 */
-			if ((!p->voter || member_applied_index(p->id) == 0) &&
-				RaftLogBytes(W.log) >= 2 * COMPACT_THRESHOLD_BYTES)
+			lagging = t == NULL || t->last_contact == 0 ||
+				now - t->last_contact > (int64) raft_election_timeout_ms * 1000 ||
+				!p->voter || member_applied_index(p->id) == 0;
+			if (lagging && log_large)
 				continue;
 			upto = Min(upto, p->match_index);
 		}

@@ -3,9 +3,10 @@
 # 160_resync.pl: a member whose data no longer follows from the log copies
 # it again by itself.
 #
-# A follower that was stopped longer than the leader's compaction grace
-# (10 s) while the log was compacted past it gets the log's base instead
-# of the entries its data needs: its apply worker replaces every table's
+# A follower stopped for longer than an election timeout while less than
+# the leader keeps for a lagging member (32 MB of log) is written catches
+# up from the log, without copying anything.  One stopped while more is
+# written gets the log's base instead of the entries its data needs: its apply worker replaces every table's
 # rows with the leader's in one transaction, without emptying anything
 # first, then goes on from the copy's index.  A copy that fails (here: the
 # leader has a table this member lacks) leaves the data as it was, and is
@@ -42,7 +43,28 @@ my ($away, $other) = grep { $_ != $leader } @nodes;
 $leader->safe_psql('postgres', q{INSERT INTO small SELECT g, 'before' FROM generate_series(1, 50) g});
 my $applied = RaftCluster::wait_for_apply($leader, @nodes);
 
-# Away longer than the grace ...
+# Away for 12 s while 20 MB go through the log: the leader, which would
+# compact past 16 MB, keeps the entries for the member.
+$other->stop;
+foreach my $i (1 .. 20)
+{
+	$leader->safe_psql('postgres',
+		"INSERT INTO big SELECT -$i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
+}
+$leader->poll_query_until('postgres',
+	"SELECT last_contact < now() - interval '12 s' FROM raft.nodes WHERE node_name = '"
+	  . $other->name . "'")
+  or die 'the leader still hears from ' . $other->name;
+$other->start;
+RaftCluster::wait_for_apply($leader, $other);
+ok(!$other->log_contains('re-synchronises'),
+	$other->name . ', away while 20 MB were written, catches up from the log');
+is(RaftCluster::checksums($other, 'big'), RaftCluster::checksums($leader, 'big'),
+	'and holds what the leader holds');
+$leader->safe_psql('postgres', q{DELETE FROM big});
+$applied = RaftCluster::wait_for_apply($leader, @nodes);
+
+# Away while more than the leader keeps goes through the log ...
 my $files_before = $away->safe_psql('postgres',
 	q{SELECT pg_relation_filenode('small') || ' ' || pg_relation_filenode('big')});
 $away->stop;
@@ -51,8 +73,8 @@ $leader->poll_query_until('postgres',
 	  . $away->name . "'")
   or die 'the leader still counts on ' . $away->name;
 
-# ... while 24 MB of transactions go through the log, which compacts.
-foreach my $i (1 .. 24)
+# ... 40 MB of transactions, so that the log compacts past the member.
+foreach my $i (1 .. 40)
 {
 	$leader->safe_psql('postgres',
 		"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
