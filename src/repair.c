@@ -507,23 +507,11 @@ RaftRepairLoad(void)
 }
 
 /*
- * RaftRepairBegin
- *		Starts a new repair set, replacing any earlier one, for the
- *		diverged transactions about to be collected.
+ * Makes the set collected so far durable, its rows still to copy.  Forgets
+ * an empty set.
  */
-void
-RaftRepairBegin(void)
-{
-	new_repair();
-}
-
-/*
- * RaftRepairSave
- *		Makes the set collected so far durable, its rows still to copy.
- *		Forgets an empty set.
- */
-void
-RaftRepairSave(void)
+static void
+save_collected(void)
 {
 	if (repair == NULL)
 		return;
@@ -1288,7 +1276,7 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
 	SPI_finish();
 	if (count > 0)
 	{
-		RaftRepairBegin();
+		new_repair();
 		RaftApplyCollect((const uint8 *) kept.data, kept.len);
 	}
 	PopActiveSnapshot();
@@ -1363,7 +1351,7 @@ RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 	diverged = check_divergence(own_committed_lsn, certain);
 	/* from here on, a crash still repairs (RaftRepairLoad) */
 	if (diverged > 0)
-		RaftRepairSave();
+		save_collected();
 	ReplicationSlotDrop(RAFT_SLOT_NAME, true);
 	ereport(LOG,
 			(errmsg("pg_raft dropped the replication slot \"%s\" of this node's earlier leadership",

@@ -18,11 +18,9 @@
 /* finding diverged transactions and what they touched */
 extern uint64 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain,
 								bool leading);
-extern void RaftRepairBegin(void);
 extern void RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key,
 								 TupleTableSlot *new_key);
 extern void RaftRepairCollectTable(Relation rel);
-extern void RaftRepairSave(void);
 
 /* copying the rows, and taking up a repair after a restart */
 extern void RaftRepairLoad(void);

@@ -21,7 +21,8 @@
 # namespaces, which needs root: it runs only when the script is run as
 # root (as the README and CI do), with the servers as that user.
 # FAULT_SEEDS (default "1 2 3") and FAULT_SECONDS (default 60) set the
-# campaigns.
+# campaigns; FAULT_KILL_SEEDS (default "4") sets those that also kill the
+# leader a member repairs from.
 
 set -euo pipefail
 
@@ -51,13 +52,17 @@ if [ "$(id -u)" -eq 0 ]; then
 	# leader cut off again and again under a bank workload.
 	logs="$(mktemp -d)"
 	trap 'rm -rf "$logs"' EXIT
-	for seed in ${FAULT_SEEDS:-1 2 3}; do
+	campaigns=()
+	for seed in ${FAULT_SEEDS:-1 2 3}; do campaigns+=("$seed"); done
+	for seed in ${FAULT_KILL_SEEDS:-4}; do campaigns+=("$seed --kills"); done
+	for campaign in "${campaigns[@]}"; do
+		read -r seed kills <<< "$campaign"
 		log="$logs/faults-$seed.log"
 		echo
-		echo "=== faults: perl test/faults/flapping.pl --seed $seed --duration ${FAULT_SECONDS:-60}"
+		echo "=== faults: perl test/faults/flapping.pl --seed $seed --duration ${FAULT_SECONDS:-60} $kills"
 		fstatus=0
 		perl "$tree/test/faults/flapping.pl" --seed "$seed" --duration "${FAULT_SECONDS:-60}" \
-			--user "$test_user" 2>&1 | tee "$log" || fstatus=$?
+			$kills --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
 		ok=$(grep -c '^ok ' "$log" || true)
 		bad=$(grep -c '^not ok ' "$log" || true)
 		if [ "$fstatus" -ne 0 ] && [ "$bad" -eq 0 ]; then

@@ -10,7 +10,11 @@
 # Usage, as root (the servers run as the unprivileged USER):
 #
 #	perl test/faults/flapping.pl [--seed N] [--duration S] [--period S]
-#		[--user USER] [--keep]
+#		[--kills] [--user USER] [--keep]
+#
+# With --kills, each round also kills (kill -9) the postmaster of the
+# member that leads once the cut-off one is back and repairs from it, and
+# starts it again a period later: leaders die in the middle of repairs.
 #
 # Prints TAP ("ok N - ...", "not ok N - ..."), then one line of counts per
 # campaign; exits non-zero if a check failed.  A failing run prints its
@@ -36,8 +40,8 @@ use File::Spec;
 use Time::HiRes qw(time sleep);
 
 my %opt = (seed => 1, duration => 60, period => 1.5, user => 'pgraft');
-GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'user=s', 'keep', 'inner=s')
-  or die "usage: $0 [--seed N] [--duration S] [--period S] [--user USER]\n";
+GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'kills', 'user=s', 'keep', 'inner=s')
+  or die "usage: $0 [--seed N] [--duration S] [--period S] [--kills] [--user USER] [--keep]\n";
 
 my $SUBNET = '10.213.0';
 my $HUB = 'pgrhub';
@@ -71,7 +75,8 @@ if (!defined $opt{inner})
 	teardown_network();
 	setup_network();
 	my $status = system('ip', 'netns', 'exec', $HUB, $^X, File::Spec->rel2abs($0),
-		'--inner', $base, map { ("--$_", $opt{$_}) } qw(seed duration period user));
+		'--inner', $base, (map { ("--$_", $opt{$_}) } qw(seed duration period user)),
+		($opt{kills} ? ('--kills') : ()));
 	stop_servers($base);
 	teardown_network();
 	if ($status == 0 && !$opt{keep})
@@ -373,6 +378,33 @@ sub monitor
 	return;
 }
 
+# kill_node(I): kill -9 of member I's postmaster, as a crash would.
+sub kill_node
+{
+	my ($i) = @_;
+	open(my $pidfile, '<', "$base/n$i/postmaster.pid") or return;
+	my $pid = <$pidfile>;
+	close($pidfile);
+	chomp $pid;
+	kill 'KILL', $pid;
+	return;
+}
+
+# start_again(I): starts member I after kill_node, once its old processes
+# have gone (until then a new postmaster refuses to start).
+sub start_again
+{
+	my ($i) = @_;
+	my $deadline = time() + 60;
+	while (time() < $deadline)
+	{
+		return if as_user("pgr$i", "$bindir/pg_ctl", '-D', "$base/n$i", '-l',
+			"$base/n$i.log", '-w', 'start') == 0;
+		sleep(0.2);
+	}
+	die "could not start n$i again\n";
+}
+
 sub cut
 {
 	my ($i, $state) = @_;
@@ -446,6 +478,7 @@ spawn(sub { monitor($deadline) });
 # cut the leader off, heal, again and again; the seed decides the jitter
 srand($opt{seed});
 my $cuts = 0;
+my $kills = 0;
 while (time() < $deadline - $opt{period})
 {
 	my $leader = find_leader();
@@ -456,6 +489,20 @@ while (time() < $deadline - $opt{period})
 		$cuts++;
 		sleep($opt{period} * $jitter);
 		cut($leader, 'up');
+	}
+	if ($opt{kills} && defined $leader)
+	{
+		# the member back from the cut repairs from the new leader: kill it
+		wait_until(2, sub {
+			query_value($leader, 'SELECT resyncing FROM raft.status') });
+		my $source = find_leader();
+		if (defined $source && $source != $leader)
+		{
+			kill_node($source);
+			$kills++;
+			sleep($opt{period});
+			start_again($source);
+		}
 	}
 	sleep($opt{period} * (1.4 - $jitter + 0.3));
 }
@@ -520,9 +567,10 @@ ok(!@two, "seed $opt{seed}: at most one leader per term") or print "# @two\n";
 
 my $last_term = query_value($writable, 'SELECT term FROM raft.status') // 0;
 my $terms = $last_term - $first_term;
-ok($terms <= 10 * ($cuts + 1), "seed $opt{seed}: $terms terms for $cuts cuts");
+ok($terms <= 10 * ($cuts + $kills + 1), "seed $opt{seed}: $terms terms for $cuts cuts and $kills kills");
 
-printf "# seed %d: %d cuts in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s after healing\n",
-  $opt{seed}, $cuts, $opt{duration}, scalar(@acked), $reads, $terms, $writable_after;
+printf "# seed %d: %d cuts%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s after healing\n",
+  $opt{seed}, $cuts, $opt{kills} ? " and $kills leader kills" : '', $opt{duration},
+  scalar(@acked), $reads, $terms, $writable_after;
 print "# seed $opt{seed} failed: replay with --seed $opt{seed}\n" if $failures;
 exit($failures ? 1 : 0);
