@@ -733,6 +733,16 @@ RaftCaptureStreaming(void)
 	return C.term != 0 && C.streamed_term == C.term;
 }
 
+/*
+ * Whether capture streams and holds nothing that waits for Raft: every
+ * transaction it has decoded is committed in the log.
+ */
+bool
+RaftCaptureDrained(void)
+{
+	return RaftCaptureStreaming() && C.state == CAPTURE_STREAMING && idle_stream();
+}
+
 /* Why capturing does not work at the moment; "" when it does. */
 const char *
 RaftCaptureProblem(void)

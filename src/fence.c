@@ -368,6 +368,24 @@ RaftFenceEndSyncWaiters(void)
 	LWLockRelease(SyncRepLock);
 }
 
+/*
+ * Whether a session's COMMIT waits for synchronous replication: a leader
+ * that hands its leadership over waits for none to be left (worker.c).
+ */
+bool
+RaftFenceSyncWaiters(void)
+{
+	bool		found = false;
+	uint32		i;
+
+	LWLockAcquire(SyncRepLock, LW_SHARED);
+	for (i = 0; i < ProcGlobal->allProcCount && !found; i++)
+		found = ProcGlobal->allProcs[i].pid != 0 &&
+			ProcGlobal->allProcs[i].syncRepState == SYNC_REP_WAITING;
+	LWLockRelease(SyncRepLock);
+	return found;
+}
+
 void
 RaftFenceInit(void)
 {

@@ -299,6 +299,7 @@ extern void RaftRingClear(RaftRing *ring);
 extern void RaftFenceInit(void);
 extern void RaftFenceAdoptEpoch(void);
 extern void RaftFenceEndSyncWaiters(void);
+extern bool RaftFenceSyncWaiters(void);
 extern void RaftFenceEndIdleTransactions(TimestampTz began_before);
 
 /*
@@ -311,6 +312,7 @@ extern void RaftCaptureRun(uint64 term, raft_id_t node_id, RaftProposeData propo
 extern void RaftCaptureStop(void);
 extern void RaftCapturePoll(uint64 commit_index);
 extern bool RaftCaptureStreaming(void);
+extern bool RaftCaptureDrained(void);
 extern const char *RaftCaptureProblem(void);
 extern char *RaftLocalSocketDirectory(void);
 extern void RaftCaptureAddWaitEvents(WaitEventSet *set);

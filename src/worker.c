@@ -142,6 +142,15 @@ typedef struct RaftWorker
 	uint64		handover_term;	/* leadership handed over in this term */
 	uint64		settled_term;	/* no slot of an earlier leadership is left */
 
+	/*
+	 * A leadership transfer of drain_term waits, fenced, until the commits
+	 * in flight have reached the log (or drain_deadline passes), then hands
+	 * leadership to drain_target.
+	 */
+	uint64		drain_term;
+	raft_id_t	drain_target;
+	TimestampTz drain_deadline;
+
 	/* the next committed entry to hand to the apply worker */
 	raft_index_t next_to_queue;
 } RaftWorker;
@@ -152,6 +161,8 @@ static void start_node(void);
 static void handle_ready(void);
 static void publish_view(void);
 static raft_index_t apply_done_index(void);
+static bool has_other_voter(const raft_status *st);
+static bool draining(const raft_status *st);
 
 /*
  * The identity file: who this node is.  Written once, when the node
@@ -803,7 +814,6 @@ start_request(RaftRequest *req)
 		case RAFT_REQUEST_TRANSFER:
 			{
 				raft_id_t	target = RAFT_NO_NODE;
-				int			rc;
 
 				if (!require_leader(req))
 					return;
@@ -828,19 +838,18 @@ start_request(RaftRequest *req)
 						return;
 					}
 				}
-				rc = raft_transfer_leadership(W.r, target);
-				if (rc == RAFT_ERR_UNAVAILABLE)
+				if (target == RAFT_NO_NODE && !has_other_voter(&st))
 				{
 					request_fail(req, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 								 "there is no other voter to hand leadership to",
 								 NULL, NULL);
 					return;
 				}
-				if (rc != RAFT_OK)
-				{
-					request_fail_rc(req, rc, "transfer leadership");
-					return;
-				}
+				/* first the commits in flight reach the log (check_request) */
+				W.drain_term = st.term;
+				W.drain_target = target;
+				W.drain_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   raft_election_timeout_ms);
 				req->wait_term = st.term;
 				req->state = RAFT_REQUEST_RUNNING;
 				return;
@@ -881,6 +890,31 @@ entry_discarded(const RaftRequest *req, const raft_status *st)
 	return req->wait_index > st->last_index && st->role != RAFT_LEADER;
 }
 
+/* Whether a voter other than this node exists. */
+static bool
+has_other_voter(const raft_status *st)
+{
+	uint32		i;
+
+	for (i = 0; i < st->config.n_members; i++)
+		if (st->progress[i].voter && st->progress[i].id != W.node_id)
+			return true;
+	return false;
+}
+
+/*
+ * Whether this leader is handing its leadership over and waits, fenced,
+ * for the commits in flight to reach the log first: a transfer must not
+ * leave them outside the log, to be repaired away (and their clients told
+ * their commit failed).
+ */
+static bool
+draining(const raft_status *st)
+{
+	return W.drain_term != 0 && W.drain_term == st->term &&
+		st->role == RAFT_LEADER;
+}
+
 /*
  * Finishes running requests whose entry is applied, or fails them when the
  * entry was lost to a leader change.
@@ -895,6 +929,22 @@ check_request(RaftRequest *req)
 	{
 		DirectoryEntry *d;
 
+		if (draining(&st))
+		{
+			int			rc;
+
+			if (!RaftCaptureDrained() || RaftFenceSyncWaiters())
+			{
+				if (GetCurrentTimestamp() < W.drain_deadline)
+					return;
+			}
+			W.drain_term = 0;
+			rc = raft_transfer_leadership(W.r, W.drain_target);
+			if (rc != RAFT_OK)
+				request_fail_rc(req, rc, "transfer leadership");
+			return;
+		}
+		W.drain_term = 0;
 		if (st.role == RAFT_LEADER && st.transfer_target != RAFT_NO_NODE)
 			return;				/* still transferring */
 		if (st.role == RAFT_LEADER)
@@ -1704,6 +1754,12 @@ node_writable(const raft_status *st, char *reason, size_t reason_size,
 		return false;
 	}
 	*serves_copies = true;
+	if (draining(st))
+	{
+		snprintf(reason, reason_size,
+				 "the leader is handing its leadership over");
+		return false;
+	}
 	if (!leader_has_data_majority(st, &clean, &voters))
 	{
 		snprintf(reason, reason_size,
@@ -1850,7 +1906,9 @@ publish_view(void)
 	 */
 	if (v->configured && !v->writable)
 	{
-		RaftFenceEndSyncWaiters();
+		/* a leader handing over lets them finish first (check_request) */
+		if (!draining(&st))
+			RaftFenceEndSyncWaiters();
 		if (W.writable)
 			W.unwritable_since = GetCurrentTimestamp();
 		/* once a second: it looks through every backend's status */
