@@ -354,8 +354,9 @@ leader_position(PGconn *conn, uint64 *commit_index, uint64 *term,
 }
 
 /*
- * The conninfo with its database replaced by raft.database: the data to
- * copy is there, whatever the member's conninfo names.
+ * The conninfo with its database replaced by raft.database (the data to
+ * copy is there, whatever the member's conninfo names), and the copy's
+ * application name.
  */
 char *
 RaftConninfoForDatabase(const char *conninfo)
@@ -373,6 +374,13 @@ RaftConninfoForDatabase(const char *conninfo)
 	{
 		const char *value = strcmp(o->keyword, "dbname") == 0 ? raft_database : o->val;
 		const char *c;
+
+		/*
+		 * The copy's sessions on the leader (pg_dump, pg_dumpall) are a
+		 * member's: the fence does not end them when a role changes.
+		 */
+		if (strcmp(o->keyword, "application_name") == 0)
+			value = RAFT_COPY_APPLICATION_NAME;
 
 		if (value == NULL)
 			continue;
