@@ -1372,6 +1372,44 @@ next_entry(uint8 *buf, uint32 cap, uint32 *len, uint64 *compacted_to)
 }
 
 /*
+ * Takes the entry the apply worker needs next (AW.next_index) from the
+ * apply queue: its header into *e, its len bytes of data into AW.buf after
+ * the header.  Entries served again after the raft worker restarted are
+ * passed over.  Returns false when there is none yet; *compacted_to is
+ * then as next_entry says.
+ */
+static bool
+take_next_entry(RaftQueuedEntry *e, uint32 *len, uint64 *compacted_to)
+{
+	while (next_entry(AW.buf, AW.cap, len, compacted_to))
+	{
+		if (*len < sizeof(*e))
+			elog(ERROR, "pg_raft apply queue holds a record of %u bytes", *len);
+		memcpy(e, AW.buf, sizeof(*e));
+		if (e->index < AW.next_index)
+			continue;
+		if (e->index > AW.next_index)
+			elog(ERROR, "pg_raft apply queue skipped from index %llu to %llu",
+				 (unsigned long long) AW.next_index,
+				 (unsigned long long) e->index);
+		*len -= sizeof(*e);
+		return true;
+	}
+	return false;
+}
+
+/* Applies the entry take_next_entry took, and moves past it. */
+static void
+apply_next_entry(const RaftQueuedEntry *e, uint32 len)
+{
+	apply_entry(e, AW.buf + sizeof(*e), len);
+	AW.next_index = e->index + 1;
+	AW.last_term = e->term;
+	if (AW.txn == NULL)
+		AW.done_index = e->index;
+}
+
+/*
  * Makes progress durable before the raft worker may compact the entries
  * behind it.  Applied transactions commit with synchronous_commit = off:
  * their commit records are flushed here.  Skipped entries leave no trace
@@ -1603,9 +1641,7 @@ copy_again(const char *why)
 	RaftRepairForget();
 	if (!start_from_progress())
 		elog(ERROR, "pg_raft copy of the leader's data left no starting point");
-	ereport(LOG,
-			(errmsg("pg_raft re-synchronised this node's data: it holds the log up to raft index %llu",
-					(unsigned long long) AW.copy.index)));
+	log_resynchronised();
 }
 
 /*
@@ -1663,7 +1699,7 @@ apply_in_repair(uint64 apply_to)
 		RaftQueuedEntry e;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!next_entry(AW.buf, AW.cap, &len, &compacted_to))
+		if (!take_next_entry(&e, &len, &compacted_to))
 		{
 			if (compacted_to != 0)
 				ereport(ERROR,
@@ -1676,19 +1712,7 @@ apply_in_repair(uint64 apply_to)
 			ResetLatch(MyLatch);
 			continue;
 		}
-		if (len < sizeof(e))
-			elog(ERROR, "pg_raft apply queue holds a record of %u bytes", len);
-		memcpy(&e, AW.buf, sizeof(e));
-		if (e.index < AW.next_index)
-			continue;
-		if (e.index > AW.next_index)
-			elog(ERROR, "pg_raft apply queue skipped from index %llu to %llu",
-				 (unsigned long long) AW.next_index, (unsigned long long) e.index);
-		apply_entry(&e, AW.buf + sizeof(e), len - sizeof(e));
-		AW.next_index = e.index + 1;
-		AW.last_term = e.term;
-		if (AW.txn == NULL)
-			AW.done_index = e.index;
+		apply_next_entry(&e, len);
 	}
 	AW.in_repair = false;
 }
@@ -1801,6 +1825,7 @@ RaftApplyWorkerMain(Datum main_arg)
 		uint32		len;
 		uint64		compacted_to;
 		bool		progressed = false;
+		RaftQueuedEntry e;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1808,27 +1833,12 @@ RaftApplyWorkerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		while (next_entry(AW.buf, AW.cap, &len, &compacted_to))
+		while (take_next_entry(&e, &len, &compacted_to))
 		{
-			RaftQueuedEntry e;
-
-			if (len < sizeof(e))
-				elog(ERROR, "pg_raft apply queue holds a record of %u bytes", len);
-			memcpy(&e, AW.buf, sizeof(e));
-			if (e.index < AW.next_index)
-				continue;		/* served again after the raft worker restarted */
-			if (e.index > AW.next_index)
-				elog(ERROR, "pg_raft apply queue skipped from index %llu to %llu",
-					 (unsigned long long) AW.next_index,
-					 (unsigned long long) e.index);
 			/* before the new leader's entries can meet diverged rows */
 			if (e.term != AW.last_term && settle_old_slot(e.term))
 				break;
-			apply_entry(&e, AW.buf + sizeof(e), len - sizeof(e));
-			AW.next_index = e.index + 1;
-			AW.last_term = e.term;
-			if (AW.txn == NULL)
-				AW.done_index = e.index;
+			apply_next_entry(&e, len);
 			progressed = true;
 			/* let the others see progress inside a long run of entries */
 			if (e.index % 64 == 0)

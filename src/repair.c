@@ -1129,6 +1129,18 @@ repair_again(RepairTable *t, const char *why)
 }
 
 /*
+ * The repair set's entry for rel if the entry being applied is in the
+ * window, else NULL.
+ */
+static RepairTable *
+window_table(Relation rel)
+{
+	if (repair == NULL || !repair->in_window)
+		return NULL;
+	return find_table(RelationGetRelid(rel));
+}
+
+/*
  * RaftRepairCoversRow
  *		Whether a change of the entry being applied to rel can be skipped:
  *		the snapshot holds it, and the rows it touches (old_key, the row it
@@ -1146,9 +1158,7 @@ RaftRepairCoversRow(Relation rel, TupleTableSlot *old_key, TupleTableSlot *new_k
 	bool		old_in;
 	bool		new_in;
 
-	if (repair == NULL || !repair->in_window)
-		return false;
-	t = find_table(RelationGetRelid(rel));
+	t = window_table(rel);
 	if (t == NULL)
 		return false;
 	if (t->whole)
@@ -1188,11 +1198,8 @@ RaftRepairCoversRow(Relation rel, TupleTableSlot *old_key, TupleTableSlot *new_k
 bool
 RaftRepairCoversTable(Relation rel)
 {
-	RepairTable *t;
+	RepairTable *t = window_table(rel);
 
-	if (repair == NULL || !repair->in_window)
-		return false;
-	t = find_table(RelationGetRelid(rel));
 	if (t == NULL)
 		return false;
 	if (t->whole)

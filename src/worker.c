@@ -1354,20 +1354,17 @@ propose_data(const void *data, uint32 len, uint64 *index)
 }
 
 /*
- * Whether this node's data is the log's: it is not being repaired, and no
+ * Whether this node's data is the log's: it is not being repaired
+ * (resyncing, as the apply worker published it), and no
  * slot of an earlier leadership of its own waits to be settled (until the
  * apply worker has looked in it, a former leader may hold transactions
  * that never reached the log).  A leader is, once that slot is settled.
  */
 static bool
-holds_log_data(const raft_status *st)
+holds_log_data(const raft_status *st, bool resyncing)
 {
-	bool		resyncing;
 	bool		old_slot;
 
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	resyncing = RaftShmem->apply.resyncing;
-	LWLockRelease(RaftShmem->lock);
 	if (resyncing)
 		return false;
 	if (st->role == RAFT_LEADER)
@@ -1396,10 +1393,10 @@ report_data_state(void)
 	uint32		i;
 
 	raft_get_status(W.r, &st);
-	clean = holds_log_data(&st);
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	resyncing = RaftShmem->apply.resyncing;
 	LWLockRelease(RaftShmem->lock);
+	clean = holds_log_data(&st, resyncing);
 	for (i = 0; i < st.config.n_members; i++)
 		voters += st.progress[i].voter ? 1 : 0;
 	/* the only voter settles its old slot as a leader, or never */
