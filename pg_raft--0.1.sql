@@ -149,3 +149,20 @@ LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION raft.apply_changes(bytea) FROM PUBLIC;
 COMMENT ON FUNCTION raft.apply_changes(bytea) IS
 'apply a change stream of the pg_raft output plugin to local tables (superusers)';
+
+-- Stand-ins for nextval() and setval(): on a member, the planner calls
+-- them instead, so that sequences never go back after a failover.
+CREATE FUNCTION raft.nextval(regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_raft_nextval'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION raft.setval(regclass, bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_raft_setval'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION raft.setval(regclass, bigint, boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_raft_setval'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;

@@ -17,8 +17,8 @@
  *	  REPLICA IDENTITY FULL, by comparing whole rows.  A value marked
  *	  unchanged keeps the local row's.
  *
- *	  Sequence values do not travel in the stream (PostgreSQL 15 does not
- *	  decode them).  So that a member that becomes leader does not hand out
+ *	  Sequences travel as announcements of how far they went (sequences.c).
+ *	  Besides, so that a member that becomes leader does not hand out
  *	  identifiers its tables already hold, the values written into a column
  *	  whose default draws from a sequence (serial, identity, nextval())
  *	  move that sequence forward here, at the end of each transaction.
@@ -114,11 +114,12 @@ typedef struct ApplyRelation
 	Oid		   *seq_oids;		/* ... and its sequence */
 } ApplyRelation;
 
-/* The highest value this transaction wrote into a sequence's column. */
+/* The values this transaction wrote into a sequence's column. */
 typedef struct SequenceMark
 {
 	Oid			seqoid;
-	int64		value;
+	int64		lowest;
+	int64		highest;
 } SequenceMark;
 
 typedef struct ApplyState
@@ -130,8 +131,9 @@ typedef struct ApplyState
 	bool		collect;		/* only collect the rows touched (repair.c) */
 } ApplyState;
 
+/* The description of a relation of the stream, or NULL. */
 static ApplyRelation *
-find_relation(ApplyState *state, uint32 remote_relid)
+find_description(ApplyState *state, uint32 remote_relid)
 {
 	ListCell   *lc;
 
@@ -142,6 +144,16 @@ find_relation(ApplyState *state, uint32 remote_relid)
 		if (r->remote_relid == remote_relid)
 			return r;
 	}
+	return NULL;
+}
+
+static ApplyRelation *
+find_relation(ApplyState *state, uint32 remote_relid)
+{
+	ApplyRelation *r = find_description(state, remote_relid);
+
+	if (r != NULL)
+		return r;
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("change stream refers to relation %u before describing it",
@@ -255,56 +267,45 @@ mark_sequences(ApplyState *state, const ApplyRelation *r, TupleTableSlot *slot)
 
 			mark = palloc(sizeof(SequenceMark));
 			mark->seqoid = r->seq_oids[i];
-			mark->value = value;
+			mark->lowest = mark->highest = value;
 			state->sequence_marks = lappend(state->sequence_marks, mark);
 			MemoryContextSwitchTo(old);
 		}
 		else
-			mark->value = Max(mark->value, value);
+		{
+			mark->lowest = Min(mark->lowest, value);
+			mark->highest = Max(mark->highest, value);
+		}
 	}
 }
 
 /*
- * RaftAdvanceSequence
- *		Moves a sequence forward to value, if it counts upwards, value lies in
- * its range, and it would hand out value or less next.  The lock keeps a
- * concurrent nextval() out between the reading and the setting.
+ * A column's type in the stream must be the local column's: a value is
+ * never read as another type.  Built-in types have the same OID on every
+ * member, and their modifiers must agree too (numeric(10,2) against
+ * numeric(10,3) would round silently).  A type created by a schema change
+ * has an OID of each member's own, so only its being such a type is
+ * checked.
  */
-void
-RaftAdvanceSequence(Oid seqoid, int64 value)
+static void
+check_column_type(const ApplyRelation *r, const char *colname,
+				  const chg_column *remote, Form_pg_attribute att)
 {
-	HeapTuple	tuple;
-	Form_pg_sequence seq;
-	bool		ascending;
-	bool		behind;
-	bool		isnull;
-	char	   *query;
+	bool		remote_builtin = remote->typid < FirstNormalObjectId;
+	bool		local_builtin = att->atttypid < FirstNormalObjectId;
 
-	LockRelationOid(seqoid, ShareRowExclusiveLock);
-	tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
-	if (!HeapTupleIsValid(tuple))
-		return;					/* dropped meanwhile */
-	seq = (Form_pg_sequence) GETSTRUCT(tuple);
-	ascending = seq->seqincrement > 0 && value >= seq->seqmin && value <= seq->seqmax;
-	ReleaseSysCache(tuple);
-	if (!ascending)
-		return;
-
-	/* next is last_value, or the one after it once it was handed out */
-	query = psprintf("SELECT CASE WHEN is_called THEN last_value < %lld ELSE last_value <= %lld END FROM %s",
-					 (long long) value, (long long) value,
-					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqoid)),
-												get_rel_name(seqoid)));
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	if (SPI_execute(query, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read sequence %u", seqoid);
-	behind = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										&isnull));
-	SPI_finish();
-	PopActiveSnapshot();
-	if (behind)
-		DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqoid), Int64GetDatum(value));
+	if (remote_builtin != local_builtin ||
+		(remote_builtin && (remote->typid != att->atttypid ||
+							remote->typmod != att->atttypmod)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of replicated table %s is of type %s here, but of type %s on the leader",
+						colname, r->name,
+						format_type_with_typemod(att->atttypid, att->atttypmod),
+						remote_builtin ?
+						format_type_with_typemod(remote->typid, remote->typmod) :
+						"a user-defined type"),
+				 errhint("The members' schemas differ; copy the leader's data again.")));
 }
 
 /* Matches a relation message to a local table and its columns. */
@@ -319,6 +320,9 @@ describe(ApplyState *state, const chg_message *m)
 	TupleDesc	desc;
 	uint16		i;
 
+	/* a schema change in the transaction makes the leader describe it again */
+	state->relations = list_delete_ptr(state->relations,
+									   find_description(state, m->relid));
 	r->remote_relid = m->relid;
 	r->name = psprintf("%s.%s", quote_identifier(nspname), quote_identifier(relname));
 	r->localid = RangeVarGetRelid(makeRangeVar(nspname, relname, -1),
@@ -347,6 +351,7 @@ describe(ApplyState *state, const chg_message *m)
 							(errcode(ERRCODE_DATATYPE_MISMATCH),
 							 errmsg("column \"%s\" of replicated table %s is generated here",
 									colname, r->name)));
+				check_column_type(r, colname, &m->columns[i], att);
 				r->attnums[i] = att->attnum;
 			}
 		}
@@ -680,6 +685,20 @@ apply_message(RaftApplyState *state, const chg_message *m)
 		case CHG_TRUNCATE:
 			apply_truncate(&state->apply, m);
 			break;
+		case CHG_DDL:
+			if (state->apply.collect)
+				ereport(WARNING,
+						(errmsg("a transaction that never reached the raft log changed the schema here"),
+						 errdetail("The statement was: %.*s", (int) m->statement.len,
+								   m->statement.data),
+						 errhint("A repair replaces rows, not the schema: if the schema differs from the leader's, copy the leader's data again.")));
+			else
+				RaftDdlReplay(m);
+			break;
+		case CHG_SEQUENCE:
+			if (!state->apply.collect)
+				RaftSequenceApply(m);
+			break;
 		case CHG_COMMIT:
 			state->commit_time = m->commit_time;
 			break;
@@ -767,7 +786,7 @@ RaftApplyEnd(RaftApplyState *state)
 	{
 		SequenceMark *mark = lfirst(lc);
 
-		RaftAdvanceSequence(mark->seqoid, mark->value);
+		RaftAdvanceSequence(mark->seqoid, mark->lowest, mark->highest);
 	}
 	MemoryContextDelete(state->apply.stream_cxt);
 }

@@ -14,6 +14,10 @@
  *	  rows carry what the table's replica identity says (the key columns,
  *	  or the whole row with REPLICA IDENTITY FULL).
  *
+ *	  Schema changes arrive as logical messages (ddl.c) and are passed on
+ *	  where they stand among the transaction's changes.  Only tables'
+ *	  rows travel: a materialized view is computed on each member.
+ *
  *	  Changes that carry a replication origin were written by pg_raft's
  *	  apply worker and are filtered out, so nothing is shipped twice.
  *
@@ -53,8 +57,9 @@ typedef struct DecoderState
 	ReorderBufferTXN *pending_begin;	/* begin not written yet */
 } DecoderState;
 
-static void
-append_to_stringinfo(void *arg, const void *data, size_t len)
+/* The append callback of a chg_writer that writes into a StringInfo. */
+void
+RaftAppendToStringInfo(void *arg, const void *data, size_t len)
 {
 	appendBinaryStringInfo((StringInfo) arg, data, (int) len);
 }
@@ -62,7 +67,7 @@ append_to_stringinfo(void *arg, const void *data, size_t len)
 static void
 writer_for(LogicalDecodingContext *ctx, chg_writer *w)
 {
-	w->append = append_to_stringinfo;
+	w->append = RaftAppendToStringInfo;
 	w->arg = ctx->out;
 }
 
@@ -285,6 +290,12 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	chg_tuple	newt;
 	chg_writer	w;
 
+	/* a materialized view's rows are computed on each member (ddl.c) */
+	if (relation->rd_rel->relkind != RELKIND_RELATION)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	if (change->action == REORDER_BUFFER_CHANGE_DELETE && oldtuple == NULL)
 	{
 		/* the leader refuses such deletes; a slot of our own may meet one */
@@ -332,6 +343,62 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(state->change_cxt);
 }
 
+/*
+ * pg_raft's logical messages.  A schema change (ddl.c) is transactional
+ * and passed on where it stands in its transaction; the relations it
+ * touched are described again before their next change, so that the
+ * followers see the columns as they are after it.  A sequence's position
+ * (sequences.c) is mostly not transactional: it travels alone, as a
+ * transaction of its own at the message's position in the WAL.
+ */
+static void
+decoder_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				XLogRecPtr message_lsn, bool transactional,
+				const char *prefix, Size message_size, const char *message)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	chg_message m;
+	size_t		consumed;
+	chg_writer	w;
+
+	if (strcmp(prefix, RAFT_MESSAGE_PREFIX) != 0)
+		return;
+	if (chg_read((const uint8 *) message, message_size, NULL, &m, &consumed) != CHG_OK ||
+		consumed != message_size ||
+		!(m.kind == CHG_SEQUENCE || (m.kind == CHG_DDL && transactional)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("logical message \"%s\" at %X/%X does not hold one schema change or sequence position",
+						prefix, LSN_FORMAT_ARGS(message_lsn))));
+	if (!transactional)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		OutputPluginPrepareWrite(ctx, false);
+		writer_for(ctx, &w);
+		chg_write_version(&w);
+		chg_write_begin(&w, InvalidTransactionId, message_lsn, now);
+		OutputPluginWrite(ctx, false);
+		OutputPluginPrepareWrite(ctx, false);
+		appendBinaryStringInfo(ctx->out, message, (int) message_size);
+		OutputPluginWrite(ctx, false);
+		OutputPluginPrepareWrite(ctx, true);
+		writer_for(ctx, &w);
+		chg_write_commit(&w, message_lsn, message_lsn, now);
+		OutputPluginWrite(ctx, true);
+		return;
+	}
+	write_pending_begin(ctx, state);
+	OutputPluginPrepareWrite(ctx, true);
+	appendBinaryStringInfo(ctx->out, message, (int) message_size);
+	OutputPluginWrite(ctx, true);
+	if (m.kind == CHG_DDL)
+	{
+		state->described = NIL;
+		MemoryContextReset(state->txn_cxt);
+	}
+}
+
 static void
 decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				 int nrelations, Relation relations[],
@@ -370,6 +437,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->begin_cb = decoder_begin;
 	cb->change_cb = decoder_change;
 	cb->truncate_cb = decoder_truncate;
+	cb->message_cb = decoder_message;
 	cb->commit_cb = decoder_commit;
 	cb->filter_by_origin_cb = decoder_filter_by_origin;
 	cb->shutdown_cb = decoder_shutdown;
@@ -599,6 +667,29 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 				appendStringInfo(&line, "DELETE %s %s", rel->name,
 								 m.old_kind == 'K' ? "KEY:" : "OLD:");
 				append_tuple(&line, rel, &m.old_tuple, m.old_kind == 'K');
+				break;
+			case CHG_DDL:
+				appendStringInfo(&line, "DDL AS %s", quote_identifier(str_dup(m.role)));
+				for (i = 0; i < m.nsettings; i++)
+				{
+					chg_setting setting = chg_ddl_setting(&m, (uint16) i);
+
+					if (strcmp(str_dup(setting.name), "search_path") == 0)
+						appendStringInfo(&line, " SET search_path = %s",
+										 quote_literal_cstr(pnstrdup(setting.value.data,
+																	 setting.value.len)));
+				}
+				appendStringInfo(&line, ": %s", pnstrdup(m.statement.data, m.statement.len));
+				break;
+			case CHG_SEQUENCE:
+				appendStringInfo(&line, "SEQUENCE %s.%s %s " INT64_FORMAT "%s",
+								 quote_identifier(str_dup(m.nspname)),
+								 quote_identifier(str_dup(m.relname)),
+								 (m.sequence_flags & CHG_SEQUENCE_EXACT) ? "SET" : "PAST",
+								 m.value,
+								 (m.sequence_flags & CHG_SEQUENCE_EXACT) &&
+								 !(m.sequence_flags & CHG_SEQUENCE_IS_CALLED) ?
+								 " NOT CALLED" : "");
 				break;
 			case CHG_TRUNCATE:
 				appendStringInfoString(&line, "TRUNCATE");

@@ -569,7 +569,7 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 
 	initStringInfo(&cmd);
 	append_shell_word(&cmd, program_path("pg_dumpall"));
-	appendStringInfoString(&cmd, " --roles-only --no-role-passwords -f ");
+	appendStringInfoString(&cmd, " --roles-only -f ");
 	append_shell_word(&cmd, roles_file);
 	appendStringInfoString(&cmd, " -d ");
 	append_shell_word(&cmd, leader_conninfo);

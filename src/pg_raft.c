@@ -120,7 +120,10 @@ _PG_init(void)
 
 	register_raft_worker();
 	register_apply_worker();
+	/* the fence's hook runs first: a fenced node refuses before shipping */
+	RaftDdlInit();
 	RaftFenceInit();
+	RaftSequencesInit();
 }
 
 Size
@@ -161,6 +164,7 @@ raft_shmem_startup(void)
 	{
 		memset(RaftShmem, 0, offsetof(RaftShared, inbox_data));
 		RaftShmem->role_epoch = 1;
+		pg_atomic_init_u64(&RaftShmem->sequence_generation, 0);
 		RaftRingInit(&RaftShmem->inbox, RaftShmem->inbox_data, RAFT_INBOX_BYTES);
 		/* the postmaster runs in the data directory */
 		RaftShmem->member = stat(RAFT_IDENTITY_PATH, &st) == 0;

@@ -25,6 +25,7 @@
 #define PG_RAFT_H
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -50,6 +51,12 @@
 #define RAFT_CAPTURE_APPLICATION_NAME "pg_raft"
 /* The file that makes an instance a member (storage.c writes it). */
 #define RAFT_IDENTITY_PATH "pg_raft/identity"
+
+/*
+ * The prefix of the logical messages that carry schema changes (ddl.c,
+ * transactional) and sequences' positions (sequences.c).
+ */
+#define RAFT_MESSAGE_PREFIX "pg_raft"
 
 /* The replication origin under which the apply worker writes. */
 #define RAFT_ORIGIN_NAME "pg_raft"
@@ -250,6 +257,8 @@ typedef struct RaftShared
 	 * copy pass the fence.
 	 */
 	bool		copying;
+	/* bumped by setval() and ALTER SEQUENCE on the leader (sequences.c) */
+	pg_atomic_uint64 sequence_generation;
 
 	/* messages that raft.deliver() queued for the worker */
 	RaftRing	inbox;
@@ -318,13 +327,24 @@ extern char *RaftLocalSocketDirectory(void);
 extern void RaftCaptureAddWaitEvents(WaitEventSet *set);
 extern int	RaftCaptureSocketCount(void);
 
-/* decoder.c: reading a change stream (changes/changes.h) */
+/* decoder.c: writing and reading a change stream (changes/changes.h) */
 struct chg_arrays;
 struct chg_message;
+extern void RaftAppendToStringInfo(void *arg, const void *data, size_t len);
 extern void RaftChangeArraysInit(struct chg_arrays *arrays);
 extern bool RaftChangeRead(const uint8 *buf, size_t len, size_t *offset,
 						   const struct chg_arrays *arrays,
 						   struct chg_message *m);
+
+/* ddl.c: schema changes through the log */
+extern void RaftDdlInit(void);
+extern void RaftDdlReplay(const struct chg_message *m);
+
+/* sequences.c: sequences never go back */
+extern void RaftSequencesInit(void);
+extern void RaftSequencesChanged(void);
+extern void RaftSequenceApply(const struct chg_message *m);
+extern void RaftAdvanceSequence(Oid seqoid, int64 lowest, int64 highest);
 
 /* apply.c */
 typedef struct RaftApplyState RaftApplyState;

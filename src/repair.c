@@ -809,7 +809,7 @@ advance_sequences(Relation rel, const char *name, const char *cond)
 											SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
 		if (!isnull)
-			RaftAdvanceSequence(seqoid, value);
+			RaftAdvanceSequence(seqoid, value, value);
 	}
 }
 

@@ -44,6 +44,5 @@ extern void RaftRepairProgressDurable(uint64 durable_index);
 /* apply.c: what the repair borrows from applying */
 extern void RaftApplyCollect(const uint8 *stream, size_t len);
 extern Oid	RaftColumnSequence(Relation rel, Form_pg_attribute att);
-extern void RaftAdvanceSequence(Oid seqoid, int64 value);
 
 #endif							/* PG_RAFT_REPAIR_H */

@@ -77,6 +77,8 @@
 #define CHG_COLUMN_KEY			0x01
 #define CHG_COLUMN_FLAGS_ALL	CHG_COLUMN_KEY
 
+#define CHG_SEQUENCE_FLAGS_ALL	(CHG_SEQUENCE_IS_CALLED | CHG_SEQUENCE_EXACT)
+
 /* Bits of a truncate message's flags byte. */
 #define CHG_TRUNCATE_CASCADE			0x01
 #define CHG_TRUNCATE_RESTART_IDENTITY	0x02
@@ -218,6 +220,16 @@ static void
 chg_put_i64(chg_writer *w, int64_t v)
 {
 	chg_put_u64(w, (uint64_t) v);
+}
+
+static void
+chg_put_text(chg_writer *w, chg_text t)
+{
+	CHG_ASSERT(t.len <= CHG_MAX_VALUE_BYTES);
+	CHG_ASSERT(t.len == 0 || t.data != NULL);
+	CHG_ASSERT(t.len == 0 || memchr(t.data, '\0', t.len) == NULL);
+	chg_put_u32(w, t.len);
+	chg_put_bytes(w, t.data, t.len);
 }
 
 static void
@@ -370,6 +382,41 @@ chg_write_commit(chg_writer *w, uint64_t commit_lsn, uint64_t end_lsn,
 	chg_put_i64(w, commit_time);
 }
 
+/* Writes a schema change: one statement, who ran it, and its settings. */
+void
+chg_write_ddl(chg_writer *w, chg_str role, uint16_t nsettings,
+			  const chg_setting *settings, chg_text statement)
+{
+	uint16_t	i;
+
+	CHG_ASSERT(nsettings <= CHG_MAX_SETTINGS);
+	CHG_ASSERT(nsettings == 0 || settings != NULL);
+
+	chg_put_u8(w, CHG_DDL);
+	chg_put_str(w, role);
+	chg_put_u16(w, nsettings);
+	for (i = 0; i < nsettings; i++)
+	{
+		chg_put_str(w, settings[i].name);
+		chg_put_text(w, settings[i].value);
+	}
+	chg_put_text(w, statement);
+}
+
+/* Writes a sequence's position (see changes.h for what flags mean). */
+void
+chg_write_sequence(chg_writer *w, chg_str nspname, chg_str relname,
+				   int64_t value, uint8_t flags)
+{
+	CHG_ASSERT((flags & ~CHG_SEQUENCE_FLAGS_ALL) == 0);
+
+	chg_put_u8(w, CHG_SEQUENCE);
+	chg_put_str(w, nspname);
+	chg_put_str(w, relname);
+	chg_put_i64(w, value);
+	chg_put_u8(w, flags);
+}
+
 /* ----------------------------------------------------------------------
  * Reader
  *
@@ -507,6 +554,29 @@ chg_get_str(chg_cursor *c, chg_str *s)
 		return CHG_ERR_FIELD;
 	s->data = (const char *) p;
 	s->len = len;
+	return CHG_OK;
+}
+
+/* Reads a long string: at most CHG_MAX_VALUE_BYTES, no NUL inside. */
+static int
+chg_get_text(chg_cursor *c, chg_text *t)
+{
+	uint32_t	len;
+	const uint8_t *p;
+	int			rc;
+
+	rc = chg_get_u32(c, &len);
+	if (rc != CHG_OK)
+		return rc;
+	if (len > CHG_MAX_VALUE_BYTES)
+		return CHG_ERR_FIELD;
+	rc = chg_get_bytes(c, len, &p);
+	if (rc != CHG_OK)
+		return rc;
+	if (memchr(p, '\0', len) != NULL)
+		return CHG_ERR_FIELD;
+	t->data = (const char *) p;
+	t->len = len;
 	return CHG_OK;
 }
 
@@ -735,6 +805,56 @@ chg_read_truncate(chg_cursor *c, chg_message *m)
 }
 
 /*
+ * Reads a ddl message.  The settings stay in the buffer, read through
+ * chg_ddl_setting(), so that their number needs no array of the caller's.
+ */
+static int
+chg_read_ddl(chg_cursor *c, chg_message *m)
+{
+	uint16_t	i;
+	int			rc;
+
+	rc = chg_get_str(c, &m->role);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_u16(c, &m->nsettings);
+	if (rc != CHG_OK)
+		return rc;
+	if (m->nsettings > CHG_MAX_SETTINGS)
+		return CHG_ERR_TOO_MANY;
+	m->settings = c->buf + c->off;
+	for (i = 0; i < m->nsettings; i++)
+	{
+		chg_setting s;
+
+		rc = chg_get_str(c, &s.name);
+		if (rc != CHG_OK)
+			return rc;
+		rc = chg_get_text(c, &s.value);
+		if (rc != CHG_OK)
+			return rc;
+	}
+	return chg_get_text(c, &m->statement);
+}
+
+static int
+chg_read_sequence(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_str(c, &m->nspname);
+	if (rc == CHG_OK)
+		rc = chg_get_str(c, &m->relname);
+	if (rc == CHG_OK)
+		rc = chg_get_i64(c, &m->value);
+	if (rc == CHG_OK)
+		rc = chg_get_u8(c, &m->sequence_flags);
+	if (rc == CHG_OK && (m->sequence_flags & ~CHG_SEQUENCE_FLAGS_ALL) != 0)
+		rc = CHG_ERR_FIELD;
+	return rc;
+}
+
+/*
  * Reads the message at buf; see NOTES for the checks and their order.
  *
  * On success *msg describes the message: fields that its kind does not
@@ -790,6 +910,12 @@ chg_read(const uint8_t *buf, size_t len, const chg_arrays *arrays,
 		case CHG_COMMIT:
 			rc = chg_read_commit(&c, &m);
 			break;
+		case CHG_DDL:
+			rc = chg_read_ddl(&c, &m);
+			break;
+		case CHG_SEQUENCE:
+			rc = chg_read_sequence(&c, &m);
+			break;
 		default:
 			return CHG_ERR_KIND;
 	}
@@ -813,6 +939,35 @@ chg_truncate_relid(const chg_message *msg, uint32_t i)
 	CHG_ASSERT(msg->kind == CHG_TRUNCATE);
 	CHG_ASSERT(i < msg->nrels);
 	return chg_load_u32(msg->relids + (size_t) i * CHG_RELID_BYTES);
+}
+
+/*
+ * Returns setting number i of a ddl message.  The caller must pass
+ * i < msg->nsettings; the reader checked every setting, so walking over
+ * the ones before it stays within the message.
+ */
+chg_setting
+chg_ddl_setting(const chg_message *msg, uint16_t i)
+{
+	chg_cursor	c;
+	chg_setting s;
+	uint16_t	k;
+
+	CHG_ASSERT(msg->kind == CHG_DDL);
+	CHG_ASSERT(i < msg->nsettings);
+	c.buf = msg->settings;
+	c.len = (size_t) ((const uint8_t *) msg->statement.data - msg->settings);
+	c.off = 0;
+	for (k = 0; k <= i; k++)
+	{
+		int			rc = chg_get_str(&c, &s.name);
+
+		if (rc == CHG_OK)
+			rc = chg_get_text(&c, &s.value);
+		CHG_ASSERT(rc == CHG_OK);
+		(void) rc;
+	}
+	return s;
 }
 
 /* ----------------------------------------------------------------------

@@ -23,8 +23,18 @@
  *	'T' truncate	u8 flags (1 cascade, 2 restart identity), u32 nrels,
  *					nrels x u32 relid
  *	'C' commit		u64 commit_lsn, u64 end_lsn, i64 commit_time
+ *	'X' ddl			str role, u16 nsettings, nsettings x (str name, text
+ *					value), text statement: a schema change to run where
+ *					it stands in the transaction, as role, with those
+ *					settings (see ddl.c)
+ *	'S' sequence	str nspname, str relname, i64 value, u8 flags (1 =
+ *					is_called, 2 = exact): with exact, the sequence is set
+ *					to value as setval() does; without, values up to value
+ *					may have been handed out, so the next one must lie
+ *					beyond it (see sequences.c)
  *
  *	str				u16 length, bytes (no terminator)
+ *	text			u32 length, bytes (no terminator, no NUL)
  *	tuple			u16 natts, natts x column
  *	column			u8 kind ('n' null, 'u' unchanged TOASTed value,
  *					't' text output, 'b' binary send output), and for 't'
@@ -61,6 +71,7 @@
 #define CHG_MAX_NAME_BYTES 63
 #define CHG_MAX_TRUNCATE_RELS 65535
 #define CHG_MAX_VALUE_BYTES (1024u * 1024u * 1024u)
+#define CHG_MAX_SETTINGS 64
 
 typedef enum chg_kind
 {
@@ -71,8 +82,14 @@ typedef enum chg_kind
 	CHG_UPDATE = 'U',
 	CHG_DELETE = 'D',
 	CHG_TRUNCATE = 'T',
-	CHG_COMMIT = 'C'
+	CHG_COMMIT = 'C',
+	CHG_DDL = 'X',
+	CHG_SEQUENCE = 'S'
 } chg_kind;
+
+/* Bits of a sequence message's flags byte. */
+#define CHG_SEQUENCE_IS_CALLED	0x01
+#define CHG_SEQUENCE_EXACT		0x02
 
 typedef enum chg_rc
 {
@@ -81,7 +98,8 @@ typedef enum chg_rc
 	CHG_ERR_KIND = -2,			/* unknown message kind */
 	CHG_ERR_VERSION = -3,		/* unsupported version */
 	CHG_ERR_FIELD = -4,			/* a field has an impossible value */
-	CHG_ERR_TOO_MANY = -5,		/* more columns or relations than allowed */
+	CHG_ERR_TOO_MANY = -5,		/* more columns, relations or settings than
+								 * allowed */
 	CHG_ERR_CAPACITY = -6		/* the caller's column array is too small */
 } chg_rc;
 
@@ -93,6 +111,20 @@ typedef struct chg_str
 	const char *data;
 	uint16_t	len;
 } chg_str;
+
+/* A long string inside the buffer (a statement, a setting's value). */
+typedef struct chg_text
+{
+	const char *data;
+	uint32_t	len;
+} chg_text;
+
+/* A setting a schema change runs with. */
+typedef struct chg_setting
+{
+	chg_str		name;
+	chg_text	value;
+} chg_setting;
 
 typedef struct chg_value
 {
@@ -136,6 +168,12 @@ typedef struct chg_message
 	uint8_t		truncate_flags;
 	uint32_t	nrels;
 	const uint8_t *relids;		/* nrels little-endian u32, in the buffer */
+	chg_str		role;			/* ddl: who ran it */
+	uint16_t	nsettings;
+	const uint8_t *settings;	/* ddl: nsettings settings, in the buffer */
+	chg_text	statement;		/* ddl: one SQL statement */
+	int64_t		value;			/* sequence */
+	uint8_t		sequence_flags;
 } chg_message;
 
 /*
@@ -183,6 +221,9 @@ extern void chg_entry_header_write(uint8_t *buf, const chg_entry_header *header)
 /* Reads the u32 relid number i of a truncate message. */
 extern uint32_t chg_truncate_relid(const chg_message *msg, uint32_t i);
 
+/* Reads setting number i of a ddl message. */
+extern chg_setting chg_ddl_setting(const chg_message *msg, uint16_t i);
+
 /*
  * Writing: the caller supplies an append callback (a StringInfo in the
  * server).  The writer only formats; it checks nothing the server already
@@ -214,5 +255,9 @@ extern void chg_write_truncate(chg_writer *w, uint8_t flags, uint32_t nrels,
 							   const uint32_t *relids);
 extern void chg_write_commit(chg_writer *w, uint64_t commit_lsn,
 							 uint64_t end_lsn, int64_t commit_time);
+extern void chg_write_ddl(chg_writer *w, chg_str role, uint16_t nsettings,
+						  const chg_setting *settings, chg_text statement);
+extern void chg_write_sequence(chg_writer *w, chg_str nspname, chg_str relname,
+							   int64_t value, uint8_t flags);
 
 #endif							/* PG_RAFT_CHANGES_H */

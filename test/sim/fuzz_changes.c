@@ -45,6 +45,7 @@ static const chg_arrays arrays = {
 	columns, old_values, new_values, CHG_MAX_COLUMNS
 };
 static uint32_t relids[CHG_MAX_TRUNCATE_RELS];
+static chg_setting settings[CHG_MAX_SETTINGS];
 
 /* The re-encoding: grows as needed and is kept from input to input. */
 static uint8_t *out;
@@ -116,6 +117,14 @@ check_name(chg_str s, const uint8_t *buf, size_t len)
 	require(memchr(s.data, '\0', s.len) == NULL);
 }
 
+static void
+check_text(chg_text t, const uint8_t *buf, size_t len)
+{
+	require(t.len <= CHG_MAX_VALUE_BYTES);
+	require(within(t.data, t.len, buf, len));
+	require(memchr(t.data, '\0', t.len) == NULL);
+}
+
 /*
  * Checks one message the reader accepted from buf, where it took the
  * first len bytes.
@@ -167,6 +176,22 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 			require(m->nrels <= CHG_MAX_TRUNCATE_RELS);
 			require(within(m->relids, (size_t) m->nrels * 4, buf, len));
 			break;
+		case CHG_DDL:
+			check_name(m->role, buf, len);
+			require(m->nsettings <= CHG_MAX_SETTINGS);
+			for (i = 0; i < m->nsettings; i++)
+			{
+				settings[i] = chg_ddl_setting(m, (uint16_t) i);
+				check_name(settings[i].name, buf, len);
+				check_text(settings[i].value, buf, len);
+			}
+			check_text(m->statement, buf, len);
+			break;
+		case CHG_SEQUENCE:
+			check_name(m->nspname, buf, len);
+			check_name(m->relname, buf, len);
+			require((m->sequence_flags & ~3) == 0);
+			break;
 		case CHG_BEGIN:
 		case CHG_COMMIT:
 			break;
@@ -207,6 +232,13 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 			break;
 		case CHG_COMMIT:
 			chg_write_commit(&w, m->lsn, m->end_lsn, m->commit_time);
+			break;
+		case CHG_DDL:
+			chg_write_ddl(&w, m->role, m->nsettings, settings, m->statement);
+			break;
+		case CHG_SEQUENCE:
+			chg_write_sequence(&w, m->nspname, m->relname, m->value,
+							   m->sequence_flags);
 			break;
 	}
 	require(out_len == len && memcmp(out, buf, len) == 0);

@@ -41,6 +41,8 @@
 #include "tap.h"
 
 #define S(lit)	{ (lit), (uint16_t) (sizeof(lit) - 1) }
+#define T(lit)	{ (lit), (uint32_t) (sizeof(lit) - 1) }
+#define DDL_STATEMENT "ALTER TABLE t ADD COLUMN c text DEFAULT 'x'"
 
 #define BIG_TEXT_BYTES	70000			/* longer than a u16 could say */
 #define BIG_BINARY_BYTES (1024 * 1024)	/* a megabyte, every byte value */
@@ -353,6 +355,15 @@ init_samples(void)
 	m->truncate_flags = 2;
 	m->nrels = 1;
 	small_stream[n_small - 1].relids = one_relid;
+	m = add(small_stream, &n_small, "sequence moved past a value", CHG_SEQUENCE);
+	m->nspname = (chg_str) S("public");
+	m->relname = (chg_str) S("orders_id_seq");
+	m->value = INT64_MAX;
+	m = add(small_stream, &n_small, "sequence set exactly", CHG_SEQUENCE);
+	m->nspname = (chg_str) S("s");
+	m->relname = (chg_str) S("");
+	m->value = INT64_MIN;
+	m->sequence_flags = CHG_SEQUENCE_IS_CALLED | CHG_SEQUENCE_EXACT;
 	m = add(small_stream, &n_small, "commit", CHG_COMMIT);
 	m->lsn = UINT64_C(0x0123456789ABCDF0);
 	m->end_lsn = UINT64_MAX;
@@ -423,6 +434,10 @@ write_message(chg_writer *w, const chg_message *m, const uint32_t *relids)
 		case CHG_COMMIT:
 			chg_write_commit(w, m->lsn, m->end_lsn, m->commit_time);
 			break;
+		case CHG_SEQUENCE:
+			chg_write_sequence(w, m->nspname, m->relname, m->value,
+							   m->sequence_flags);
+			break;
 		default:
 			abort();
 	}
@@ -435,6 +450,16 @@ rewrite_message(chg_writer *w, const chg_message *m)
 	uint32_t   *relids = NULL;
 	uint32_t	i;
 
+	if (m->kind == CHG_DDL)
+	{
+		chg_setting *settings = xmalloc(sizeof(chg_setting) * (m->nsettings + 1));
+
+		for (i = 0; i < m->nsettings; i++)
+			settings[i] = chg_ddl_setting(m, (uint16_t) i);
+		chg_write_ddl(w, m->role, m->nsettings, settings, m->statement);
+		free(settings);
+		return;
+	}
 	if (m->kind == CHG_TRUNCATE)
 	{
 		relids = xmalloc((size_t) m->nrels * sizeof(uint32_t));
@@ -535,7 +560,9 @@ message_equal(const sample *s, const chg_message *got,
 		got->natts != want->natts ||
 		got->old_kind != want->old_kind ||
 		got->truncate_flags != want->truncate_flags ||
-		got->nrels != want->nrels)
+		got->nrels != want->nrels ||
+		got->value != want->value ||
+		got->sequence_flags != want->sequence_flags)
 		return false;
 
 	if (!str_equal(want->nspname, got->nspname) ||
@@ -558,6 +585,13 @@ message_equal(const sample *s, const chg_message *got,
 				a->is_key != b->is_key)
 				return false;
 		}
+	}
+	else if (want->kind == CHG_SEQUENCE)
+	{
+		if (got->columns != NULL ||
+			!within(got->nspname.data, got->nspname.len, buf, len) ||
+			!within(got->relname.data, got->relname.len, buf, len))
+			return false;
 	}
 	else if (got->columns != NULL || got->nspname.data != NULL ||
 			 got->relname.data != NULL)
@@ -1095,15 +1129,15 @@ test_errors(void)
 	chg_value	small_new[2];
 	chg_arrays	small = {small_columns, small_old, small_new, 2};
 	chg_arrays	no_old = {columns, NULL, new_values, CHG_MAX_COLUMNS};
-	static const uint8_t bad_kinds[] = {0x00, 'X', 'v', 'b', 'r', 0xFF, 0x80};
-	static const uint8_t good_kinds[] = "VBRIUDTC";
+	static const uint8_t bad_kinds[] = {0x00, 'Z', 'v', 'b', 'r', 0xFF, 0x80};
+	static const uint8_t good_kinds[] = "VBRIUDTCXS";
 	size_t		i;
 	char		name[64];
 
 	/* CHG_ERR_TRUNCATED */
 	b.len = 0;
 	expect_rc("empty buffer", &b, &full_arrays, CHG_ERR_TRUNCATED);
-	for (i = 0; i < 8; i++)
+	for (i = 0; i < sizeof(good_kinds) - 1; i++)
 	{
 		b.len = 0;
 		put_u8(&b, good_kinds[i]);
@@ -1646,6 +1680,20 @@ test_corruption(void)
 	buffer_free(&b);
 }
 
+/* The settings of the sample schema change. */
+static const chg_setting ddl_settings[3] = {
+	{S("search_path"), T("app, public")},
+	{S("DateStyle"), T("ISO, MDY")},
+	{S("standard_conforming_strings"), T("")},
+};
+
+static void
+write_sample_ddl(chg_writer *w)
+{
+	chg_write_ddl(w, (chg_str) S("app_owner"), 3, ddl_settings,
+				  (chg_text) T(DDL_STATEMENT));
+}
+
 /*
  * --write-corpus DIR: a few valid streams, one per file, for the fuzz
  * target's seeds.  The large values are left out: libFuzzer sizes its
@@ -1717,8 +1765,127 @@ write_corpus(const char *dir)
 			write_message(&w, &small_stream[i].m, NULL);
 	ok = write_file(dir, "06_relations.bin", &b) && ok;
 
+	b.len = 0;
+	for (i = 0; i < 2; i++)
+		write_message(&w, &small_stream[i].m, NULL);
+	write_sample_ddl(&w);
+	write_message(&w, &small_stream[n_small - 1].m, NULL);
+	ok = write_file(dir, "07_ddl.bin", &b) && ok;
+
 	buffer_free(&b);
 	return ok ? 0 : 1;
+}
+
+/*
+ * Schema changes: the fields come back, the settings through
+ * chg_ddl_setting(), every prefix is truncated, and the limits hold.
+ */
+static void
+test_ddl(void)
+{
+	buffer		b = {NULL, 0, 0};
+	chg_writer	w = writer_for(&b);
+	static chg_setting many[CHG_MAX_SETTINGS + 1];
+	static char long_statement[BIG_TEXT_BYTES + 1];
+	chg_message m;
+	size_t		consumed;
+	size_t		cut;
+	bool		ok;
+	uint16_t	i;
+
+	write_sample_ddl(&w);
+	ok = chg_read(b.data, b.len, NULL, &m, &consumed) == CHG_OK &&
+		consumed == b.len && m.kind == CHG_DDL &&
+		m.role.len == 9 && memcmp(m.role.data, "app_owner", 9) == 0 &&
+		m.nsettings == 3 && m.statement.len == strlen(DDL_STATEMENT) &&
+		memcmp(m.statement.data, DDL_STATEMENT, m.statement.len) == 0 &&
+		consistent(b.data, consumed, &m);
+	for (i = 0; ok && i < 3; i++)
+	{
+		chg_setting got = chg_ddl_setting(&m, i);
+
+		ok = str_equal(got.name, ddl_settings[i].name) &&
+			got.value.len == ddl_settings[i].value.len &&
+			memcmp(got.value.data, ddl_settings[i].value.data, got.value.len) == 0 &&
+			within(got.value.data, got.value.len, b.data, b.len);
+	}
+	check(ok, "a schema change reads back with its role, settings and statement");
+
+	ok = true;
+	for (cut = 0; cut < b.len; cut++)
+		ok = ok && chg_read(b.data, cut, NULL, &m, &consumed) == CHG_ERR_TRUNCATED;
+	check(ok, "every prefix of a schema change is CHG_ERR_TRUNCATED");
+
+	/* a statement longer than a u16 could say, and no settings */
+	memset(long_statement, 'x', BIG_TEXT_BYTES);
+	b.len = 0;
+	chg_write_ddl(&w, (chg_str) S(""), 0, NULL,
+				  (chg_text) {long_statement, BIG_TEXT_BYTES});
+	ok = chg_read(b.data, b.len, NULL, &m, &consumed) == CHG_OK &&
+		consumed == b.len && m.nsettings == 0 &&
+		m.statement.len == BIG_TEXT_BYTES && consistent(b.data, consumed, &m);
+	check(ok, "a schema change of %d bytes and no settings reads back",
+		  BIG_TEXT_BYTES);
+
+	for (i = 0; i <= CHG_MAX_SETTINGS; i++)
+		many[i] = ddl_settings[i % 3];
+	b.len = 0;
+	chg_write_ddl(&w, (chg_str) S("r"), CHG_MAX_SETTINGS, many,
+				  (chg_text) T("SELECT 1"));
+	ok = chg_read(b.data, b.len, NULL, &m, &consumed) == CHG_OK &&
+		consumed == b.len && m.nsettings == CHG_MAX_SETTINGS &&
+		str_equal(chg_ddl_setting(&m, CHG_MAX_SETTINGS - 1).name,
+				  many[CHG_MAX_SETTINGS - 1].name);
+	check(ok, "a schema change of CHG_MAX_SETTINGS (%d) settings reads back",
+		  CHG_MAX_SETTINGS);
+
+	b.len = 0;
+	put_u8(&b, 'X');
+	put_name(&b, "r");
+	put_u16(&b, CHG_MAX_SETTINGS + 1);
+	expect_rc("ddl of CHG_MAX_SETTINGS + 1 settings", &b, NULL,
+			  CHG_ERR_TOO_MANY);
+
+	b.len = 0;
+	put_u8(&b, 'X');
+	put_name(&b, "r");
+	put_u16(&b, 0);
+	put_u32(&b, 3);
+	put_raw(&b, "a\0b", 3);
+	expect_rc("ddl statement with a NUL byte", &b, NULL, CHG_ERR_FIELD);
+
+	b.len = 0;
+	put_u8(&b, 'X');
+	put_name(&b, "r");
+	put_u16(&b, 1);
+	put_name(&b, "search_path");
+	put_u32(&b, CHG_MAX_VALUE_BYTES + 1);
+	expect_rc("ddl setting value longer than CHG_MAX_VALUE_BYTES", &b, NULL,
+			  CHG_ERR_FIELD);
+
+	/* a sequence message, byte by byte */
+	b.len = 0;
+	chg_write_sequence(&w, (chg_str) S("ns"), (chg_str) S("q"), -2,
+					   CHG_SEQUENCE_EXACT);
+	check(b.len == 1 + 4 + 3 + 8 + 1 &&
+		  memcmp(b.data, "S\x02\x00ns\x01\x00q\xfe\xff\xff\xff\xff\xff\xff\xff\x02", b.len) == 0,
+		  "a sequence message is laid out as changes.h says");
+	b.len = 0;
+	put_u8(&b, 'S');
+	put_name(&b, "ns");
+	put_name(&b, "q");
+	put_u32(&b, 0);
+	put_u32(&b, 0);
+	put_u8(&b, 4);
+	expect_rc("sequence with an undefined flag", &b, NULL, CHG_ERR_FIELD);
+
+	b.len = 0;
+	put_u8(&b, 'X');
+	put_u16(&b, CHG_MAX_NAME_BYTES + 1);
+	expect_rc("ddl role longer than CHG_MAX_NAME_BYTES", &b, NULL,
+			  CHG_ERR_FIELD);
+
+	buffer_free(&b);
 }
 
 /* The data entry header: round trip, every truncation, every bad field. */
@@ -1783,6 +1950,7 @@ main(int argc, char **argv)
 	test_truncation();
 	test_corruption();
 	test_entry_header();
+	test_ddl();
 
 	printf("1..%d\n", n_tests);
 	if (n_failed > 0)
