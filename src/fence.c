@@ -20,6 +20,11 @@
  *	  with a message saying why, so that its client reconnects to the
  *	  right node.
  *
+ *	  Only raft.database is replicated.  On a member, a session in any
+ *	  other database is fenced the same way, whatever the role, unless
+ *	  raft.local_databases names the database: its writes would otherwise
+ *	  vanish at the next failover.
+ *
  *	  On the leader, an UPDATE or DELETE of a table without a replica
  *	  identity is refused before it runs, as PostgreSQL does for tables in
  *	  a publication: the other members could not find its rows.
@@ -58,6 +63,7 @@
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/varlena.h"
 
 #include "pg_raft.h"
 
@@ -69,8 +75,12 @@ static emit_log_hook_type prev_emit_log = NULL;
 /* The role epoch this session started in; 0 when not tracked. */
 static uint64 session_epoch = 0;
 
-/* Whether this backend forced the current statement read-only. */
+/*
+ * Whether this backend forced the current statement read-only, and
+ * whether because its database is not replicated.
+ */
 static bool fenced_here = false;
+static bool fenced_database = false;
 
 typedef struct FenceState
 {
@@ -135,6 +145,50 @@ member_connection(void)
 }
 
 /*
+ * Whether writes in this database travel through the raft log: the leader
+ * decodes raft.database only.
+ */
+static bool
+database_replicated(void)
+{
+	static Oid	replicated_db = InvalidOid;
+
+	if (!OidIsValid(replicated_db) && raft_database != NULL)
+		replicated_db = get_database_oid(raft_database, true);
+	return OidIsValid(replicated_db) && MyDatabaseId == replicated_db;
+}
+
+/*
+ * Whether a session in database dbname takes no writes on a member: the
+ * database is neither raft.database nor listed in raft.local_databases,
+ * so writes there would vanish at the next failover.  Names are compared
+ * as they are written, so that this works before the session has a
+ * database (at authentication).
+ */
+static bool
+database_fenced(const char *dbname)
+{
+	char	   *names;
+	List	   *list;
+	ListCell   *lc;
+	bool		local = false;
+
+	if (RaftShmem == NULL || !RaftShmem->member || dbname == NULL ||
+		raft_database == NULL || strcmp(dbname, raft_database) == 0)
+		return false;
+	names = pstrdup(raft_local_databases ? raft_local_databases : "");
+	if (SplitIdentifierString(names, ',', &list))
+	{
+		foreach(lc, list)
+			if (strcmp(lfirst(lc), dbname) == 0)
+				local = true;
+	}
+	list_free(list);
+	pfree(names);
+	return !local;
+}
+
+/*
  * Called before every statement of a client backend: ends a session that
  * outlived a change of role, and makes the statement read-only on a
  * fenced node.
@@ -145,8 +199,16 @@ fence_statement(void)
 	FenceState	fs;
 
 	fenced_here = false;
+	fenced_database = false;
 	if (MyBackendType != B_BACKEND || RaftShmem == NULL || restoring_copy())
 		return;
+	if (database_fenced(MyProcPort->database_name))
+	{
+		XactReadOnly = true;
+		fenced_here = true;
+		fenced_database = true;
+		return;
+	}
 	read_fence_state(&fs);
 
 	/*
@@ -167,20 +229,6 @@ fence_statement(void)
 		XactReadOnly = true;
 		fenced_here = true;
 	}
-}
-
-/*
- * Whether writes in this database travel through the raft log: the leader
- * decodes raft.database only.
- */
-static bool
-database_replicated(void)
-{
-	static Oid	replicated_db = InvalidOid;
-
-	if (!OidIsValid(replicated_db) && raft_database != NULL)
-		replicated_db = get_database_oid(raft_database, true);
-	return OidIsValid(replicated_db) && MyDatabaseId == replicated_db;
 }
 
 /*
@@ -289,7 +337,7 @@ fence_client_authentication(Port *port, int status)
 		return;
 	read_fence_state(&fs);
 	session_epoch = fs.epoch;
-	if (fs.fenced &&
+	if ((fs.fenced || database_fenced(port->database_name)) &&
 		!(RaftShmem->copying && port->application_name != NULL &&
 		  strcmp(port->application_name, RAFT_COPY_APPLICATION_NAME) == 0))
 		SetConfigOption("default_transaction_read_only", "on",
@@ -308,7 +356,10 @@ fence_emit_log(ErrorData *edata)
 		MemoryContext old = MemoryContextSwitchTo(ErrorContext);
 
 		read_fence_state(&fs);
-		if (fs.leader_known)
+		if (fenced_database)
+			edata->hint = psprintf("Database \"%s\" is not replicated by pg_raft: write in raft.database (\"%s\"), or list this database in raft.local_databases to keep its changes on this member only.",
+								   MyProcPort->database_name, raft_database);
+		else if (fs.leader_known)
 			edata->hint = psprintf("This node is not the raft leader; write on the leader, node \"%s\": %s",
 								   fs.leader_name, fs.leader_conninfo);
 		else if (fs.reason[0] != '\0')

@@ -54,6 +54,7 @@ void		_PG_init(void);
 
 /* settings */
 char	   *raft_database = NULL;
+char	   *raft_local_databases = NULL;
 int			raft_election_timeout_ms = 1000;
 int			raft_heartbeat_interval_ms = 100;
 
@@ -93,6 +94,15 @@ _PG_init(void)
 							   "postgres",
 							   PGC_POSTMASTER,
 							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("raft.local_databases",
+							   "Databases besides raft.database that take writes on a member, which stay on it.",
+							   "A comma-separated list of database names.  Their changes are not replicated; "
+							   "on a member, every other database takes no writes.",
+							   &raft_local_databases,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("raft.election_timeout",
 							"Time without word from a leader after which a follower starts an election.",

@@ -82,6 +82,7 @@ typedef struct RaftCopyStart
 
 /* settings (pg_raft.c) */
 extern char *raft_database;
+extern char *raft_local_databases;
 extern int	raft_election_timeout_ms;
 extern int	raft_heartbeat_interval_ms;
 

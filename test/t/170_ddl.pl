@@ -287,4 +287,21 @@ same_everywhere('after the failover', grep { $_ != $old } @nodes);
 RaftCluster::restart_after_kill9($old);
 same_everywhere('with the old leader back', $leader, grep { $_ != $leader } @nodes);
 
+# databases other than raft.database take no writes on a member, unless
+# raft.local_databases keeps them local on purpose
+$leader->safe_psql('postgres', 'CREATE DATABASE elsewhere');
+($ret, $out, $err) = $leader->psql('elsewhere', 'CREATE TABLE lost (id int)');
+like($err, qr/ERROR:  cannot execute CREATE TABLE in a read-only transaction/,
+	'a database that is not replicated takes no writes on the leader');
+like($err, qr/HINT:  Database "elsewhere" is not replicated by pg_raft: write in raft.database \("postgres"\), or list this database in raft.local_databases/,
+	'... with a hint naming the settings');
+is($leader->safe_psql('elsewhere', 'SHOW default_transaction_read_only'), 'on',
+	'... and its sessions say so to clients');
+$leader->append_conf('postgresql.conf', q{raft.local_databases = 'elsewhere'});
+$leader->reload;
+$leader->poll_query_until('elsewhere', q{SELECT current_setting('raft.local_databases') = 'elsewhere'});
+$leader->safe_psql('elsewhere', 'CREATE TABLE kept_here (id int); INSERT INTO kept_here VALUES (1)');
+is($leader->safe_psql('elsewhere', 'SELECT count(*) FROM kept_here'), '1',
+	'a database listed in raft.local_databases takes writes, which stay on the member');
+
 done_testing();
