@@ -91,7 +91,9 @@ CREATE FUNCTION raft.status_info(
 	OUT log_bytes bigint, OUT cluster_id text, OUT leader_conninfo text,
 	OUT worker_pid integer, OUT writable boolean,
 	OUT diverged_transactions bigint, OUT diverged_file text,
-	OUT resyncing boolean, OUT serves_copies boolean)
+	OUT resyncing boolean, OUT serves_copies boolean,
+	OUT apply_failures integer, OUT apply_error text,
+	OUT apply_error_since timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_raft_status_info'
 LANGUAGE C STRICT VOLATILE;
@@ -166,3 +168,11 @@ CREATE FUNCTION raft.setval(regclass, bigint, boolean)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'pg_raft_setval'
 LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION raft.recopy()
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_raft_recopy'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION raft.recopy() FROM PUBLIC;
+COMMENT ON FUNCTION raft.recopy() IS
+'empty raft.database on this member and copy the leader''s schema and data again';

@@ -6,20 +6,24 @@
 # builds and installs it, then (as the unprivileged user pgraft, since
 # PostgreSQL refuses to run as root):
 #
-#   1. starts three PostgreSQL instances on 127.0.0.1 and forms a cluster;
+#   1. starts three PostgreSQL instances on 127.0.0.1, forms a cluster, and
+#      creates and alters the table on the leader (schema changes travel
+#      through the log);
 #   2. shows raft.nodes;
 #   3. inserts rows through the leader, one transaction each, remembering
 #      every one whose COMMIT was acknowledged;
 #   4. kills the leader's postmaster with kill -9 while the writes run;
 #   5. finds the new leader with a multi-host conninfo
 #      (target_session_attrs=read-write), says how long until it accepted
-#      an INSERT, and checks that every acknowledged row is there;
+#      an INSERT, checks that every acknowledged row is there, and changes
+#      the schema again there;
 #   6. restarts the old leader, which reports the transaction that was
 #      committing when it died, if any (committed there, never
 #      acknowledged, never in the Raft log) in
 #      raft.status.diverged_transactions, keeps it in a file, and then
 #      repairs the rows it touched from the new leader; and shows the table on
-#      every member: all hold the same rows (same checksum).
+#      every member: all hold the same rows (same checksum), columns and
+#      indexes.
 #
 # Run as a normal user (with pg_raft already
 # installed) it skips the installation.  KEEP=1 leaves the instances
@@ -53,9 +57,11 @@ trap cleanup EXIT
 echo "== starting three instances on 127.0.0.1:${ports[*]}"
 for port in "${ports[@]}"; do node_init "node_$port" "$port"; done
 # the table exists on the first instance; the others copy it when they join
-node_sql "${ports[0]}" "CREATE TABLE orders (id int PRIMARY KEY, placed timestamptz DEFAULT now())"
 cluster_form "${ports[@]}"
 leader=$(wait_for_leader "${ports[@]}")
+echo "== a schema change after the cluster formed, on node_$leader: it travels through the log"
+node_sql "$leader" "CREATE TABLE orders (id int PRIMARY KEY, placed timestamptz DEFAULT now())" > /dev/null
+node_sql "$leader" "ALTER TABLE orders ADD COLUMN channel text NOT NULL DEFAULT 'web'" > /dev/null
 echo "== the cluster (raft.nodes on the leader, node_$leader)"
 "$PG_BIN/psql" -X -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres -c \
 	"SELECT node_name, voting, is_leader, reachable, match_index, lag_entries, replay_lag FROM raft.nodes ORDER BY node_name"
@@ -84,6 +90,9 @@ done
 committed_at=$(date +%s.%N)
 awk -v a="$killed_at" -v b="$committed_at" -v n="$new_leader" \
 	'BEGIN { printf "== node_%s leads: an INSERT through target_session_attrs=read-write was accepted %.2f s after the kill\n", n, b - a }'
+echo "== another schema change, on the new leader"
+node_sql "$new_leader" "ALTER TABLE orders ADD COLUMN checked boolean NOT NULL DEFAULT false" > /dev/null
+node_sql "$new_leader" "CREATE INDEX orders_placed ON orders (placed)" > /dev/null
 acked_ids=$(paste -sd, "$acked")
 lost=$(node_sql "$new_leader" "SELECT count(*) FROM unnest('{${acked_ids}}'::int[]) AS a(id) WHERE NOT EXISTS (SELECT FROM orders o WHERE o.id = a.id)")
 if [ "$lost" = 0 ]; then
@@ -120,11 +129,14 @@ echo "== the table on every member, once each applied index $index"
 declare -A tables
 for port in "${ports[@]}"; do
 	node_sql "$port" "SELECT raft.wait_for_index($index, '60s')" > /dev/null
-	tables[$port]=$(node_sql "$port" "SELECT count(*) || ' rows, checksum ' || left(raft.table_checksum('orders'), 16) FROM orders")
+	tables[$port]=$(node_sql "$port" "SELECT count(*) || ' rows, checksum ' || left(raft.table_checksum('orders'), 16)
+		|| ', columns ' || (SELECT string_agg(attname, ' ' ORDER BY attnum) FROM pg_attribute
+							WHERE attrelid = 'orders'::regclass AND attnum > 0 AND NOT attisdropped)
+		|| ', indexes ' || (SELECT count(*) FROM pg_index WHERE indrelid = 'orders'::regclass) FROM orders")
 	echo "   node_$port: ${tables[$port]}"
 done
 if [ "$(printf '%s\n' "${tables[@]}" | sort -u | wc -l)" -ne 1 ]; then
-	echo "   the members hold different rows"
+	echo "   the members hold different rows or schemas"
 	exit 1
 fi
 echo "== done"

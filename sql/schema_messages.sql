@@ -89,6 +89,21 @@ SELECT nextval('msg_s') AS set_called;
 SELECT raft.apply_changes(txn(seq('public', 'msg_down', -50, 0)));
 SELECT nextval('msg_down') AS descending;
 
+-- A column's type in the stream must be the local one, modifier included.
+CREATE TABLE msg_types (id bigint, amount numeric(10,2));
+CREATE FUNCTION rel(col text, typid int, typmod int) RETURNS bytea LANGUAGE sql AS $$
+	SELECT '\x52'::bytea || le(1, 4) || str('public') || str('msg_types') || '\x64'::bytea
+		   || le(1, 2) || str(col) || le(typid, 4) || le(typmod, 4) || '\x00'::bytea
+$$;
+CREATE FUNCTION ins(value text) RETURNS bytea LANGUAGE sql AS $$
+	SELECT '\x49'::bytea || le(1, 4) || le(1, 2) || '\x74'::bytea || txt(value)
+$$;
+SELECT raft.apply_changes(txn(rel('id', 20, -1) || ins('7')));
+SELECT raft.apply_changes(txn(rel('amount', 1700, 655366) || ins('1.5')));
+SELECT * FROM msg_types ORDER BY id NULLS FIRST;
+SELECT raft.apply_changes(txn(rel('id', 23, -1) || ins('8')));
+SELECT raft.apply_changes(txn(rel('amount', 1700, 655367) || ins('1.5')));
+
 -- Errors.
 SELECT raft.apply_changes(txn(ddl('no_such_role', 'CREATE TABLE x (id int)')));
 SELECT raft.apply_changes(txn(ddl(current_user, 'CREATE TABLE x (id int); CREATE TABLE y (id int)')));
@@ -120,10 +135,10 @@ END $$;
 SELECT pg_drop_replication_slot('msg_bad');
 
 SELECT pg_drop_replication_slot('msg');
-DROP TABLE msg_t;
+DROP TABLE msg_t, msg_types;
 DROP SCHEMA msg_schema CASCADE;
 DROP ROLE msg_owner;
 DROP SEQUENCE msg_s, msg_down;
 DROP FUNCTION msg_show(), txn(bytea), seq(text, text, bigint, int), ddl(text, text),
-	txt(text), str(text), le(bigint, int);
+	rel(text, int, int), ins(text), txt(text), str(text), le(bigint, int);
 DROP EXTENSION pg_raft;

@@ -305,7 +305,7 @@ check_column_type(const ApplyRelation *r, const char *colname,
 						remote_builtin ?
 						format_type_with_typemod(remote->typid, remote->typmod) :
 						"a user-defined type"),
-				 errhint("The members' schemas differ; copy the leader's data again.")));
+				 errhint("The members' schemas differ: run raft.recopy() on this member to copy the leader's schema and data.")));
 }
 
 /* Matches a relation message to a local table and its columns. */
@@ -663,10 +663,20 @@ RaftApplyBegin(MemoryContext parent)
 	return state;
 }
 
+/* Says, in an error's context, which table a change was for. */
+static void
+change_error_callback(void *arg)
+{
+	const ApplyRelation *r = arg;
+
+	errcontext("a change to table %s", r->name);
+}
+
 static void
 apply_message(RaftApplyState *state, const chg_message *m)
 {
 	MemoryContext old;
+	ErrorContextCallback errcallback;
 
 	CHECK_FOR_INTERRUPTS();
 	old = MemoryContextSwitchTo(state->apply.change_cxt);
@@ -680,7 +690,12 @@ apply_message(RaftApplyState *state, const chg_message *m)
 		case CHG_INSERT:
 		case CHG_UPDATE:
 		case CHG_DELETE:
-			apply_row_change(&state->apply, m, find_relation(&state->apply, m->relid));
+			errcallback.callback = change_error_callback;
+			errcallback.arg = find_relation(&state->apply, m->relid);
+			errcallback.previous = error_context_stack;
+			error_context_stack = &errcallback;
+			apply_row_change(&state->apply, m, errcallback.arg);
+			error_context_stack = errcallback.previous;
 			break;
 		case CHG_TRUNCATE:
 			apply_truncate(&state->apply, m);
@@ -691,7 +706,7 @@ apply_message(RaftApplyState *state, const chg_message *m)
 						(errmsg("a transaction that never reached the raft log changed the schema here"),
 						 errdetail("The statement was: %.*s", (int) m->statement.len,
 								   m->statement.data),
-						 errhint("A repair replaces rows, not the schema: if the schema differs from the leader's, copy the leader's data again.")));
+						 errhint("A repair replaces rows, not the schema: if the schema differs from the leader's, run raft.recopy() on this member.")));
 			else
 				RaftDdlReplay(m);
 			break;
@@ -889,10 +904,12 @@ typedef struct ApplyProgress
 static ApplyWorker AW;
 
 static void make_progress_durable(bool force);
+static void apply_worker_run(void) pg_attribute_noreturn();
 static void copy_again(const char *why);
 static void resync(const char *why);
 static bool repair(void);
 static void log_resynchronised(void);
+static void clear_apply_error(void);
 
 static void
 apply_worker_detach(int code, Datum arg)
@@ -1417,11 +1434,33 @@ take_next_entry(RaftQueuedEntry *e, uint32 *len, uint64 *compacted_to)
 	return false;
 }
 
+/* Says, in an error's context, which entry was being applied. */
+static void
+entry_error_callback(void *arg)
+{
+	const RaftQueuedEntry *e = arg;
+
+	if (AW.txn != NULL && AW.txn_first_index != e->index)
+		errcontext("applying raft entry %llu of term %llu (a transaction that began at entry %llu)",
+				   (unsigned long long) e->index, (unsigned long long) e->term,
+				   (unsigned long long) AW.txn_first_index);
+	else
+		errcontext("applying raft entry %llu of term %llu",
+				   (unsigned long long) e->index, (unsigned long long) e->term);
+}
+
 /* Applies the entry take_next_entry took, and moves past it. */
 static void
 apply_next_entry(const RaftQueuedEntry *e, uint32 len)
 {
+	ErrorContextCallback errcallback;
+
+	errcallback.callback = entry_error_callback;
+	errcallback.arg = (void *) e;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 	apply_entry(e, AW.buf + sizeof(*e), len);
+	error_context_stack = errcallback.previous;
 	AW.next_index = e->index + 1;
 	AW.last_term = e->term;
 	if (AW.txn == NULL)
@@ -1645,7 +1684,7 @@ copy_again(const char *why)
 	mark_resync_needed();
 	ereport(LOG,
 			(errmsg("pg_raft copies the leader's data again: %s", why),
-			 errdetail("The tables of database \"%s\" hold part of a copy; they are emptied and copied from the leader.",
+			 errdetail("The tables of database \"%s\" are emptied, and schema and data are copied from the leader.",
 					   raft_database)));
 	/* what an earlier leadership of this node left is kept first */
 	(void) RaftSettleOldSlot(AW.own_committed_lsn, false, false);
@@ -1692,9 +1731,11 @@ resync(const char *why)
 	log_resynchronised();
 }
 
+/* Says that a copy of the leader's data is done: the worker goes on. */
 static void
 log_resynchronised(void)
 {
+	clear_apply_error();
 	ereport(LOG,
 			(errmsg("pg_raft re-synchronised this node's data: it holds the log up to raft index %llu",
 					(unsigned long long) AW.done_index)));
@@ -1783,6 +1824,39 @@ repair(void)
 	return everything;
 }
 
+/*
+ * Records why the apply worker failed, for raft.status and for the raft
+ * worker (a member that keeps failing does not lead).  Runs in the error's
+ * handling, just before the worker exits and the postmaster starts it
+ * again.
+ */
+static void
+record_apply_error(ErrorData *edata)
+{
+	char		text[RAFT_ERROR_BYTES];
+
+	if (edata->context != NULL)
+		snprintf(text, sizeof(text), "%s (%s)", edata->message, edata->context);
+	else
+		strlcpy(text, edata->message, sizeof(text));
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	if (RaftShmem->apply.apply_failures == 0)
+		RaftShmem->apply.apply_error_since = GetCurrentTimestamp();
+	RaftShmem->apply.apply_failures++;
+	strlcpy(RaftShmem->apply.apply_error, text, RAFT_ERROR_BYTES);
+	LWLockRelease(RaftShmem->lock);
+}
+
+/* The apply worker goes on again: a failure before is over. */
+static void
+clear_apply_error(void)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->apply.apply_failures = 0;
+	RaftShmem->apply.apply_error[0] = '\0';
+	LWLockRelease(RaftShmem->lock);
+}
+
 /* Publishes progress for the raft worker and the views. */
 static void
 publish_progress(void)
@@ -1823,7 +1897,38 @@ RaftApplyWorkerMain(Datum main_arg)
 					PGC_S_OVERRIDE);
 	before_shmem_exit(apply_worker_detach, (Datum) 0);
 	attach_origin();
-	if (RaftStorageFileExists(RAFT_COPY_PENDING_FILE))
+	PG_TRY();
+	{
+		apply_worker_run();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* the worker exits: what it holds goes anyway */
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		LWLockReleaseAll();
+		record_apply_error(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The apply worker's work, from its start: a copy of the leader's data
+ * first if one is due, then the log, entry by entry, for ever.
+ */
+static void
+apply_worker_run(void)
+{
+	if (RaftStorageFileExists(RAFT_RECOPY_FILE))
+	{
+		mark_resync_needed();
+		RaftStorageRemoveFile(RAFT_RECOPY_FILE);
+		copy_again("an operator asked for it with raft.recopy()");
+	}
+	else if (RaftStorageFileExists(RAFT_COPY_PENDING_FILE))
 		copy_again("a copy of the leader's data did not finish here");
 	else
 	{
@@ -1877,6 +1982,7 @@ RaftApplyWorkerMain(Datum main_arg)
 		{
 			Latch	   *raft_latch;
 
+			clear_apply_error();
 			spool_sync();
 			publish_progress();
 			LWLockAcquire(RaftShmem->lock, LW_SHARED);

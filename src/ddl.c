@@ -596,14 +596,15 @@ ship(const char *text)
 /*
  * Whether statements run here travel: on a member, in raft.database, in
  * a session of its own (not the apply worker, whose statements came from
- * the log and carry its origin).
+ * the log and carry its origin), and not while a copy of the leader's
+ * data is restored here.
  */
 static bool
 ships_here(ProcessUtilityContext context)
 {
 	static Oid	replicated_db = InvalidOid;
 
-	if (RaftShmem == NULL || !RaftShmem->member ||
+	if (RaftShmem == NULL || !RaftShmem->member || RaftShmem->copying ||
 		context == PROCESS_UTILITY_SUBCOMMAND || creating_extension ||
 		replorigin_session_origin != InvalidRepOriginId || raft_database == NULL)
 		return false;

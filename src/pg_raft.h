@@ -72,6 +72,11 @@
 #define RAFT_COPY_START_FILE "copy_start"
 /* the term of the leadership that the slot pg_raft belongs to (worker.c) */
 #define RAFT_LED_TERM_FILE "led_term"
+/* an operator asked for a new copy of the leader's data (raft.recopy) */
+#define RAFT_RECOPY_FILE "recopy"
+
+/* failures in a row after which the apply worker counts as stuck */
+#define RAFT_APPLY_STUCK_FAILURES 3
 
 typedef struct RaftCopyStart
 {
@@ -222,6 +227,14 @@ typedef struct RaftApplyQueue
 	/* the apply worker empties the database and copies the leader's */
 	bool		resyncing;
 	TimestampTz resync_started;	/* when it last began to */
+	/*
+	 * The apply worker's last error, while it fails to go on: since when,
+	 * and how many times in a row (apply.c).  Stuck after
+	 * RAFT_APPLY_STUCK_FAILURES: worker.c then keeps this node from leading.
+	 */
+	char		apply_error[RAFT_ERROR_BYTES];
+	TimestampTz apply_error_since;
+	uint32		apply_failures;
 	/*
 	 * A leader of settle_term found the slot of an earlier leadership: the
 	 * apply worker settles it once every entry before settle_before is

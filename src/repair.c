@@ -1248,6 +1248,8 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
 	StringInfoData kept;
 	uint64		count = 0;
 	bool		in_diverged = false;
+	int			txn_start = 0;
+	bool		txn_changes = false;
 	uint64		i;
 	chg_arrays	arrays;
 
@@ -1273,12 +1275,28 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
 			chg_read(buf, len, &arrays, &m, &consumed) == CHG_OK &&
 			chg_read(buf + consumed, len - consumed, &arrays, &m, &consumed) == CHG_OK &&
 			m.kind == CHG_BEGIN)
+		{
 			in_diverged = m.lsn > own_committed_lsn;
+			txn_start = kept.len;
+			txn_changes = false;
+		}
 		if (!in_diverged)
 			continue;
 		appendBinaryStringInfo(&kept, (const char *) buf, (int) len);
+		if (len > 0 && buf[0] != CHG_VERSION && buf[0] != CHG_SEQUENCE &&
+			buf[0] != CHG_COMMIT)
+			txn_changes = true;
 		if (len > 0 && buf[0] == CHG_COMMIT)
-			count++;
+		{
+			/*
+			 * A sequence's announcement alone changes no data: a value it
+			 * covered was never acknowledged in a commit (sequences.c).
+			 */
+			if (txn_changes)
+				count++;
+			else
+				kept.len = txn_start;
+		}
 	}
 	SPI_finish();
 	if (count > 0)

@@ -75,7 +75,7 @@ PG_FUNCTION_INFO_V1(pg_raft_nextval);
 PG_FUNCTION_INFO_V1(pg_raft_setval);
 
 /* How many steps past a value an announcement covers. */
-#define SHIP_AHEAD 1000
+#define SHIP_AHEAD 100
 
 /* What this session last announced for a sequence. */
 typedef struct Announced
@@ -96,14 +96,15 @@ static planner_hook_type prev_planner = NULL;
 
 /*
  * Whether sequences used here are announced: on a member, in
- * raft.database, outside the apply worker.
+ * raft.database, outside the apply worker, and not while a copy of the
+ * leader's data is restored here.
  */
 static bool
 announces_here(void)
 {
 	static Oid	replicated_db = InvalidOid;
 
-	if (RaftShmem == NULL || !RaftShmem->member ||
+	if (RaftShmem == NULL || !RaftShmem->member || RaftShmem->copying ||
 		replorigin_session_origin != InvalidRepOriginId || raft_database == NULL)
 		return false;
 	if (!OidIsValid(replicated_db))
@@ -398,7 +399,7 @@ RaftSequenceApply(const chg_message *m)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("replicated sequence %s does not exist here",
 						quote_qualified_identifier(nspname, relname)),
-				 errhint("The members' schemas differ; copy the leader's data again.")));
+				 errhint("The members' schemas differ: run raft.recopy() on this member to copy the leader's schema and data.")));
 	if (m->sequence_flags & CHG_SEQUENCE_EXACT)
 		DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seqoid),
 							Int64GetDatum(m->value),

@@ -43,6 +43,7 @@
 
 #include "pg_raft.h"
 #include "sql.h"
+#include "storage.h"
 
 PG_FUNCTION_INFO_V1(pg_raft_deliver);
 PG_FUNCTION_INFO_V1(pg_raft_create_cluster);
@@ -54,6 +55,7 @@ PG_FUNCTION_INFO_V1(pg_raft_status_info);
 PG_FUNCTION_INFO_V1(pg_raft_nodes_info);
 PG_FUNCTION_INFO_V1(pg_raft_wait_for_index);
 PG_FUNCTION_INFO_V1(pg_raft_table_checksum);
+PG_FUNCTION_INFO_V1(pg_raft_recopy);
 
 static int	timeout_ms_arg(Interval *timeout, const char *what);
 
@@ -534,13 +536,16 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[19];
-	bool		nulls[19];
+	Datum		values[22];
+	bool		nulls[22];
 	bool		self_voter = false;
 	pid_t		worker_pid;
 	bool		resyncing;
 	uint64		diverged;
 	char		diverged_file[MAXPGPATH];
+	char		apply_error[RAFT_ERROR_BYTES];
+	TimestampTz apply_error_since;
+	uint32		apply_failures;
 	uint32		i;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -550,6 +555,9 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 	diverged = RaftShmem->apply.diverged_transactions;
 	resyncing = RaftShmem->apply.resyncing;
 	strlcpy(diverged_file, RaftShmem->apply.diverged_file, MAXPGPATH);
+	strlcpy(apply_error, RaftShmem->apply.apply_error, RAFT_ERROR_BYTES);
+	apply_error_since = RaftShmem->apply.apply_error_since;
+	apply_failures = RaftShmem->apply.apply_failures;
 	LWLockRelease(RaftShmem->lock);
 	if (!v->configured)
 		return (Datum) 0;
@@ -590,6 +598,14 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 		nulls[16] = true;
 	values[17] = BoolGetDatum(resyncing);
 	values[18] = BoolGetDatum(v->serves_copies);
+	values[19] = Int32GetDatum((int32) apply_failures);
+	if (apply_failures > 0)
+	{
+		values[20] = CStringGetTextDatum(apply_error);
+		values[21] = TimestampTzGetDatum(apply_error_since);
+	}
+	else
+		nulls[20] = nulls[21] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }
@@ -828,4 +844,39 @@ pg_raft_table_checksum(PG_FUNCTION_ARGS)
 	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}
+
+/*
+ * raft.recopy(): makes this member empty raft.database and copy the
+ * leader's schema and data again, in its apply worker, which is restarted
+ * for it.  For a member whose data or schema parted from the leader's in
+ * a way the log cannot mend (an object dropped by hand, say).
+ */
+Datum
+pg_raft_recopy(PG_FUNCTION_ARGS)
+{
+	RaftView   *v = palloc(sizeof(RaftView));
+	pid_t		apply_pid;
+
+	RaftGetView(v);
+	if (!v->configured)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this node is not a member of a raft cluster")));
+	if (v->role == RAFT_LEADER)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the raft leader cannot copy the leader's data"),
+				 errhint("Hand leadership to another member with raft.transfer_leadership() first.")));
+	RaftStorageWriteFile(RAFT_RECOPY_FILE, "", 0);
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	apply_pid = RaftShmem->apply.apply_pid;
+	LWLockRelease(RaftShmem->lock);
+	if (apply_pid != 0)
+		kill(apply_pid, SIGTERM);
+	ereport(NOTICE,
+			(errmsg("the apply worker empties database \"%s\" and copies the leader's schema and data",
+					raft_database),
+			 errhint("raft.status shows resyncing until the copy is done.")));
+	PG_RETURN_VOID();
 }

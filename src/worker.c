@@ -1376,6 +1376,22 @@ holds_log_data(const raft_status *st, bool resyncing)
 }
 
 /*
+ * Whether the apply worker fails again and again (apply.c records its
+ * errors): a schema that parted from the leader's, say.  Such a member
+ * neither leads nor holds the log back.
+ */
+static bool
+apply_stuck(void)
+{
+	bool		stuck;
+
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	stuck = RaftShmem->apply.apply_failures >= RAFT_APPLY_STUCK_FAILURES;
+	LWLockRelease(RaftShmem->lock);
+	return stuck;
+}
+
+/*
  * Tells the core and the other members whether this node's data is the
  * log's.  A node whose data is not starts no election of its own (a
  * member that could lead should), and reports nothing applied in its
@@ -1399,8 +1415,11 @@ report_data_state(void)
 	clean = holds_log_data(&st, resyncing);
 	for (i = 0; i < st.config.n_members; i++)
 		voters += st.progress[i].voter ? 1 : 0;
-	/* the only voter settles its old slot as a leader, or never */
-	raft_hold_campaigns(W.r, resyncing || (!clean && voters > 1));
+	/*
+	 * The only voter settles its old slot as a leader, or never.  A member
+	 * whose apply is stuck would lead a cluster that takes no writes.
+	 */
+	raft_hold_campaigns(W.r, resyncing || ((!clean || apply_stuck()) && voters > 1));
 	RaftTransportSetApplied(clean ? apply_done_index() : 0);
 }
 
@@ -1522,6 +1541,7 @@ follow_leadership(void)
 {
 	raft_status st;
 	bool		resyncing;
+	bool		stuck;
 
 	raft_get_status(W.r, &st);
 	if (st.role != RAFT_LEADER)
@@ -1538,7 +1558,8 @@ follow_leadership(void)
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	resyncing = RaftShmem->apply.resyncing;
 	LWLockRelease(RaftShmem->lock);
-	if (resyncing)
+	stuck = !resyncing && apply_stuck();
+	if (resyncing || stuck)
 	{
 		raft_id_t	target = handover_target(&st);
 
@@ -1548,7 +1569,9 @@ follow_leadership(void)
 		{
 			W.handover_term = st.term;
 			ereport(LOG,
-					(errmsg("pg_raft hands its leadership over: this node's data is being copied again")));
+					(errmsg("pg_raft hands its leadership over: %s",
+							stuck ? "this node fails to apply the log (see raft.status.apply_error)" :
+							"this node's data is being copied again")));
 		}
 		RaftCaptureStop();
 		return;
@@ -1643,7 +1666,8 @@ apply_kept_index(void)
 
 /*
  * Compacts the log once enough of it is applied.  Entries the apply worker
- * has neither applied nor spooled stay, and so, on the leader, do those
+ * has neither applied nor spooled stay (unless it is stuck and the log
+ * large), and so, on the leader, do those
  * that a member still needs, however long it was away, until the log
  * passes LAGGING_KEEP_BYTES or LAGGING_KEEP_ENTRIES.  A member that must
  * be sent the base instead repairs every table from the leader.
@@ -1660,9 +1684,18 @@ compact_log(void)
 	bool		log_large;
 
 	raft_get_status(W.r, &st);
-	upto = Min(st.applied_index, apply_kept_index());
 	log_large = RaftLogBytes(W.log) >= LAGGING_KEEP_BYTES ||
 		st.last_index - W.base.index >= LAGGING_KEEP_ENTRIES;
+	/*
+	 * An apply worker that keeps failing gives way once the log is large,
+	 * rather than fill it: this member then stops taking entries, and with
+	 * a majority like it the leader commits nothing.  It copies the
+	 * leader's data once it can apply again (the log it needs is gone).
+	 */
+	if (log_large && apply_stuck())
+		upto = st.applied_index;
+	else
+		upto = Min(st.applied_index, apply_kept_index());
 	if (st.role == RAFT_LEADER)
 	{
 		for (i = 0; i < st.config.n_members; i++)

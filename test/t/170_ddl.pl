@@ -22,7 +22,6 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RaftCluster;
@@ -42,49 +41,6 @@ foreach my $node (@nodes)
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my @followers = grep { $_ != $leader } @nodes;
-
-# dump_schema(NODE): the schema of raft.database as pg_dump shows it
-sub dump_schema
-{
-	my ($node) = @_;
-	my ($stdout, $stderr);
-	IPC::Run::run([ 'pg_dump', '--schema-only', '-d', $node->connstr('postgres') ],
-		'>', \$stdout, '2>', \$stderr)
-	  or die "pg_dump failed on " . $node->name . ": $stderr";
-	# psql's \restrict keys are random
-	$stdout =~ s/^\\(un)?restrict .*$//mg;
-	return $stdout;
-}
-
-# tables(NODE): the logged tables of schemas public and app (an unlogged
-# table's rows stay on each member)
-sub tables
-{
-	my ($node) = @_;
-	return split /\n/, $node->safe_psql('postgres', q{
-SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND n.nspname IN ('public', 'app')
-ORDER BY 1});
-}
-
-# same_everywhere(NAME): schemas and table contents equal on every member
-sub same_everywhere
-{
-	my ($name, @members) = @_;
-	my $first = $members[0];
-	RaftCluster::wait_for_apply($first, @members[ 1 .. $#members ]);
-	my $schema = dump_schema($first);
-	my @tables = tables($first);
-	my $sums = RaftCluster::checksums($first, @tables);
-	foreach my $node (@members[ 1 .. $#members ])
-	{
-		is(dump_schema($node), $schema, "$name: the schema is the same on " . $node->name);
-		is(RaftCluster::checksums($node, @tables), $sums,
-			"$name: the " . scalar(@tables) . ' tables are equal on ' . $node->name);
-	}
-	return;
-}
 
 # A migration like an application's, statement by statement, with writes
 # between them.
@@ -106,7 +62,7 @@ CREATE VIEW big_spenders AS
 	GROUP BY c.full_name;
 INSERT INTO orders (customer, amount) VALUES (1, 99.99);
 UPDATE customers SET full_name = upper(full_name) WHERE id < 5;});
-same_everywhere('a migration', @nodes);
+RaftCluster::same_everywhere('a migration', @nodes);
 is($followers[0]->safe_psql('postgres', q{SELECT tier FROM customers WHERE id = 10}), 'gold',
 	'a column added with a default and back-filled arrives with its values');
 
@@ -201,7 +157,7 @@ SET search_path = app, public;
 CREATE TABLE in_app_schema (id int PRIMARY KEY);
 INSERT INTO in_app_schema VALUES (7);
 RESET search_path;});
-same_everywhere('every form', @nodes);
+RaftCluster::same_everywhere('every form', @nodes);
 
 foreach my $node (@followers)
 {
@@ -244,7 +200,7 @@ CREATE TABLE fresh (id int);
 ALTER TABLE fresh ADD COLUMN token float8 DEFAULT random();
 ALTER TABLE fresh ADD COLUMN n serial;
 INSERT INTO fresh (id) VALUES (1), (2);});
-same_everywhere('after the refusals', @nodes);
+RaftCluster::same_everywhere('after the refusals', @nodes);
 
 # roles: the password travels as its hash
 $leader->safe_psql('postgres', q{
@@ -283,9 +239,9 @@ ALTER TABLE customers ADD COLUMN since date DEFAULT '2026-01-01';
 INSERT INTO customers (id, full_name) VALUES (1000, 'after the failover');
 CREATE TABLE after_failover (id int PRIMARY KEY);
 INSERT INTO after_failover VALUES (1);});
-same_everywhere('after the failover', grep { $_ != $old } @nodes);
+RaftCluster::same_everywhere('after the failover', grep { $_ != $old } @nodes);
 RaftCluster::restart_after_kill9($old);
-same_everywhere('with the old leader back', $leader, grep { $_ != $leader } @nodes);
+RaftCluster::same_everywhere('with the old leader back', $leader, grep { $_ != $leader } @nodes);
 
 # databases other than raft.database take no writes on a member, unless
 # raft.local_databases keeps them local on purpose

@@ -14,6 +14,7 @@ package RaftCluster;
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -238,6 +239,53 @@ sub barrier
 		usleep(100_000);
 	}
 	die 'raft.barrier() never committed on ' . $node->name;
+}
+
+# dump_schema(NODE): the schema of raft.database as pg_dump shows it
+sub dump_schema
+{
+	my ($node) = @_;
+	my ($stdout, $stderr);
+	IPC::Run::run([ 'pg_dump', '--schema-only', '-d', $node->connstr('postgres') ],
+		'>', \$stdout, '2>', \$stderr)
+	  or die "pg_dump failed on " . $node->name . ": $stderr";
+	# psql's \restrict keys are random
+	$stdout =~ s/^\\(un)?restrict .*$//mg;
+	return $stdout;
+}
+
+# logged_tables(NODE): the logged tables outside the system schemas and
+# raft (an unlogged table's rows stay on each member)
+sub logged_tables
+{
+	my ($node) = @_;
+	return split /\n/, $node->safe_psql('postgres', q{
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'raft')
+  AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY 1});
+}
+
+# same_everywhere(NAME, MEMBERS...): once every member applied what the
+# first has committed, the schema (pg_dump --schema-only) and every logged
+# table's checksum are the same on each one
+sub same_everywhere
+{
+	my ($name, @members) = @_;
+	my $first = $members[0];
+	wait_for_apply($first, @members[ 1 .. $#members ]);
+	my $schema = dump_schema($first);
+	my @tables = logged_tables($first);
+	my $sums = checksums($first, @tables);
+	foreach my $node (@members[ 1 .. $#members ])
+	{
+		is(dump_schema($node), $schema, "$name: the schema is the same on " . $node->name);
+		is(checksums($node, @tables), $sums,
+			"$name: the " . scalar(@tables) . ' tables are equal on ' . $node->name);
+	}
+	return;
 }
 
 1;
