@@ -20,7 +20,12 @@ CREATE FUNCTION txt(s text) RETURNS bytea LANGUAGE sql AS $$
 $$;
 CREATE FUNCTION ddl(role text, statement text) RETURNS bytea LANGUAGE sql AS $$
 	SELECT '\x58'::bytea || str(role) || le(1, 2) || str('search_path')
-		   || txt('msg_schema, public') || txt(statement)
+		   || txt('msg_schema, public') || txt(statement) || le(0, 2)
+$$;
+-- ... with the value a column it adds holds in the existing rows
+CREATE FUNCTION ddl_adding(statement text, rel text, col text, value text) RETURNS bytea LANGUAGE sql AS $$
+	SELECT '\x58'::bytea || str(current_user::text) || le(0, 2) || txt(statement)
+		   || le(1, 2) || str('public') || str(rel) || str(col) || txt(value)
 $$;
 CREATE FUNCTION seq(nsp text, rel text, value bigint, flags int) RETURNS bytea LANGUAGE sql AS $$
 	SELECT '\x53'::bytea || str(nsp) || str(rel) || le(value, 8) || le(flags, 1)
@@ -74,6 +79,17 @@ SELECT raft.apply_changes(txn(ddl(current_user, 'CREATE TABLE msg_schema.copied 
 SELECT count(*) AS no_rows FROM msg_schema.copied;
 SELECT raft.apply_changes(txn(ddl(current_user, 'CREATE INDEX CONCURRENTLY ON msg_schema.copied (g)')));
 SELECT indexrelid::regclass, indisvalid FROM pg_index WHERE indrelid = 'msg_schema.copied'::regclass;
+
+-- A column added with a default that is not immutable holds, in the rows
+-- already there, the value the leader computed.
+CREATE TABLE msg_fast (id int);
+INSERT INTO msg_fast VALUES (1), (2);
+SELECT raft.apply_changes(txn(ddl_adding('ALTER TABLE public.msg_fast ADD COLUMN at timestamptz DEFAULT now()',
+										 'msg_fast', 'at', '{"2000-01-01 00:00:00+00"}')));
+SELECT id, at = '2000-01-01 00:00:00+00' AS leaders_value FROM msg_fast ORDER BY id;
+SELECT regexp_replace(line, 'DDL AS [^:]+', 'DDL AS <user>')
+  FROM raft.decode_changes(ddl_adding('ALTER TABLE msg_fast ADD COLUMN at timestamptz DEFAULT now()',
+									  'msg_fast', 'at', '{"2000-01-01 00:00:00+00"}')) AS line;
 
 -- Sequences: moved past an announced value, or set exactly.
 CREATE SEQUENCE msg_s;
@@ -135,10 +151,11 @@ END $$;
 SELECT pg_drop_replication_slot('msg_bad');
 
 SELECT pg_drop_replication_slot('msg');
-DROP TABLE msg_t, msg_types;
+DROP TABLE msg_t, msg_types, msg_fast;
 DROP SCHEMA msg_schema CASCADE;
 DROP ROLE msg_owner;
 DROP SEQUENCE msg_s, msg_down;
 DROP FUNCTION msg_show(), txn(bytea), seq(text, text, bigint, int), ddl(text, text),
+	ddl_adding(text, text, text, text),
 	rel(text, int, int), ins(text), txt(text), str(text), le(bigint, int);
 DROP EXTENSION pg_raft;

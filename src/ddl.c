@@ -38,7 +38,8 @@
  *	  Refused on the leader, with an error saying what to do instead, are
  *	  the forms whose result would differ on the followers: a column added
  *	  with a volatile default (or an identity) to a table that has rows, a
- *	  column type changed USING a volatile expression, ALTER TABLE SET
+ *	  column type changed USING an expression that is not immutable, ALTER
+ *	  TABLE SET
  *	  LOGGED of a table that has rows (an unlogged table's rows never
  *	  travel), DETACH PARTITION CONCURRENTLY (its second transaction adds
  *	  a constraint), CREATE TABLE AS with parameters or AS EXECUTE, tablespaces
@@ -48,6 +49,11 @@
  *	  A password given to CREATE ROLE or ALTER ROLE travels as the hash
  *	  that pg_authid stores, never in clear: the statement's password
  *	  literal is replaced before the message is written.
+ *
+ *	  A column added with a default that is not volatile gets, in the rows
+ *	  already there, the value the leader computed once (attmissingval):
+ *	  it travels with the statement, so that a default such as now() gives
+ *	  the same value on every member.
  *
  *	  On the followers, the apply worker runs the statement
  *	  (RaftDdlReplay) inside the transaction it applies, as the same role,
@@ -66,12 +72,15 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/heap.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/gramparse.h"
@@ -85,6 +94,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -297,8 +307,8 @@ relation_has_rows(Oid relid)
 
 /*
  * Refuses, before it runs, an ALTER COLUMN TYPE whose USING expression is
- * volatile on a table that has rows: each member would compute its own
- * values.
+ * not immutable, on a table that has rows: each member would compute its
+ * own values (now() at its own time, say).
  */
 static void
 check_alter_table_before(AlterTableStmt *stmt)
@@ -327,8 +337,8 @@ check_alter_table_before(AlterTableStmt *stmt)
 								 copyObject(((ColumnDef *) cmd->def)->raw_default),
 								 EXPR_KIND_ALTER_COL_TRANSFORM);
 			table_close(rel, AccessShareLock);
-			if (contain_volatile_functions(expr) && relation_has_rows(relid))
-				refuse("a column type change with a volatile USING expression",
+			if (contain_mutable_functions(expr) && relation_has_rows(relid))
+				refuse("a column type change with a USING expression that is not immutable",
 					   "Each member would compute its own values for the table's rows.",
 					   "Add a new column, fill it with UPDATE, then drop the old column and rename the new one.");
 		}
@@ -378,6 +388,61 @@ check_alter_table_after(AlterTableStmt *stmt)
 				   "Each member would compute its own values for the rows already there.",
 				   "Add the column without a default, fill it with UPDATE, then set the default with ALTER COLUMN SET DEFAULT.");
 	}
+}
+
+/*
+ * The values that the columns an ALTER TABLE added hold in the rows that
+ * were there (pg_attribute.attmissingval), in the table and in every
+ * partition or child: a default that is not immutable (now(), say) was
+ * computed here, once, and the followers must not compute their own.
+ */
+static List *
+added_column_values(AlterTableStmt *stmt)
+{
+	Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	List	   *values = NIL;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return NIL;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+		char	   *colname;
+		ListCell   *child;
+
+		if (cmd->subtype != AT_AddColumn)
+			continue;
+		colname = ((ColumnDef *) cmd->def)->colname;
+		foreach(child, find_all_inheritors(relid, NoLock, NULL))
+		{
+			Oid			childid = lfirst_oid(child);
+			HeapTuple	tuple = SearchSysCacheAttName(childid, colname);
+			Datum		datum;
+			bool		isnull = true;
+
+			if (!HeapTupleIsValid(tuple))
+				continue;
+			if (((Form_pg_attribute) GETSTRUCT(tuple))->atthasmissing)
+				datum = SysCacheGetAttr(ATTNAME, tuple, Anum_pg_attribute_attmissingval,
+										&isnull);
+			if (!isnull)
+			{
+				chg_missing *v = palloc(sizeof(chg_missing));
+				char	   *nspname = get_namespace_name(get_rel_namespace(childid));
+				char	   *relname = get_rel_name(childid);
+				char	   *text = OidOutputFunctionCall(F_ARRAY_OUT, datum);
+
+				v->nspname = (chg_str) {nspname, strlen(nspname)};
+				v->relname = (chg_str) {relname, strlen(relname)};
+				v->column = (chg_str) {colname, strlen(colname)};
+				v->value = (chg_text) {text, strlen(text)};
+				values = lappend(values, v);
+			}
+			ReleaseSysCache(tuple);
+		}
+	}
+	return values;
 }
 
 /* What becomes of statement stmt; refuses what cannot be replicated. */
@@ -565,14 +630,19 @@ replace_password_literal(const char *text, const char *replacement)
 	return out.data;
 }
 
-/* Writes the message that ships a statement, as a transactional message. */
+/*
+ * Writes the message that ships a statement, as a transactional message,
+ * with the values its added columns hold in existing rows (chg_missing).
+ */
 static void
-ship(const char *text)
+ship(const char *text, List *missing)
 {
 	chg_setting settings[DDL_NSETTINGS];
+	chg_missing *values = palloc(sizeof(chg_missing) * (list_length(missing) + 1));
 	StringInfoData message;
 	chg_writer	w;
 	char	   *role = GetUserNameFromId(GetUserId(), false);
+	ListCell   *lc;
 	int			i;
 
 	for (i = 0; i < (int) DDL_NSETTINGS; i++)
@@ -587,8 +657,15 @@ ship(const char *text)
 	initStringInfo(&message);
 	w.append = RaftAppendToStringInfo;
 	w.arg = &message;
+	i = 0;
+	foreach(lc, missing)
+		values[i++] = *(chg_missing *) lfirst(lc);
+	if (list_length(missing) > CHG_MAX_MISSING)
+		refuse("a schema change that adds columns to this many tables",
+			   "The other members learn the value of each added column in each table.",
+			   "Add the column to fewer partitions at a time.");
 	chg_write_ddl(&w, (chg_str) {role, strlen(role)}, DDL_NSETTINGS, settings,
-				  (chg_text) {text, strlen(text)});
+				  (chg_text) {text, strlen(text)}, (uint16) list_length(missing), values);
 	LogLogicalMessage(RAFT_MESSAGE_PREFIX, message.data, message.len, true);
 	pfree(message.data);
 }
@@ -658,6 +735,7 @@ ddl_process_utility(PlannedStmt *pstmt, const char *query_string,
 	DdlAction	action = DDL_LOCAL;
 	char	   *text;
 	Oid			password_role;
+	List	   *missing = NIL;
 
 	if (ships_here(context))
 		action = classify(stmt);
@@ -665,12 +743,16 @@ ddl_process_utility(PlannedStmt *pstmt, const char *query_string,
 	{
 		run_next(pstmt, query_string, read_only_tree, context, params,
 				 query_env, dest, qc);
+		/* it travels as a truncate, but moves sequences back too */
+		if (IsA(stmt, TruncateStmt) && ((TruncateStmt *) stmt)->restart_seqs &&
+			ships_here(context))
+			RaftSequencesChanged();
 		return;
 	}
 
 	text = statement_text(pstmt, query_string);
 	if (action == DDL_SHIP_BEFORE)
-		ship(text);
+		ship(text, NIL);
 	if (IsA(stmt, CreateExtensionStmt) || IsA(stmt, AlterExtensionStmt))
 		run_unshipped(pstmt, query_string, read_only_tree, context, params,
 					  query_env, dest, qc);
@@ -684,7 +766,10 @@ ddl_process_utility(PlannedStmt *pstmt, const char *query_string,
 	if (IsA(stmt, ViewStmt) && relation_is_temp(((ViewStmt *) stmt)->view))
 		return;
 	if (IsA(stmt, AlterTableStmt))
+	{
 		check_alter_table_after((AlterTableStmt *) stmt);
+		missing = added_column_values((AlterTableStmt *) stmt);
+	}
 	if (IsA(stmt, AlterSeqStmt))
 		RaftSequencesChanged();
 	password_role = role_given_password(stmt);
@@ -694,7 +779,7 @@ ddl_process_utility(PlannedStmt *pstmt, const char *query_string,
 
 		text = replace_password_literal(text, hash ? quote_literal_cstr(hash) : "NULL");
 	}
-	ship(text);
+	ship(text, missing);
 }
 
 void
@@ -800,6 +885,19 @@ RaftDdlReplay(const chg_message *m)
 		InitializeQueryCompletion(&qc);
 		ProcessUtility(pstmt, text, false, PROCESS_UTILITY_QUERY, NULL, NULL,
 					   None_Receiver, &qc);
+		CommandCounterIncrement();
+	}
+	/* existing rows hold in added columns what the leader computed */
+	for (i = 0; i < m->nmissing; i++)
+	{
+		chg_missing v = chg_ddl_missing(m, i);
+		Oid			relid;
+
+		relid = RangeVarGetRelid(makeRangeVar(pnstrdup(v.nspname.data, v.nspname.len),
+											  pnstrdup(v.relname.data, v.relname.len), -1),
+								 AccessExclusiveLock, false);
+		SetAttrMissing(relid, pnstrdup(v.column.data, v.column.len),
+					   pnstrdup(v.value.data, v.value.len));
 		CommandCounterIncrement();
 	}
 

@@ -680,6 +680,16 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 																	 setting.value.len)));
 				}
 				appendStringInfo(&line, ": %s", pnstrdup(m.statement.data, m.statement.len));
+				for (i = 0; i < m.nmissing; i++)
+				{
+					chg_missing v = chg_ddl_missing(&m, (uint16) i);
+
+					appendStringInfo(&line, "; existing rows of %s.%s hold %s = %s",
+									 quote_identifier(str_dup(v.nspname)),
+									 quote_identifier(str_dup(v.relname)),
+									 quote_identifier(str_dup(v.column)),
+									 pnstrdup(v.value.data, v.value.len));
+				}
 				break;
 			case CHG_SEQUENCE:
 				appendStringInfo(&line, "SEQUENCE %s.%s %s " INT64_FORMAT "%s",

@@ -28,8 +28,9 @@
  *
  *	  raft.setval() calls setval() and sends the new position exactly.
  *	  Because that may move a sequence back into a range a session
- *	  announced before, every setval() and ALTER SEQUENCE bumps a counter
- *	  in shared memory, and a session announces again when it changed.
+ *	  announced before, every setval(), ALTER SEQUENCE and TRUNCATE ...
+ *	  RESTART IDENTITY bumps a counter in shared memory, and a session
+ *	  announces again when it changed.
  *
  *	  A sequence created (or given a new file) in the current transaction
  *	  does not exist on the followers before the transaction commits: its

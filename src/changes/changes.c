@@ -385,12 +385,15 @@ chg_write_commit(chg_writer *w, uint64_t commit_lsn, uint64_t end_lsn,
 /* Writes a schema change: one statement, who ran it, and its settings. */
 void
 chg_write_ddl(chg_writer *w, chg_str role, uint16_t nsettings,
-			  const chg_setting *settings, chg_text statement)
+			  const chg_setting *settings, chg_text statement,
+			  uint16_t nmissing, const chg_missing *missing)
 {
 	uint16_t	i;
 
 	CHG_ASSERT(nsettings <= CHG_MAX_SETTINGS);
 	CHG_ASSERT(nsettings == 0 || settings != NULL);
+	CHG_ASSERT(nmissing <= CHG_MAX_MISSING);
+	CHG_ASSERT(nmissing == 0 || missing != NULL);
 
 	chg_put_u8(w, CHG_DDL);
 	chg_put_str(w, role);
@@ -401,6 +404,14 @@ chg_write_ddl(chg_writer *w, chg_str role, uint16_t nsettings,
 		chg_put_text(w, settings[i].value);
 	}
 	chg_put_text(w, statement);
+	chg_put_u16(w, nmissing);
+	for (i = 0; i < nmissing; i++)
+	{
+		chg_put_str(w, missing[i].nspname);
+		chg_put_str(w, missing[i].relname);
+		chg_put_str(w, missing[i].column);
+		chg_put_text(w, missing[i].value);
+	}
 }
 
 /* Writes a sequence's position (see changes.h for what flags mean). */
@@ -805,13 +816,15 @@ chg_read_truncate(chg_cursor *c, chg_message *m)
 }
 
 /*
- * Reads a ddl message.  The settings stay in the buffer, read through
- * chg_ddl_setting(), so that their number needs no array of the caller's.
+ * Reads a ddl message.  The settings and missing values stay in the
+ * buffer, read through chg_ddl_setting() and chg_ddl_missing(), so that
+ * their number needs no array of the caller's.
  */
 static int
 chg_read_ddl(chg_cursor *c, chg_message *m)
 {
 	uint16_t	i;
+	size_t		start;
 	int			rc;
 
 	rc = chg_get_str(c, &m->role);
@@ -834,7 +847,32 @@ chg_read_ddl(chg_cursor *c, chg_message *m)
 		if (rc != CHG_OK)
 			return rc;
 	}
-	return chg_get_text(c, &m->statement);
+	rc = chg_get_text(c, &m->statement);
+	if (rc != CHG_OK)
+		return rc;
+	rc = chg_get_u16(c, &m->nmissing);
+	if (rc != CHG_OK)
+		return rc;
+	if (m->nmissing > CHG_MAX_MISSING)
+		return CHG_ERR_TOO_MANY;
+	m->missing = c->buf + c->off;
+	start = c->off;
+	for (i = 0; i < m->nmissing; i++)
+	{
+		chg_missing v;
+
+		rc = chg_get_str(c, &v.nspname);
+		if (rc == CHG_OK)
+			rc = chg_get_str(c, &v.relname);
+		if (rc == CHG_OK)
+			rc = chg_get_str(c, &v.column);
+		if (rc == CHG_OK)
+			rc = chg_get_text(c, &v.value);
+		if (rc != CHG_OK)
+			return rc;
+	}
+	m->missing_bytes = c->off - start;
+	return CHG_OK;
 }
 
 static int
@@ -968,6 +1006,38 @@ chg_ddl_setting(const chg_message *msg, uint16_t i)
 		(void) rc;
 	}
 	return s;
+}
+
+/*
+ * Returns missing value number i of a ddl message (i < msg->nmissing);
+ * like chg_ddl_setting, it walks over entries the reader checked.
+ */
+chg_missing
+chg_ddl_missing(const chg_message *msg, uint16_t i)
+{
+	chg_cursor	c;
+	chg_missing v;
+	uint16_t	k;
+
+	CHG_ASSERT(msg->kind == CHG_DDL);
+	CHG_ASSERT(i < msg->nmissing);
+	c.buf = msg->missing;
+	c.len = msg->missing_bytes;
+	c.off = 0;
+	for (k = 0; k <= i; k++)
+	{
+		int			rc = chg_get_str(&c, &v.nspname);
+
+		if (rc == CHG_OK)
+			rc = chg_get_str(&c, &v.relname);
+		if (rc == CHG_OK)
+			rc = chg_get_str(&c, &v.column);
+		if (rc == CHG_OK)
+			rc = chg_get_text(&c, &v.value);
+		CHG_ASSERT(rc == CHG_OK);
+		(void) rc;
+	}
+	return v;
 }
 
 /* ----------------------------------------------------------------------

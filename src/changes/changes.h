@@ -24,9 +24,13 @@
  *					nrels x u32 relid
  *	'C' commit		u64 commit_lsn, u64 end_lsn, i64 commit_time
  *	'X' ddl			str role, u16 nsettings, nsettings x (str name, text
- *					value), text statement: a schema change to run where
- *					it stands in the transaction, as role, with those
- *					settings (see ddl.c)
+ *					value), text statement, u16 nmissing, nmissing x (str
+ *					nspname, str relname, str column, text value): a schema
+ *					change to run where it stands in the transaction, as
+ *					role, with those settings; then each column it added
+ *					holds, in the rows that were there, the value (an array
+ *					literal, as pg_attribute.attmissingval) that the leader
+ *					computed (see ddl.c)
  *	'S' sequence	str nspname, str relname, i64 value, u8 flags (1 =
  *					is_called, 2 = exact): with exact, the sequence is set
  *					to value as setval() does; without, values up to value
@@ -72,6 +76,7 @@
 #define CHG_MAX_TRUNCATE_RELS 65535
 #define CHG_MAX_VALUE_BYTES (1024u * 1024u * 1024u)
 #define CHG_MAX_SETTINGS 64
+#define CHG_MAX_MISSING 1600
 
 typedef enum chg_kind
 {
@@ -126,6 +131,15 @@ typedef struct chg_setting
 	chg_text	value;
 } chg_setting;
 
+/* The value a column added by a schema change holds in existing rows. */
+typedef struct chg_missing
+{
+	chg_str		nspname;
+	chg_str		relname;
+	chg_str		column;
+	chg_text	value;
+} chg_missing;
+
 typedef struct chg_value
 {
 	uint8_t		kind;			/* 'n', 'u', 't' or 'b' */
@@ -172,6 +186,9 @@ typedef struct chg_message
 	uint16_t	nsettings;
 	const uint8_t *settings;	/* ddl: nsettings settings, in the buffer */
 	chg_text	statement;		/* ddl: one SQL statement */
+	uint16_t	nmissing;
+	const uint8_t *missing;		/* ddl: nmissing values, in the buffer, */
+	size_t		missing_bytes;	/* ... of this length */
 	int64_t		value;			/* sequence */
 	uint8_t		sequence_flags;
 } chg_message;
@@ -221,8 +238,9 @@ extern void chg_entry_header_write(uint8_t *buf, const chg_entry_header *header)
 /* Reads the u32 relid number i of a truncate message. */
 extern uint32_t chg_truncate_relid(const chg_message *msg, uint32_t i);
 
-/* Reads setting number i of a ddl message. */
+/* Read setting number i, and missing value number i, of a ddl message. */
 extern chg_setting chg_ddl_setting(const chg_message *msg, uint16_t i);
+extern chg_missing chg_ddl_missing(const chg_message *msg, uint16_t i);
 
 /*
  * Writing: the caller supplies an append callback (a StringInfo in the
@@ -256,7 +274,8 @@ extern void chg_write_truncate(chg_writer *w, uint8_t flags, uint32_t nrels,
 extern void chg_write_commit(chg_writer *w, uint64_t commit_lsn,
 							 uint64_t end_lsn, int64_t commit_time);
 extern void chg_write_ddl(chg_writer *w, chg_str role, uint16_t nsettings,
-						  const chg_setting *settings, chg_text statement);
+						  const chg_setting *settings, chg_text statement,
+						  uint16_t nmissing, const chg_missing *missing);
 extern void chg_write_sequence(chg_writer *w, chg_str nspname, chg_str relname,
 							   int64_t value, uint8_t flags);
 

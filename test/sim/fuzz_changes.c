@@ -46,6 +46,7 @@ static const chg_arrays arrays = {
 };
 static uint32_t relids[CHG_MAX_TRUNCATE_RELS];
 static chg_setting settings[CHG_MAX_SETTINGS];
+static chg_missing missing[CHG_MAX_MISSING];
 
 /* The re-encoding: grows as needed and is kept from input to input. */
 static uint8_t *out;
@@ -186,6 +187,15 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 				check_text(settings[i].value, buf, len);
 			}
 			check_text(m->statement, buf, len);
+			require(m->nmissing <= CHG_MAX_MISSING);
+			for (i = 0; i < m->nmissing; i++)
+			{
+				missing[i] = chg_ddl_missing(m, (uint16_t) i);
+				check_name(missing[i].nspname, buf, len);
+				check_name(missing[i].relname, buf, len);
+				check_name(missing[i].column, buf, len);
+				check_text(missing[i].value, buf, len);
+			}
 			break;
 		case CHG_SEQUENCE:
 			check_name(m->nspname, buf, len);
@@ -234,7 +244,8 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 			chg_write_commit(&w, m->lsn, m->end_lsn, m->commit_time);
 			break;
 		case CHG_DDL:
-			chg_write_ddl(&w, m->role, m->nsettings, settings, m->statement);
+			chg_write_ddl(&w, m->role, m->nsettings, settings, m->statement,
+						  m->nmissing, missing);
 			break;
 		case CHG_SEQUENCE:
 			chg_write_sequence(&w, m->nspname, m->relname, m->value,

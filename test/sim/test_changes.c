@@ -456,8 +456,14 @@ rewrite_message(chg_writer *w, const chg_message *m)
 
 		for (i = 0; i < m->nsettings; i++)
 			settings[i] = chg_ddl_setting(m, (uint16_t) i);
-		chg_write_ddl(w, m->role, m->nsettings, settings, m->statement);
+		chg_missing *missing = xmalloc(sizeof(chg_missing) * (m->nmissing + 1));
+
+		for (i = 0; i < m->nmissing; i++)
+			missing[i] = chg_ddl_missing(m, (uint16_t) i);
+		chg_write_ddl(w, m->role, m->nsettings, settings, m->statement,
+					  m->nmissing, missing);
 		free(settings);
+		free(missing);
 		return;
 	}
 	if (m->kind == CHG_TRUNCATE)
@@ -1687,11 +1693,17 @@ static const chg_setting ddl_settings[3] = {
 	{S("standard_conforming_strings"), T("")},
 };
 
+/* The values the sample's added column holds in existing rows. */
+static const chg_missing ddl_missing[2] = {
+	{S("public"), S("t"), S("c"), T("{x}")},
+	{S("public"), S("t_part_1"), S("c"), T("{x}")},
+};
+
 static void
 write_sample_ddl(chg_writer *w)
 {
 	chg_write_ddl(w, (chg_str) S("app_owner"), 3, ddl_settings,
-				  (chg_text) T(DDL_STATEMENT));
+				  (chg_text) T(DDL_STATEMENT), 2, ddl_missing);
 }
 
 /*
@@ -1809,7 +1821,12 @@ test_ddl(void)
 			memcmp(got.value.data, ddl_settings[i].value.data, got.value.len) == 0 &&
 			within(got.value.data, got.value.len, b.data, b.len);
 	}
-	check(ok, "a schema change reads back with its role, settings and statement");
+	ok = ok && m.nmissing == 2 &&
+		str_equal(chg_ddl_missing(&m, 1).relname, ddl_missing[1].relname) &&
+		str_equal(chg_ddl_missing(&m, 1).column, ddl_missing[1].column) &&
+		chg_ddl_missing(&m, 1).value.len == 3 &&
+		memcmp(chg_ddl_missing(&m, 1).value.data, "{x}", 3) == 0;
+	check(ok, "a schema change reads back with its role, settings, statement and missing values");
 
 	ok = true;
 	for (cut = 0; cut < b.len; cut++)
@@ -1820,7 +1837,7 @@ test_ddl(void)
 	memset(long_statement, 'x', BIG_TEXT_BYTES);
 	b.len = 0;
 	chg_write_ddl(&w, (chg_str) S(""), 0, NULL,
-				  (chg_text) {long_statement, BIG_TEXT_BYTES});
+				  (chg_text) {long_statement, BIG_TEXT_BYTES}, 0, NULL);
 	ok = chg_read(b.data, b.len, NULL, &m, &consumed) == CHG_OK &&
 		consumed == b.len && m.nsettings == 0 &&
 		m.statement.len == BIG_TEXT_BYTES && consistent(b.data, consumed, &m);
@@ -1831,7 +1848,7 @@ test_ddl(void)
 		many[i] = ddl_settings[i % 3];
 	b.len = 0;
 	chg_write_ddl(&w, (chg_str) S("r"), CHG_MAX_SETTINGS, many,
-				  (chg_text) T("SELECT 1"));
+				  (chg_text) T("SELECT 1"), 0, NULL);
 	ok = chg_read(b.data, b.len, NULL, &m, &consumed) == CHG_OK &&
 		consumed == b.len && m.nsettings == CHG_MAX_SETTINGS &&
 		str_equal(chg_ddl_setting(&m, CHG_MAX_SETTINGS - 1).name,
@@ -1853,6 +1870,16 @@ test_ddl(void)
 	put_u32(&b, 3);
 	put_raw(&b, "a\0b", 3);
 	expect_rc("ddl statement with a NUL byte", &b, NULL, CHG_ERR_FIELD);
+
+	b.len = 0;
+	put_u8(&b, 'X');
+	put_name(&b, "r");
+	put_u16(&b, 0);
+	put_u32(&b, 1);
+	put_raw(&b, "x", 1);
+	put_u16(&b, CHG_MAX_MISSING + 1);
+	expect_rc("ddl of CHG_MAX_MISSING + 1 missing values", &b, NULL,
+			  CHG_ERR_TOO_MANY);
 
 	b.len = 0;
 	put_u8(&b, 'X');

@@ -12,8 +12,9 @@
 #    objects stay on the leader;
 #  - forms whose result would differ on the followers are refused with a
 #    hint;
-#  - a role's password travels as its hash, never in clear, and a SCRAM
-#    login works on the new leader after kill -9 of the old one;
+#  - a role's password travels as its hash, never in clear (a join copies
+#    the hashes too), and a SCRAM login works on the new leader after
+#    kill -9 of the old one;
 #  - the new leader takes DDL and writes, and the old one catches up.
 
 use strict;
@@ -38,9 +39,15 @@ foreach my $node (@nodes)
 	close($fh);
 	$node->reload;
 }
+# a role made before the cluster forms: the joins copy its password hash
+$nodes[0]->safe_psql('postgres', q{CREATE ROLE early LOGIN PASSWORD 'made before the cluster'});
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 my @followers = grep { $_ != $leader } @nodes;
+my $early = $nodes[0]->safe_psql('postgres', q{SELECT rolpassword FROM pg_authid WHERE rolname = 'early'});
+is($_->safe_psql('postgres', q{SELECT rolpassword FROM pg_authid WHERE rolname = 'early'}), $early,
+	'a join copies a role\'s password hash to ' . $_->name)
+  foreach @nodes[ 1 .. 2 ];
 
 # A migration like an application's, statement by statement, with writes
 # between them.
@@ -50,6 +57,7 @@ INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 200) g;
 CREATE TABLE orders (id bigserial PRIMARY KEY, customer int, amount numeric(10,2));
 INSERT INTO orders (customer, amount) SELECT g % 200 + 1, g FROM generate_series(1, 500) g;
 ALTER TABLE customers ADD COLUMN tier text DEFAULT 'basic' NOT NULL;
+ALTER TABLE customers ADD COLUMN since timestamptz NOT NULL DEFAULT now();
 UPDATE customers SET tier = 'gold' WHERE id % 10 = 0;
 CREATE INDEX orders_customer ON orders (customer);
 ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer) REFERENCES customers;
@@ -65,6 +73,8 @@ UPDATE customers SET full_name = upper(full_name) WHERE id < 5;});
 RaftCluster::same_everywhere('a migration', @nodes);
 is($followers[0]->safe_psql('postgres', q{SELECT tier FROM customers WHERE id = 10}), 'gold',
 	'a column added with a default and back-filled arrives with its values');
+is($followers[0]->safe_psql('postgres', q{SELECT count(DISTINCT since) FROM customers}), '1',
+	'a column added with DEFAULT now() holds the leader\'s time in the rows that were there');
 
 # every other common form
 $leader->safe_psql('postgres', q{
@@ -178,7 +188,8 @@ foreach my $node (@followers)
 my @refused = (
 	[ q{ALTER TABLE customers ADD COLUMN token float8 DEFAULT random()}, qr/volatile default/ ],
 	[ q{ALTER TABLE customers ADD COLUMN serial_no serial}, qr/volatile default/ ],
-	[ q{ALTER TABLE orders ALTER COLUMN amount TYPE float8 USING amount * random()}, qr/volatile USING/ ],
+	[ q{ALTER TABLE orders ALTER COLUMN amount TYPE float8 USING amount * random()}, qr/USING expression that is not immutable/ ],
+	[ q{ALTER TABLE orders ALTER COLUMN amount TYPE text USING now()::text}, qr/USING expression that is not immutable/ ],
 	[ q{CREATE UNLOGGED TABLE u (id int); INSERT INTO u VALUES (1); ALTER TABLE u SET LOGGED}, qr/SET LOGGED/ ],
 	[ q{PREPARE q AS SELECT 1; CREATE TABLE from_prepared AS EXECUTE q}, qr/CREATE TABLE AS EXECUTE/ ],
 	[ q{CREATE TABLESPACE ts LOCATION '/nonexistent'}, qr/tablespaces/ ],
@@ -235,7 +246,7 @@ my $login = 'host=127.0.0.1 port=' . $leader->port . ' dbname=postgres user=app 
 is($leader->safe_psql('postgres', 'SELECT current_user, count(*) FROM tags', connstr => $login),
 	'app|2', 'a SCRAM login with the changed password works on the new leader');
 $leader->safe_psql('postgres', q{
-ALTER TABLE customers ADD COLUMN since date DEFAULT '2026-01-01';
+ALTER TABLE customers ADD COLUMN joined date DEFAULT '2026-01-01';
 INSERT INTO customers (id, full_name) VALUES (1000, 'after the failover');
 CREATE TABLE after_failover (id int PRIMARY KEY);
 INSERT INTO after_failover VALUES (1);});
