@@ -6,7 +6,8 @@
 #
 # Each side gets pgbench -i -s SCALE (default 10), then the migration runs
 # in one psql session, one statement per transaction (as migration tools
-# do), timed from its first statement to its last COMMIT.  On the cluster
+# do), timed from its first statement to its last COMMIT; psql's time for
+# each statement is printed too.  On the cluster
 # every statement travels through the Raft log (each COMMIT waits for a
 # majority), and at the end every member must hold the same schema and the
 # same rows.
@@ -55,12 +56,15 @@ GRANT SELECT ON customer_balances TO PUBLIC;
 SQL
 }
 
-# time_migration PORT: milliseconds from the first statement to the last COMMIT
+# time_migration PORT FILE: milliseconds from the first statement to the
+# last COMMIT; psql's time for each statement goes to FILE
 time_migration()
 {
 	local start end
 	start=$(date +%s%N)
-	migration | "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$RAFT_BASE" -p "$1" -U postgres -d postgres > /dev/null
+	{ echo '\timing on'; migration; } |
+		"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$RAFT_BASE" -p "$1" -U postgres -d postgres |
+		sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' > "$2"
 	end=$(date +%s%N)
 	echo $(( (end - start) / 1000000 ))
 }
@@ -68,13 +72,13 @@ time_migration()
 statements=$(migration | grep -c ';$')
 instance_init single "$single"
 "$PG_BIN/pgbench" -i -q -s "$scale" -h "$RAFT_BASE" -p "$single" -U postgres postgres > /dev/null 2>&1
-single_ms=$(time_migration "$single")
+single_ms=$(time_migration "$single" "$RAFT_BASE/single.times")
 
 for port in "${ports[@]}"; do node_init "node_$port" "$port"; done
 cluster_form "${ports[@]}"
 leader=$(wait_for_leader "${ports[@]}") || { echo "no leader"; exit 1; }
 "$PG_BIN/pgbench" -i -q -s "$scale" -h "$RAFT_BASE" -p "$leader" -U postgres postgres > /dev/null 2>&1
-raft_ms=$(time_migration "$leader")
+raft_ms=$(time_migration "$leader" "$RAFT_BASE/raft.times")
 
 index=$(node_sql "$leader" "SELECT commit_index FROM raft.status")
 check="SELECT md5(string_agg(format('%s %s %s', attrelid::regclass, attname, format_type(atttypid, atttypmod)), ',' ORDER BY attrelid::regclass::text, attnum))
@@ -97,3 +101,7 @@ printf '%-34s %6d ms\n' "single instance" "$single_ms"
 printf '%-34s %6d ms  (%sx)\n' "pg_raft, 3 members, synchronous" "$raft_ms" \
 	"$(awk -v a="$raft_ms" -v b="$single_ms" 'BEGIN { printf "%.2f", a / b }')"
 echo "every member holds the same schema and rows"
+echo
+printf '%-8s %8s %8s  %s\n' "single" "pg_raft" "" "statement"
+migration | cut -c1-70 | paste "$RAFT_BASE/single.times" "$RAFT_BASE/raft.times" - |
+	awk -F '\t' '{ printf "%6.1f ms %6.1f ms  %s\n", $1, $2, $3 }'
