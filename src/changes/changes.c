@@ -545,27 +545,37 @@ chg_get_i64(chg_cursor *c, int64_t *v)
 	return CHG_OK;
 }
 
-/* Reads a name: at most CHG_MAX_NAME_BYTES, no NUL inside. */
+/* Reads the len characters of a string, at most max, with no NUL inside. */
 static int
-chg_get_str(chg_cursor *c, chg_str *s)
+chg_get_chars(chg_cursor *c, uint32_t len, uint32_t max, const char **data)
 {
-	uint16_t	len;
 	const uint8_t *p;
 	int			rc;
 
-	rc = chg_get_u16(c, &len);
-	if (rc != CHG_OK)
-		return rc;
-	if (len > CHG_MAX_NAME_BYTES)
+	if (len > max)
 		return CHG_ERR_FIELD;
 	rc = chg_get_bytes(c, len, &p);
 	if (rc != CHG_OK)
 		return rc;
 	if (memchr(p, '\0', len) != NULL)
 		return CHG_ERR_FIELD;
-	s->data = (const char *) p;
-	s->len = len;
+	*data = (const char *) p;
 	return CHG_OK;
+}
+
+/* Reads a name: at most CHG_MAX_NAME_BYTES, no NUL inside. */
+static int
+chg_get_str(chg_cursor *c, chg_str *s)
+{
+	uint16_t	len;
+	int			rc;
+
+	rc = chg_get_u16(c, &len);
+	if (rc == CHG_OK)
+		rc = chg_get_chars(c, len, CHG_MAX_NAME_BYTES, &s->data);
+	if (rc == CHG_OK)
+		s->len = len;
+	return rc;
 }
 
 /* Reads a long string: at most CHG_MAX_VALUE_BYTES, no NUL inside. */
@@ -573,22 +583,14 @@ static int
 chg_get_text(chg_cursor *c, chg_text *t)
 {
 	uint32_t	len;
-	const uint8_t *p;
 	int			rc;
 
 	rc = chg_get_u32(c, &len);
-	if (rc != CHG_OK)
-		return rc;
-	if (len > CHG_MAX_VALUE_BYTES)
-		return CHG_ERR_FIELD;
-	rc = chg_get_bytes(c, len, &p);
-	if (rc != CHG_OK)
-		return rc;
-	if (memchr(p, '\0', len) != NULL)
-		return CHG_ERR_FIELD;
-	t->data = (const char *) p;
-	t->len = len;
-	return CHG_OK;
+	if (rc == CHG_OK)
+		rc = chg_get_chars(c, len, CHG_MAX_VALUE_BYTES, &t->data);
+	if (rc == CHG_OK)
+		t->len = len;
+	return rc;
 }
 
 /*
