@@ -347,9 +347,10 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
  * pg_raft's logical messages.  A schema change (ddl.c) is transactional
  * and passed on where it stands in its transaction; the relations it
  * touched are described again before their next change, so that the
- * followers see the columns as they are after it.  A sequence's position
- * (sequences.c) is mostly not transactional: it travels alone, as a
- * transaction of its own at the message's position in the WAL.
+ * followers see the columns as they are after it.  So is a sequence's
+ * position (sequences.c); one written outside a transaction (by hand,
+ * with pg_logical_emit_message) travels alone, as a transaction of its
+ * own at the message's position in the WAL.
  */
 static void
 decoder_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,

@@ -437,6 +437,44 @@ RaftFenceSyncWaiters(void)
 	return found;
 }
 
+/*
+ * Whether a client session runs a statement that began before
+ * began_before.  A leader that hands its leadership over waits for none
+ * to be left (worker.c): one that began while the node took writes may
+ * still write and commit, and its commit must reach the log before the
+ * leadership goes.
+ */
+bool
+RaftFenceStatementsRunning(TimestampTz began_before, Latch *requester)
+{
+	bool		found = false;
+	int			n;
+	int			i;
+
+	pgstat_clear_backend_activity_snapshot();
+	n = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= n && !found; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+		PGPROC	   *proc;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		/* the members' own connections (raft.deliver) write nothing */
+		if (be->st_backendType != B_BACKEND || be->st_state != STATE_RUNNING ||
+			be->st_activity_start_timestamp >= began_before ||
+			strncmp(be->st_appname, "pg_raft", 7) == 0)
+			continue;
+		/* nor does the session that asked for the transfer */
+		proc = BackendPidGetProc(be->st_procpid);
+		found = proc != NULL && &proc->procLatch != requester;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return found;
+}
+
 void
 RaftFenceInit(void)
 {

@@ -323,6 +323,7 @@ extern void RaftFenceInit(void);
 extern void RaftFenceAdoptEpoch(void);
 extern void RaftFenceEndSyncWaiters(void);
 extern bool RaftFenceSyncWaiters(void);
+extern bool RaftFenceStatementsRunning(TimestampTz began_before, Latch *requester);
 extern void RaftFenceEndIdleTransactions(TimestampTz began_before);
 
 /*

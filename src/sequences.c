@@ -17,14 +17,18 @@
  *	  raft.nextval() calls nextval(), and when the value lies outside the
  *	  range this session last announced for the sequence, it announces a
  *	  new one: that values up to SHIP_AHEAD steps further may be handed
- *	  out.  The announcement is a non-transactional message, so it counts
- *	  even if the transaction rolls back, and the transaction is given an
- *	  id, so that its COMMIT waits until the message is in the Raft log:
- *	  no value is returned by a later call of this session before the
- *	  announcement covering it is durable.  On a follower, the apply
- *	  worker moves the sequence past the announced value, as PostgreSQL's
- *	  crash recovery moves it past the last value it logged; a new leader
- *	  skips at most SHIP_AHEAD values per session.
+ *	  out.  The announcement is a transactional message, and the
+ *	  transaction is given an id, so that its COMMIT waits until the
+ *	  announcement is in the Raft log: every value a session returns after
+ *	  an acknowledged COMMIT of its own is covered by an announcement in
+ *	  the log.  A rollback takes the announcements with it, and the session
+ *	  announces again at its next value.  A value handed out in a
+ *	  transaction that rolled back, and never followed by an acknowledged
+ *	  commit, may be handed out again after a failover, as PostgreSQL's
+ *	  own crash recovery may.  On a follower, the apply worker moves the
+ *	  sequence past the announced value, as crash recovery moves it past
+ *	  the last value it logged; a new leader skips at most SHIP_AHEAD
+ *	  values per session.
  *
  *	  raft.setval() calls setval() and sends the new position exactly.
  *	  Because that may move a sequence back into a range a session
@@ -32,10 +36,7 @@
  *	  RESTART IDENTITY bumps a counter in shared memory, and a session
  *	  announces again when it changed.
  *
- *	  A sequence created (or given a new file) in the current transaction
- *	  does not exist on the followers before the transaction commits: its
- *	  announcements are transactional then.  Temporary sequences stay
- *	  here.  nextval() reached without the planner (identity columns,
+ *	  Temporary sequences stay here.  nextval() reached without the planner (identity columns,
  *	  COPY's defaults) leaves its values in rows, which move the
  *	  sequences of their columns forward on the followers (apply.c).
  *
@@ -181,8 +182,9 @@ sequences_planner(Query *parse, const char *query_string, int cursor_options,
 }
 
 /*
- * Writes an 'S' message for a sequence.  The transaction gets an id, so
- * that its COMMIT waits until the message is in the Raft log.
+ * Writes an 'S' message for a sequence, in the transaction: it reaches the
+ * followers with the transaction, in the same Raft entry, and the
+ * transaction gets an id, so that its COMMIT waits until it is in the log.
  */
 static void
 announce(Relation seq, int64 value, uint8 flags)
@@ -191,8 +193,6 @@ announce(Relation seq, int64 value, uint8 flags)
 	chg_writer	w;
 	char	   *nspname = get_namespace_name(RelationGetNamespace(seq));
 	char	   *relname = RelationGetRelationName(seq);
-	bool		created_here = seq->rd_createSubid != InvalidSubTransactionId ||
-		seq->rd_firstRelfilenodeSubid != InvalidSubTransactionId;
 
 	initStringInfo(&message);
 	w.append = RaftAppendToStringInfo;
@@ -200,8 +200,37 @@ announce(Relation seq, int64 value, uint8 flags)
 	chg_write_sequence(&w, (chg_str) {nspname, strlen(nspname)},
 					   (chg_str) {relname, strlen(relname)}, value, flags);
 	(void) GetTopTransactionId();
-	LogLogicalMessage(RAFT_MESSAGE_PREFIX, message.data, message.len, created_here);
+	LogLogicalMessage(RAFT_MESSAGE_PREFIX, message.data, message.len, true);
 	pfree(message.data);
+}
+
+/*
+ * A transaction or subtransaction that rolls back takes its announcements
+ * with it: the session announces again at its next value.
+ */
+static void
+forget_announcements(void)
+{
+	if (announced != NULL)
+	{
+		hash_destroy(announced);
+		announced = NULL;
+	}
+}
+
+static void
+sequences_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		forget_announcements();
+}
+
+static void
+sequences_subxact_callback(SubXactEvent event, SubTransactionId subid,
+						   SubTransactionId parent_subid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_announcements();
 }
 
 /* Whether value lies between a and b, in either order. */
@@ -324,6 +353,8 @@ RaftSequencesInit(void)
 {
 	prev_planner = planner_hook;
 	planner_hook = sequences_planner;
+	RegisterXactCallback(sequences_xact_callback, NULL);
+	RegisterSubXactCallback(sequences_subxact_callback, NULL);
 }
 
 /* ----------------------------------------------------------------

@@ -933,7 +933,13 @@ check_request(RaftRequest *req)
 		{
 			int			rc;
 
-			if (!RaftCaptureDrained() || RaftFenceSyncWaiters())
+			/*
+			 * Once the fence is up (the published view says no writes), a
+			 * statement that began before may still write: it must end
+			 * and its commit reach the log too.
+			 */
+			if (!RaftCaptureDrained() || RaftFenceSyncWaiters() || W.writable ||
+				RaftFenceStatementsRunning(W.unwritable_since, req->requester_latch))
 			{
 				if (GetCurrentTimestamp() < W.drain_deadline)
 					return;

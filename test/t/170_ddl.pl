@@ -7,6 +7,8 @@
 #    every member and every table's raft.table_checksum is equal;
 #  - CREATE TABLE AS and SELECT INTO: the followers do not compute the
 #    rows (random() values arrive equal);
+#  - an event trigger fires on the leader only; what it writes travels as
+#    rows;
 #  - DDL inside DO blocks and functions travels; an aborted DDL
 #    transaction and a rolled-back savepoint reach nobody; temporary
 #    objects stay on the leader;
@@ -163,6 +165,15 @@ ALTER TABLE scratchpad ADD COLUMN note text;
 INSERT INTO scratchpad VALUES (1, 'local');
 CREATE INDEX ON scratchpad (id);
 DROP TABLE scratchpad;
+CREATE TABLE ddl_log (id serial PRIMARY KEY, tag text);
+CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO ddl_log (tag) VALUES (tg_tag);
+END $$;
+CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl();
+CREATE TABLE seen_by_event_trigger (id int);
+ALTER TABLE seen_by_event_trigger ADD COLUMN note text;
+DROP EVENT TRIGGER log_ddl;
 SET search_path = app, public;
 CREATE TABLE in_app_schema (id int PRIMARY KEY);
 INSERT INTO in_app_schema VALUES (7);
@@ -182,6 +193,9 @@ foreach my $node (@followers)
 		't', "an index built concurrently on the leader is valid on $name");
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM tags WHERE name = 'ALPHA'}), '1',
 		"the extension works on $name");
+	is($node->safe_psql('postgres', q{SELECT string_agg(tag, ',' ORDER BY id) FROM ddl_log}),
+		'CREATE TABLE,ALTER TABLE',
+		"an event trigger's rows arrive once on $name (it does not fire there)");
 }
 
 # refused, because the members would compute different values
