@@ -36,9 +36,10 @@
  *	  RESTART IDENTITY bumps a counter in shared memory, and a session
  *	  announces again when it changed.
  *
- *	  Temporary sequences stay here.  nextval() reached without the planner (identity columns,
- *	  COPY's defaults) leaves its values in rows, which move the
- *	  sequences of their columns forward on the followers (apply.c).
+ *	  Temporary sequences stay here.  nextval() reached without the
+ *	  planner (identity columns, COPY's defaults) leaves its values in
+ *	  rows, which move the sequences of their columns forward on the
+ *	  followers (apply.c).
  *
  *-------------------------------------------------------------------------
  */
