@@ -93,7 +93,7 @@ CREATE FUNCTION raft.status_info(
 	OUT diverged_transactions bigint, OUT diverged_file text,
 	OUT resyncing boolean, OUT serves_copies boolean,
 	OUT apply_failures integer, OUT apply_error text,
-	OUT apply_error_since timestamptz)
+	OUT apply_error_since timestamptz, OUT not_writable_reason text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_raft_status_info'
 LANGUAGE C STRICT VOLATILE;

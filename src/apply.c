@@ -1540,7 +1540,7 @@ settle_old_slot(uint64 term)
 			return false;
 		abandon_transaction("the leader that sent it lost its leadership");
 	}
-	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) == 0)
+	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) <= 0)
 		return false;
 	(void) repair();
 	return true;
@@ -1572,7 +1572,7 @@ settle_slot_as_leader(void)
 {
 	uint64		term;
 	uint64		before;
-	uint64		diverged;
+	int64		diverged;
 
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	term = RaftShmem->apply.settle_term;
@@ -1581,13 +1581,15 @@ settle_slot_as_leader(void)
 	if (term == 0 || AW.txn != NULL || AW.done_index < before)
 		return;
 	diverged = RaftSettleOldSlot(AW.own_committed_lsn, true, true);
+	if (diverged < 0)
+		return;					/* not now: tried again a second later */
 	if (diverged > 0 && only_voter())
 	{
 		/* no member holds the log's version of those rows but this one */
 		RaftRepairForget();
 		ereport(WARNING,
-				(errmsg("pg_raft keeps the %llu transactions that never reached the raft log in this node's data",
-						(unsigned long long) diverged),
+				(errmsg("pg_raft keeps the %lld transactions that never reached the raft log in this node's data",
+						(long long) diverged),
 				 errdetail("This node is the cluster's only voter: no other member can repair its rows.")));
 		diverged = 0;
 	}

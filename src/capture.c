@@ -653,9 +653,17 @@ advance(uint64 commit_index)
 				return;
 			if (PQresultStatus(res) != PGRES_COPY_BOTH)
 			{
+				const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+				/*
+				 * Only a slot that is gone is made again.  One still held
+				 * by the walsender of a connection that broke is waited
+				 * for: a new slot would begin after transactions that the
+				 * old one still holds, and they would never be captured.
+				 */
+				if (sqlstate != NULL && strcmp(sqlstate, "42704") == 0)
+					C.slot_term = 0;
 				PQclear(res);
-				/* the slot may be gone: make it again at the next attempt */
-				C.slot_term = 0;
 				capture_fail("could not start streaming from the replication slot");
 				return;
 			}
@@ -743,11 +751,31 @@ RaftCaptureDrained(void)
 	return RaftCaptureStreaming() && C.state == CAPTURE_STREAMING && idle_stream();
 }
 
-/* Why capturing does not work at the moment; "" when it does. */
+/*
+ * Why capturing does not work at the moment: the last failure, or else
+ * the step it waits for; "" when it streams.
+ */
 const char *
 RaftCaptureProblem(void)
 {
-	return C.problem;
+	if (C.problem[0] != '\0')
+		return C.problem;
+	if (C.term == 0)
+		return "";
+	switch (C.state)
+	{
+		case CAPTURE_IDLE:
+		case CAPTURE_CONNECTING:
+			return "connecting to the local server";
+		case CAPTURE_DROPPING:
+			return "dropping an old replication slot";
+		case CAPTURE_CREATING:
+			return "creating the replication slot (it waits for running transactions)";
+		case CAPTURE_STARTING:
+		case CAPTURE_STREAMING:
+			break;
+	}
+	return "";
 }
 
 int

@@ -57,6 +57,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "access/genam.h"
@@ -72,6 +73,8 @@
 #include "parser/parse_relation.h"
 #include "replication/origin.h"
 #include "replication/slot.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -1345,6 +1348,53 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
 }
 
 /*
+ * Ends the walsender that still holds the slot of an earlier leadership
+ * of this node.  The capture of that leadership is over, and no other
+ * capture starts before the slot is settled (worker.c), so such a
+ * walsender is a leftover: its client is gone, and it would keep the slot
+ * from being settled and the next leadership from capturing.  It gets a
+ * second to leave by itself.  Anything else holding the slot (someone
+ * reading it with SQL) is waited for.
+ */
+static void
+end_slot_holder(pid_t holder)
+{
+	static pid_t seen_holder = 0;
+	static TimestampTz seen_since = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		walsender = false;
+	int			i;
+
+	if (holder != seen_holder)
+	{
+		seen_holder = holder;
+		seen_since = now;
+		return;
+	}
+	if (!TimestampDifferenceExceeds(seen_since, now, 1000))
+		return;
+	for (i = 0; i < max_wal_senders; i++)
+	{
+		WalSnd	   *sender = &WalSndCtl->walsnds[i];
+
+		SpinLockAcquire(&sender->mutex);
+		if (sender->pid == holder)
+			walsender = true;
+		SpinLockRelease(&sender->mutex);
+	}
+	if (!walsender)
+		return;
+	ereport(LOG,
+			(errmsg("pg_raft ends process %d, which still holds the replication slot \"%s\" of this node's earlier leadership",
+					(int) holder, RAFT_SLOT_NAME),
+			 errdetail("The capture of that leadership is over; the slot is settled once it is released.")));
+	if (kill(holder, SIGTERM) != 0 && errno != ESRCH)
+		ereport(WARNING,
+				(errmsg("could not send a signal to process %d: %m", (int) holder)));
+	seen_since = now;
+}
+
+/*
  * RaftSettleOldSlot
  *		Settles the slot a leadership of this node left, if there is one
  *		and the node does not lead (unless leading, when a new leadership
@@ -1353,14 +1403,16 @@ check_divergence(XLogRecPtr own_committed_lsn, bool certain)
  *		touched durable, then drops the slot, which would hold back WAL and
  *		vacuum here (the next leadership creates its own).  Returns how
  *		many diverged: RaftRepairRun must then copy the set's rows before
- *		the apply worker applies on.  own_committed_lsn and certain: as
- *		for check_divergence.
+ *		the apply worker applies on.  Returns -1 when the slot cannot be
+ *		settled now: the node's role is not the one expected, or another
+ *		process still holds the slot; the caller tries again later.
+ *		own_committed_lsn and certain: as for check_divergence.
  */
-uint64
+int64
 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 {
 	ReplicationSlot *slot;
-	bool		idle;
+	pid_t		holder = 0;
 	bool		leads;
 	uint64		diverged;
 
@@ -1369,10 +1421,22 @@ RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 	LWLockRelease(RaftShmem->lock);
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
-	idle = slot != NULL && slot->active_pid == 0;
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		holder = slot->active_pid;
+		SpinLockRelease(&slot->mutex);
+	}
 	LWLockRelease(ReplicationSlotControlLock);
-	if (!idle || leads != leading)
+	if (slot == NULL)
 		return 0;
+	if (leads != leading)
+		return -1;
+	if (holder != 0)
+	{
+		end_slot_holder(holder);
+		return -1;
+	}
 	diverged = check_divergence(own_committed_lsn, certain);
 	/* from here on, a crash still repairs (RaftRepairLoad) */
 	if (diverged > 0)
@@ -1381,5 +1445,5 @@ RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 	ereport(LOG,
 			(errmsg("pg_raft dropped the replication slot \"%s\" of this node's earlier leadership",
 					RAFT_SLOT_NAME)));
-	return diverged;
+	return (int64) diverged;
 }

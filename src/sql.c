@@ -536,8 +536,8 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RaftView   *v = palloc(sizeof(RaftView));
-	Datum		values[22];
-	bool		nulls[22];
+	Datum		values[23];
+	bool		nulls[23];
 	bool		self_voter = false;
 	pid_t		worker_pid;
 	bool		resyncing;
@@ -606,6 +606,10 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[20] = nulls[21] = true;
+	if (v->not_writable_reason[0] != '\0')
+		values[22] = CStringGetTextDatum(v->not_writable_reason);
+	else
+		nulls[22] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

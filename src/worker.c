@@ -119,6 +119,7 @@ typedef struct RaftWorker
 	RaftLogStore *log;
 	raft_snapshot_meta base;
 	raft_hard_state written_hs; /* as last written to the state file */
+	raft_index_t durable_last;	/* the last entry durable in the log */
 	raft_index_t written_commit;	/* as last written to either file */
 	raft_index_t latest_commit;	/* as the core last said */
 	TimestampTz commit_hint_written;	/* when the commit hint last was */
@@ -499,6 +500,7 @@ start_node(void)
 		hs.commit = Max(W.written_hs.commit, W.base.index);
 	W.written_commit = hs.commit;
 	W.latest_commit = hs.commit;
+	W.durable_last = W.base.index + loaded.n_entries;
 	if (hs.commit > W.base.index + loaded.n_entries)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -1188,6 +1190,26 @@ handle_ready(void)
 		W.base = rd.snapshot;
 		write_base();
 		RaftLogReset(W.log, W.base.index);
+		W.durable_last = W.base.index;
+	}
+
+	/*
+	 * Term and vote are durable before any entry of that term: a crash in
+	 * between must leave a state that loads (raft_load refuses entries of
+	 * a term later than the state's).  The commit index written with them
+	 * stops at the entries already durable, for the same reason.
+	 */
+	if (rd.hard_state_changed &&
+		(rd.hard_state.term != W.written_hs.term ||
+		 rd.hard_state.vote != W.written_hs.vote))
+	{
+		raft_hard_state hs = rd.hard_state;
+		raft_index_t durable = W.durable_last;
+
+		if (rd.persist_from <= rd.persist_to)
+			durable = Min(durable, rd.persist_from - 1);
+		hs.commit = Min(hs.commit, durable);
+		write_hard_state(&hs);
 	}
 
 	if (rd.persist_from <= rd.persist_to)
@@ -1208,14 +1230,9 @@ handle_ready(void)
 		}
 		RaftLogAppend(W.log, entries, n);
 		RaftLogSync(W.log);
+		W.durable_last = rd.persist_to;
 		pfree(entries);
 	}
-
-	/* term and vote must be durable before any message that depends on them */
-	if (rd.hard_state_changed &&
-		(rd.hard_state.term != W.written_hs.term ||
-		 rd.hard_state.vote != W.written_hs.vote))
-		write_hard_state(&rd.hard_state);
 
 	if (!rd.send_before_persist)
 		send_messages(&rd);
@@ -1560,6 +1577,8 @@ follow_leadership(void)
 	{
 		W.lead_term = st.term;
 		W.lead_start = st.last_index;
+		/* the capture of an earlier leadership, if any, is over */
+		RaftCaptureStop();
 	}
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	resyncing = RaftShmem->apply.resyncing;
@@ -1781,6 +1800,12 @@ node_writable(const raft_status *st, char *reason, size_t reason_size,
 		snprintf(reason, reason_size,
 				 "the new leader is applying the entries of earlier terms (%llu of %llu applied)",
 				 (unsigned long long) done, (unsigned long long) W.lead_start);
+		return false;
+	}
+	if (W.settled_term != st->term)
+	{
+		snprintf(reason, reason_size,
+				 "the leader is not capturing its changes yet: the replication slot of its earlier leadership is still to be settled");
 		return false;
 	}
 	if (!RaftCaptureStreaming())

@@ -435,8 +435,15 @@ sub describe_members
 			next;
 		}
 		my $status = $dbh->selectrow_arrayref(
-			'SELECT role, term, commit_index, applied_index, writable, resyncing FROM raft.status');
-		print "# n$i: role, term, commit, applied, writable, resyncing: @{ $status // [] }\n";
+			q{SELECT role, term, commit_index, applied_index, writable, resyncing, serves_copies,
+					 coalesce(not_writable_reason, '') FROM raft.status});
+		print "# n$i: role, term, commit, applied, writable, resyncing, serves copies, why not: "
+		  . join(' | ', map { $_ // '' } @{ $status // [] }) . "\n";
+		foreach my $row (@{ $dbh->selectall_arrayref(
+			'SELECT slot_name, active_pid, restart_lsn FROM pg_replication_slots') })
+		{
+			print "# n$i:   slot " . join(' | ', map { $_ // '' } @$row) . "\n";
+		}
 		foreach my $row (@{ $dbh->selectall_arrayref(
 			q{SELECT pid, backend_type, state, wait_event_type || ':' || wait_event, left(query, 60)
 			  FROM pg_stat_activity WHERE state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()}) })
@@ -515,7 +522,8 @@ waitpid($_, 0) foreach @children;
 
 my $writable = wait_until(120, \&find_leader);
 my $writable_after = time() - $healed;
-ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing");
+ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing")
+  or describe_members();
 $writable //= 1;
 safe_do($writable, 'INSERT INTO transfers VALUES (0, 1, 1, 0)');
 my $converged = wait_until(120, sub {
