@@ -12,7 +12,17 @@
  *	  once.  A connection moves through
  *
  *		idle --(conninfo, back-off elapsed)--> connecting --(PQconnectPoll
- *		OK)--> ready --(error)--> idle, back-off doubled up to 5 s
+ *		OK)--> ready --(error)--> idle, back-off doubled up to 0.5 s
+ *
+ *	  A link that silently drops packets must not leave a connection that
+ *	  looks ready while the kernel backs off its retransmissions: a
+ *	  connection that is not up within PEER_DEADLINE_ELECTIONS election
+ *	  timeouts, or whose oldest unanswered message has waited that long
+ *	  for its reply (longer for a large one, which a slow link takes a
+ *	  while to carry), is closed and made again.  TCP keepalives and
+ *	  tcp_user_timeout (defaults that the member's conninfo may override)
+ *	  tell the kernel the same.  Nothing here waits: one unreachable peer
+ *	  never holds up the worker's work with the others.
  *
  *	  Messages queued for a peer that is not ready wait, up to a bound;
  *	  beyond it the oldest are dropped (Raft retries what matters).
@@ -55,7 +65,11 @@
 #define MAX_QUEUED_BYTES (64 * 1024 * 1024)
 #define MAX_IN_FLIGHT 256
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 500
+/* how many election timeouts a connection or a reply may take ... */
+#define PEER_DEADLINE_ELECTIONS 2
+/* ... and for a large message, a millisecond more per this many bytes */
+#define PEER_SLOWEST_BYTES_PER_MS 1000
 
 typedef enum PeerState
 {
@@ -86,6 +100,10 @@ typedef struct Peer
 	size_t		queued_bytes;
 	int			in_flight;		/* queries sent, result not read */
 	int			syncs;			/* pipeline syncs sent, not read */
+	TimestampTz connect_started;
+	TimestampTz waiting_since;	/* the last reply, or the first query since */
+	uint32		sizes[MAX_IN_FLIGHT];	/* bytes of the queries in flight */
+	int			oldest;			/* ... the oldest of them at this slot */
 	bool		want_write;
 	TimestampTz last_error_logged;
 } Peer;
@@ -128,6 +146,7 @@ peer_disconnect(Peer *p)
 	p->conn = NULL;
 	p->state = PEER_IDLE;
 	p->in_flight = 0;
+	p->oldest = 0;
 	p->syncs = 0;
 	p->want_write = false;
 }
@@ -262,13 +281,30 @@ RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len)
 	p->queued_bytes += f->len;
 }
 
+/* Milliseconds a connection attempt or a reply may take. */
+static int
+peer_deadline_ms(void)
+{
+	return PEER_DEADLINE_ELECTIONS * raft_election_timeout_ms;
+}
+
 static void
 peer_start_connect(Peer *p)
 {
 	char		application_name[64];
-	const char *keywords[] = {"dbname", "application_name", NULL};
-	const char *values[] = {p->conninfo, application_name, NULL};
+	char		user_timeout[16];
+	char		connect_timeout[16];
 
+	/* keywords before dbname are defaults: the conninfo overrides them */
+	const char *keywords[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "tcp_user_timeout", "connect_timeout",
+	"dbname", "application_name", NULL};
+	const char *values[] = {"1", "1", "1", "2", user_timeout, connect_timeout,
+	p->conninfo, application_name, NULL};
+
+	snprintf(user_timeout, sizeof(user_timeout), "%d", peer_deadline_ms());
+	snprintf(connect_timeout, sizeof(connect_timeout), "%d",
+			 Max(2, (peer_deadline_ms() + 999) / 1000));
 	snprintf(application_name, sizeof(application_name),
 			 "pg_raft node %u", my_id);
 	p->conn = PQconnectStartParams(keywords, values, 1);
@@ -279,11 +315,18 @@ peer_start_connect(Peer *p)
 	}
 	p->state = PEER_CONNECTING;
 	p->poll = PGRES_POLLING_WRITING;
+	p->connect_started = GetCurrentTimestamp();
 }
 
 static void
 peer_continue_connect(Peer *p)
 {
+	if (TimestampDifferenceExceeds(p->connect_started, GetCurrentTimestamp(),
+								   peer_deadline_ms()))
+	{
+		peer_fail(p, "could not connect in time");
+		return;
+	}
 	p->poll = PQconnectPoll(p->conn);
 	if (p->poll == PGRES_POLLING_FAILED)
 	{
@@ -300,6 +343,15 @@ peer_continue_connect(Peer *p)
 	p->state = PEER_READY;
 	p->backoff_ms = 0;
 	ereport(DEBUG1, (errmsg("raft peer %u: connected", p->id)));
+}
+
+/* The oldest query in flight has its result. */
+static void
+peer_answered(Peer *p)
+{
+	p->in_flight--;
+	p->oldest = (p->oldest + 1) % MAX_IN_FLIGHT;
+	p->waiting_since = GetCurrentTimestamp();
 }
 
 /* Reads every result that has arrived. */
@@ -333,10 +385,10 @@ peer_read(Peer *p)
 			case PGRES_TUPLES_OK:
 			case PGRES_COMMAND_OK:
 			case PGRES_PIPELINE_ABORTED:
-				p->in_flight--;
+				peer_answered(p);
 				break;
 			default:
-				p->in_flight--;
+				peer_answered(p);
 				{
 					TimestampTz now = GetCurrentTimestamp();
 
@@ -355,7 +407,15 @@ peer_read(Peer *p)
 		PQclear(res);
 	}
 	if (PQstatus(p->conn) == CONNECTION_BAD)
+	{
 		peer_fail(p, "connection lost");
+		return;
+	}
+	if (p->in_flight > 0 &&
+		TimestampDifferenceExceeds(p->waiting_since, GetCurrentTimestamp(),
+								   peer_deadline_ms() +
+								   p->sizes[p->oldest] / PEER_SLOWEST_BYTES_PER_MS))
+		peer_fail(p, "no reply in time");
 }
 
 /* Sends queued frames while the pipeline has room. */
@@ -378,6 +438,9 @@ peer_write(Peer *p)
 			peer_fail(p, "could not send a message");
 			return;
 		}
+		if (p->in_flight == 0)
+			p->waiting_since = GetCurrentTimestamp();
+		p->sizes[(p->oldest + p->in_flight) % MAX_IN_FLIGHT] = (uint32) f->len;
 		p->in_flight++;
 		sent++;
 		p->head = f->next;
