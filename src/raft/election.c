@@ -28,6 +28,7 @@ raft_campaign(raft *r, bool pre, bool transfer)
 	uint32_t	i;
 
 	raft_become_candidate(r, pre);
+	r->starting = false;
 	vote_term = pre ? r->term + 1 : r->term;
 
 	self = raft_progress_find(r, r->id);

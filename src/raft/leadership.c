@@ -23,6 +23,7 @@ static void
 send_timeout_now(raft *r, raft_id_t to)
 {
 	raft_out_msg(r, RAFT_MSG_TIMEOUT_NOW, to);
+	r->transfer_told = true;
 }
 
 int
@@ -62,6 +63,7 @@ raft_transfer_leadership(raft *r, raft_id_t target)
 
 	r->transfer_target = target;
 	r->transfer_elapsed = 0;
+	r->transfer_told = false;
 	if (pr->match == raft_log_last_index(&r->log))
 		send_timeout_now(r, target);
 	else
@@ -74,8 +76,16 @@ raft_transfer_tick(raft *r)
 {
 	if (r->transfer_target == RAFT_NO_NODE)
 		return;
-	if (++r->transfer_elapsed >= r->opts.election_timeout_ticks)
-		r->transfer_target = RAFT_NO_NODE;
+	if (++r->transfer_elapsed < r->opts.election_timeout_ticks)
+		return;
+	r->transfer_target = RAFT_NO_NODE;
+	/*
+	 * A target told to campaign may still do so, and the voters let a
+	 * transfer's campaign through the lease: a leader that told one has
+	 * no lease left, and steps down rather than lead on without it.
+	 */
+	if (r->transfer_told)
+		raft_become_follower(r, r->term, RAFT_NO_NODE);
 }
 
 /* Sends TimeoutNow once the transfer target has caught up. */
@@ -145,7 +155,7 @@ raft_read_index(raft *r, uint64_t request_id)
 	rd = &r->reads[r->n_reads++];
 	rd->request_id = request_id;
 	rd->index = r->commit;
-	rd->context = ++r->read_context;
+	rd->context = ++r->heartbeat_context;
 	rd->acks = 0;
 	raft_broadcast_heartbeat(r, rd->context);
 	return RAFT_OK;

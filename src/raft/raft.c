@@ -297,6 +297,8 @@ raft_load(raft *r, const raft_hard_state *hs, const raft_snapshot_meta *base,
 	r->base_config = base->config;
 	raft_config_refresh(r);
 	raft_become_follower(r, r->term, RAFT_NO_NODE);
+	/* a node that saw a term may have answered a leader of it */
+	r->starting = r->term > 0 && RAFT_PLANTED_BUG != 8;
 	return RAFT_OK;
 }
 
@@ -506,6 +508,8 @@ int
 raft_tick(raft *r)
 {
 	r->election_elapsed++;
+	if (r->election_elapsed >= r->opts.election_timeout_ticks)
+		r->starting = false;
 	if (r->role != RAFT_LEADER)
 	{
 		if (r->election_elapsed >= r->randomized_timeout &&
@@ -515,6 +519,8 @@ raft_tick(raft *r)
 	}
 
 	raft_transfer_tick(r);
+	if (r->role != RAFT_LEADER)
+		return RAFT_OK;			/* a transfer that failed after all */
 	raft_append_leader_noop(r);
 	if (r->election_elapsed >= r->opts.election_timeout_ticks)
 	{
@@ -537,7 +543,7 @@ raft_tick(raft *r)
 					active++;
 				pr->recent_active = false;
 			}
-			if (active * 2 <= raft_voter_count(r))
+			if (active * 2 <= raft_voter_count(r) && RAFT_PLANTED_BUG != 6)
 			{
 				raft_become_follower(r, r->term, RAFT_NO_NODE);
 				return RAFT_OK;
@@ -548,9 +554,8 @@ raft_tick(raft *r)
 		++r->heartbeat_elapsed >= r->opts.heartbeat_ticks)
 	{
 		r->heartbeat_elapsed = 0;
-		/* repeat the newest read context so a lost heartbeat is retried */
-		raft_broadcast_heartbeat(r, r->n_reads > 0 ?
-								 r->reads[r->n_reads - 1].context : 0);
+		/* a new context: its answers acknowledge every read before it */
+		raft_broadcast_heartbeat(r, ++r->heartbeat_context);
 	}
 	if (r->role == RAFT_LEADER)
 		raft_send_commit_notices(r);
@@ -598,15 +603,17 @@ step_term(raft *r, const raft_msg *m)
 		bool		is_vote = m->type == RAFT_MSG_VOTE ||
 			m->type == RAFT_MSG_PRE_VOTE;
 
-		if (is_vote && r->opts.check_quorum &&
+		if (is_vote && r->opts.check_quorum && RAFT_PLANTED_BUG != 7 &&
 			!(m->flags & RAFT_MSG_FLAG_TRANSFER) &&
-			r->leader != RAFT_NO_NODE &&
+			(r->leader != RAFT_NO_NODE || r->starting) &&
 			r->election_elapsed < r->opts.election_timeout_ticks)
 		{
 			/*
 			 * Leader lease (thesis 4.2.3): we heard from a leader less than
-			 * a minimum election timeout ago, so this candidate cannot be
-			 * right that the leader is gone.  Do not even adopt its term.
+			 * a minimum election timeout ago (or may have, before a
+			 * restart), so this candidate cannot be right that the leader
+			 * is gone.  Do not even adopt its term.  The leader counts on
+			 * it to take writes alone (raft_status.lease_context).
 			 */
 			return false;
 		}
@@ -924,6 +931,35 @@ raft_term_at(const raft *r, raft_index_t index)
 	return term;
 }
 
+/* See raft_status.lease_context. */
+static uint64_t
+lease_context(const raft *r)
+{
+	uint64_t	acked[RAFT_MAX_MEMBERS];
+	uint32_t	n = 0;
+	uint32_t	i;
+	uint32_t	j;
+
+	if (r->role != RAFT_LEADER || r->transfer_target != RAFT_NO_NODE)
+		return 0;
+	for (i = 0; i < r->n_progress; i++)
+	{
+		const raft_progress *pr = &r->progress[i];
+		uint64_t	c;
+
+		if (!pr->voter)
+			continue;
+		c = pr->id == r->id ? r->heartbeat_context : pr->acked_context;
+		/* insertion sort, newest first */
+		for (j = n; j > 0 && acked[j - 1] < c; j--)
+			acked[j] = acked[j - 1];
+		acked[j] = c;
+		n++;
+	}
+	/* the n / 2 + 1 newest answered this one or a newer one */
+	return n == 0 ? 0 : acked[n / 2];
+}
+
 void
 raft_get_status(const raft *r, raft_status *st)
 {
@@ -960,4 +996,5 @@ raft_get_status(const raft *r, raft_status *st)
 			st->progress[i].recent_active = pr->recent_active;
 		}
 	}
+	st->lease_context = lease_context(r);
 }

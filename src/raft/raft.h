@@ -420,6 +420,20 @@ typedef struct raft_status
 	bool		conf_pending;
 	raft_config config;
 	raft_member_status progress[RAFT_MAX_MEMBERS];
+
+	/*
+	 * The leader's lease: the newest heartbeat context that a majority of
+	 * the voters (the leader with its own newest) have answered in this
+	 * term; 0 when none has, when the node does not lead, or while it
+	 * hands its leadership over.  A voter that answered a heartbeat
+	 * refuses to vote for another for an election timeout after it got
+	 * it, and one that restarts refuses for an election timeout after
+	 * that; so no other leader can exist before the heartbeat's sending
+	 * plus an election timeout.  The caller remembers when it sent each
+	 * context (the HEARTBEAT messages carry it) and may take writes alone
+	 * until then, less a margin for the clocks' drift and a tick.
+	 */
+	uint64_t	lease_context;
 } raft_status;
 
 extern void raft_get_status(const raft *r, raft_status *st);

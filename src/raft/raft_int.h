@@ -10,12 +10,22 @@
  *	  leadership.c (transfer and ReadIndex).
  *
  *	  RAFT_PLANTED_BUG, when defined at compile time, enables one known
- *	  safety bug so that test/sim can prove its checks catch it:
+ *	  bug so that test/sim can prove its checks catch it (run_checks.sh
+ *	  names the check each must fail):
  *		1  a granted vote is not persisted (hard state keeps the old vote);
  *		2  the leader commits entries of earlier terms by counting replicas
  *		   (thesis 3.6.2, Figure 3.7 -- the paper's Figure 8);
  *		3  a follower accepts AppendEntries without the previous-entry
- *		   check.
+ *		   check;
+ *		4  (in the simulator's disk) entries are written before the term
+ *		   and vote of their term;
+ *		5  a heartbeat's answer does not unpause a probe: a follower that
+ *		   lost an append stays behind (liveness);
+ *		6  a leader that hears from no majority does not step down
+ *		   (check-quorum);
+ *		7  a voter that heard from a leader votes for another at once
+ *		   (the lease);
+ *		8  a restarted voter forgets the lease it may have given.
  *	  Planted builds also disable RAFT_ASSERT so that the simulator's
  *	  checks, not the core's assertions, have to notice.
  *
@@ -88,6 +98,7 @@ typedef struct raft_progress
 	raft_index_t next;
 	bool		probe_sent;
 	bool		recent_active;
+	uint64_t	acked_context;	/* newest heartbeat it answered, this term */
 	raft_index_t commit_sent;	/* highest commit index sent to it */
 	raft_index_t commit_due;	/* one it held at the last tick, not yet
 								 * sent: told at this tick (0 if none) */
@@ -136,15 +147,27 @@ struct raft
 
 	uint32_t	election_elapsed;
 	uint32_t	heartbeat_elapsed;
+	/*
+	 * Started (or restarted) less than an election timeout ago: it may
+	 * have promised a leader, before a crash, not to vote for another
+	 * within that time (the leader's lease), and keeps that promise.
+	 */
+	bool		starting;
 	uint32_t	randomized_timeout;
 	uint64_t	rng;
 
 	raft_id_t	transfer_target;
 	uint32_t	transfer_elapsed;
+	bool		transfer_told;	/* TimeoutNow went to the target */
 
 	raft_pending_read *reads;
 	uint32_t	n_reads;
-	uint64_t	read_context;
+	/*
+	 * Every heartbeat round, and every ReadIndex, takes the next context:
+	 * a follower's answer to one acknowledges the leader as of when it
+	 * was sent, for the reads before it and for the lease (raft.h).
+	 */
+	uint64_t	heartbeat_context;
 
 	/* what the last raft_ready_get handed out, for raft_advance */
 	struct

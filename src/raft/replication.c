@@ -69,6 +69,7 @@ raft_progress_reset(raft *r, raft_progress *pr)
 	pr->next = raft_log_last_index(&r->log) + 1;
 	pr->match = pr->id == r->id ? r->persisted : 0;
 	pr->probe_sent = false;
+	pr->acked_context = 0;
 	pr->pending_snapshot = 0;
 	pr->commit_sent = 0;
 	pr->commit_due = 0;
@@ -519,7 +520,11 @@ raft_recv_heartbeat_resp(raft *r, const raft_msg *m)
 	if (pr == NULL)
 		return;
 	pr->recent_active = true;
+	if (m->context > pr->acked_context)
+		pr->acked_context = m->context;
+#if RAFT_PLANTED_BUG != 5
 	pr->probe_sent = false;
+#endif
 	if (m->commit > pr->remote_commit)
 		pr->remote_commit = m->commit;
 	if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr))

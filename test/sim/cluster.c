@@ -24,7 +24,13 @@
  *		commit monotonicity a node's commit index never goes backwards,
  *							across restarts too;
  *		read linearizability a ReadIndex is at least every commit index
- *							observed before it was asked.
+ *							observed before it was asked;
+ *		lease				no leader of a later term while a leader's
+ *							lease runs;
+ *		check-quorum		a leader no majority answers steps down.
+ *
+ *	  Term, vote and entries reach the disk in the worker's order, with a
+ *	  crash possible between them (persist_state_and_entries).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,6 +39,13 @@
 #include <string.h>
 
 #include "sim.h"
+
+/*
+ * A leader steps down within this many election timeouts of hearing from
+ * no majority: check-quorum looks once per timeout, at what the last one
+ * brought.
+ */
+#define CHECK_QUORUM_TIMEOUTS 3
 
 uint64_t
 sim_random(sim_cluster *c)
@@ -286,6 +299,9 @@ node_boot(sim_cluster *c, sim_node *n)
 		entries[i].len = n->disk.entries[i].len;
 		entries[i].data = n->disk.entries[i].data;
 	}
+	/* heartbeat contexts start over with the core */
+	memset(n->hb_context, 0, sizeof(n->hb_context));
+	n->hb_next = 0;
 	rc = raft_load(n->r, &n->disk.hs, &n->disk.base, entries, n->disk.n,
 				   n->sm_applied);
 	free(entries);
@@ -348,6 +364,85 @@ sim_restart(sim_cluster *c, raft_id_t id)
 			  (unsigned long long) n->disk.base.index);
 }
 
+/* Remembers when a leader sent a heartbeat context, for the lease check. */
+static void
+note_heartbeat(sim_cluster *c, sim_node *n, uint64_t context)
+{
+	uint32_t	last;
+
+	if (n == NULL)
+		return;
+	last = (n->hb_next + SIM_HEARTBEATS_KEPT - 1) % SIM_HEARTBEATS_KEPT;
+	if (n->hb_context[last] == context)
+		return;					/* the same round, to another follower */
+	n->hb_context[n->hb_next] = context;
+	n->hb_sent_at[n->hb_next] = c->now;
+	n->hb_next = (n->hb_next + 1) % SIM_HEARTBEATS_KEPT;
+}
+
+static bool
+same_config(const raft_config *a, const raft_config *b)
+{
+	uint32_t	k;
+
+	if (a->n_members != b->n_members)
+		return false;
+	for (k = 0; k < a->n_members; k++)
+		if (a->members[k].id != b->members[k].id ||
+			a->members[k].voter != b->members[k].voter)
+			return false;
+	return true;
+}
+
+/*
+ * The last tick at which a leader had heard from a majority of the voters
+ * (itself included), counting from when it took its leadership or its
+ * configuration last changed: a new configuration has a new majority.
+ */
+static uint64_t
+majority_heard(const sim_node *n, const raft_status *st)
+{
+	uint64_t	heard[RAFT_MAX_MEMBERS];
+	uint32_t	voters = 0;
+	uint32_t	k;
+	uint32_t	j;
+
+	for (k = 0; k < st->config.n_members; k++)
+	{
+		raft_id_t	id = st->config.members[k].id;
+		uint64_t	t;
+
+		if (!st->config.members[k].voter)
+			continue;
+		t = id == n->id ? UINT64_MAX : id <= SIM_MAX_NODES ? n->heard_from[id] : 0;
+		if (t < n->config_since)
+			t = n->config_since;
+		for (j = voters; j > 0 && heard[j - 1] < t; j--)
+			heard[j] = heard[j - 1];
+		heard[j] = t;
+		voters++;
+	}
+	return voters == 0 ? n->config_since : heard[voters / 2];
+}
+
+/*
+ * The tick at which a leader sent the heartbeat of its lease, or when it
+ * took its leadership if no heartbeat has a majority's answer yet; 0 when
+ * that heartbeat is too old to be remembered (any lease is long over).
+ */
+static uint64_t
+lease_start(const sim_node *n, const raft_status *st)
+{
+	uint32_t	i;
+
+	if (st->lease_context == 0)
+		return n->leads_since;
+	for (i = 0; i < SIM_HEARTBEATS_KEPT; i++)
+		if (n->hb_context[i] == st->lease_context)
+			return n->hb_sent_at[i];
+	return 0;
+}
+
 static void
 net_send(sim_cluster *c, const raft_msg *m)
 {
@@ -368,6 +463,8 @@ net_send(sim_cluster *c, const raft_msg *m)
 		return;
 	}
 	c->msgs_sent++;
+	if (m->type == RAFT_MSG_HEARTBEAT)
+		note_heartbeat(c, sim_node_get(c, m->from), m->context);
 	if (c->drop_permille > 0 && sim_random_below(c, 1000) < c->drop_permille)
 	{
 		free(buf);
@@ -446,6 +543,8 @@ sim_deliver(sim_cluster *c, size_t i)
 					  (unsigned long long) m.log_term,
 					  (unsigned long long) m.commit, m.n_entries,
 					  m.reject ? " reject" : "");
+			if (m.from <= SIM_MAX_NODES && m.term == raft_status_term(to->r))
+				to->heard_from[m.from] = c->now;
 			rc = raft_step(to->r, &m);
 			if (rc != RAFT_OK)
 				sim_fail(c, "node %u rejected a valid message: %s", sm.to,
@@ -739,6 +838,55 @@ crash_losing_messages(sim_cluster *c, sim_node *n)
 	sim_crash(c, n->id);
 }
 
+/*
+ * Writes term, vote and entries in the order the worker does (worker.c,
+ * handle_ready): the state file first, with a commit index no further than
+ * the entries already on disk, then the entries, then the commit index
+ * (the worker's commit hint).  A crash may fall between the two writes.
+ * Returns true if the node crashed.  Planted bug 4 writes in the other
+ * order, which an earlier worker did: a crash between then leaves entries
+ * of a term the state has not seen, and the node cannot start again.
+ */
+static bool
+persist_state_and_entries(sim_cluster *c, sim_node *n, const raft_ready *rd)
+{
+	bool		crash = c->state_crash_permille > 0 &&
+		rd->persist_from <= rd->persist_to &&
+		sim_random_below(c, 1000) < c->state_crash_permille;
+
+#if RAFT_PLANTED_BUG == 4
+	persist_entries(c, n, rd);
+	if (crash && rd->hard_state_changed)
+	{
+		sim_crash(c, n->id);
+		return true;
+	}
+	if (rd->hard_state_changed)
+		n->disk.hs = rd->hard_state;
+#else
+	if (rd->hard_state_changed)
+	{
+		raft_hard_state hs = rd->hard_state;
+		raft_index_t durable = n->disk.base.index + n->disk.n;
+
+		if (rd->persist_from <= rd->persist_to && rd->persist_from - 1 < durable)
+			durable = rd->persist_from - 1;
+		if (hs.commit > durable)
+			hs.commit = durable;
+		n->disk.hs = hs;
+	}
+	if (crash)
+	{
+		sim_crash(c, n->id);
+		return true;
+	}
+	persist_entries(c, n, rd);
+	if (rd->hard_state_changed)
+		n->disk.hs.commit = rd->hard_state.commit;
+#endif
+	return false;
+}
+
 /* Runs the caller's side of the contract for every pending ready. */
 void
 sim_process(sim_cluster *c, sim_node *n)
@@ -771,9 +919,8 @@ sim_process(sim_cluster *c, sim_node *n)
 		}
 		if (rd.snapshot_changed)
 			install_snapshot(c, n, &rd.snapshot);
-		if (rd.hard_state_changed)
-			n->disk.hs = rd.hard_state;
-		persist_entries(c, n, &rd);
+		if (persist_state_and_entries(c, n, &rd))
+			return;
 		/* all of the above is now durable: the messages may go */
 		if (!rd.send_before_persist)
 			for (i = 0; i < rd.n_msgs; i++)
@@ -849,6 +996,64 @@ check_new_leader(sim_cluster *c, sim_node *n, const raft_status *st)
 				 n->id, (unsigned long long) st->term, (unsigned long long) i);
 }
 
+/*
+ * The lease and check-quorum: while a leader's lease runs (raft.h,
+ * raft_status.lease_context), no leader of a later term exists; and a
+ * leader that no majority has answered for CHECK_QUORUM_TIMEOUTS election
+ * timeouts has stepped down.
+ */
+static void
+check_leases(sim_cluster *c)
+{
+	raft_status st[SIM_MAX_NODES];
+	uint64_t	start[SIM_MAX_NODES];
+	uint64_t	heard;
+	uint32_t	i;
+	uint32_t	j;
+	uint64_t	timeout = c->opts.election_timeout_ticks;
+
+	for (i = 0; i < c->n_nodes; i++)
+	{
+		sim_node   *n = &c->nodes[i];
+
+		st[i].role = RAFT_FOLLOWER;
+		if (!n->up)
+			continue;
+		raft_get_status(n->r, &st[i]);
+		if (st[i].role != RAFT_LEADER)
+			continue;
+		if (!same_config(&n->seen_config, &st[i].config))
+		{
+			n->seen_config = st[i].config;
+			n->config_since = c->now;
+		}
+		start[i] = lease_start(n, &st[i]);
+		heard = majority_heard(n, &st[i]);
+		if (c->now > heard + CHECK_QUORUM_TIMEOUTS * timeout)
+		{
+			sim_fail(c, "check-quorum: leader %u of term %llu has not heard from a majority for %llu ticks",
+					 n->id, (unsigned long long) st[i].term,
+					 (unsigned long long) (c->now - heard));
+			return;
+		}
+	}
+	for (i = 0; i < c->n_nodes; i++)
+	{
+		if (st[i].role != RAFT_LEADER || st[i].lease_context == 0 ||
+			c->now >= start[i] + timeout)
+			continue;
+		for (j = 0; j < c->n_nodes; j++)
+			if (st[j].role == RAFT_LEADER && st[j].term > st[i].term)
+			{
+				sim_fail(c, "lease: node %u leads term %llu while the lease of node %u (term %llu) runs until tick %llu",
+						 c->nodes[j].id, (unsigned long long) st[j].term,
+						 c->nodes[i].id, (unsigned long long) st[i].term,
+						 (unsigned long long) (start[i] + timeout));
+				return;
+			}
+	}
+}
+
 void
 sim_check(sim_cluster *c)
 {
@@ -884,6 +1089,8 @@ sim_check(sim_cluster *c)
 						 (unsigned long long) st.term);
 			if (n->seen_role != RAFT_LEADER || n->seen_term != st.term)
 			{
+				n->leads_since = c->now;
+				n->config_since = c->now;
 				sim_trace(c, "node %u leads term %llu", n->id,
 						  (unsigned long long) st.term);
 				check_new_leader(c, n, &st);
@@ -905,6 +1112,8 @@ sim_check(sim_cluster *c)
 		n->seen_term = st.term;
 		n->seen_last = st.last_index;
 	}
+	if (!c->failed)
+		check_leases(c);
 }
 
 /* Prints every node's view, for a replayed failure. */

@@ -349,6 +349,7 @@ start_healing(campaign *cp)
 	c->bounce_permille = 0;
 	c->commit_crash_permille = 0;
 	c->early_send_crash_permille = 0;
+	c->state_crash_permille = 0;
 	c->max_delay_ticks = 0;
 	for (i = 0; i < c->n_nodes; i++)
 		if (c->nodes[i].exists && !c->nodes[i].up)
@@ -372,6 +373,7 @@ start_chaos(campaign *cp)
 	c->bounce_permille = sim_random_below(c, 20);
 	c->commit_crash_permille = sim_random_below(c, 200);
 	c->early_send_crash_permille = sim_random_below(c, 50);
+	c->state_crash_permille = sim_random_below(c, 100);
 }
 
 /*
@@ -537,6 +539,7 @@ run_bench(bool faults, double seconds)
 		c->bounce_permille = 0;
 		c->commit_crash_permille = 0;
 		c->early_send_crash_permille = 0;
+		c->state_crash_permille = 0;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (elapsed < seconds && !c->failed)

@@ -46,6 +46,8 @@ typedef struct sim_disk
 	size_t		cap;
 } sim_disk;
 
+#define SIM_HEARTBEATS_KEPT 64
+
 typedef struct sim_node
 {
 	raft_id_t	id;
@@ -62,6 +64,15 @@ typedef struct sim_node
 	raft_role	seen_role;
 	raft_term_t seen_term;
 	raft_index_t seen_last;
+	uint64_t	leads_since;	/* the tick it took its leadership */
+	raft_config seen_config;	/* ... its configuration, since this tick */
+	uint64_t	config_since;
+	/* as leader: the tick it last got a message of its term from each */
+	uint64_t	heard_from[SIM_MAX_NODES + 1];
+	/* the heartbeat contexts it sent last, and when (a ring) */
+	uint64_t	hb_context[SIM_HEARTBEATS_KEPT];
+	uint64_t	hb_sent_at[SIM_HEARTBEATS_KEPT];
+	uint32_t	hb_next;
 } sim_node;
 
 typedef struct sim_msg
@@ -115,6 +126,8 @@ typedef struct sim_cluster
 	uint32_t	commit_crash_permille;
 	/* a leader crashes after sending entries it had not persisted */
 	uint32_t	early_send_crash_permille;
+	/* a node crashes between writing its term and vote and its entries */
+	uint32_t	state_crash_permille;
 
 	/* compaction policy */
 	uint32_t	compact_every;

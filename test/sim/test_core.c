@@ -2080,6 +2080,9 @@ test_full_log_two_nodes(void)
 	CHECK(load_term1_entries(&n1, ids, 2, RING_USABLE, 0) == RAFT_OK &&
 		  load_term1_entries(&n2, ids, 2, RING_USABLE, 0) == RAFT_OK,
 		  "full pair: nodes 1 and 2 of {1,2} load 7 uncommitted entries of term 1");
+	/* node 2, just started, keeps any lease it gave for an election timeout */
+	for (i = 0; i < o2.election_timeout_ticks; i++)
+		raft_tick(n2.r);
 	CHECK_RC(raft_campaign_now(n1.r), RAFT_OK, "full pair: node 1 campaigns");
 	pump(&n1, &n2);
 	settled = n1.errors == 0 && n2.errors == 0;
