@@ -44,15 +44,19 @@
 
 #include <signal.h>
 
+#include "access/parallel.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "access/table.h"
 #include "catalog/catalog.h"
+#include "catalog/pg_inherits.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
 #include "nodes/plannodes.h"
 #include "parser/parsetree.h"
 #include "libpq/auth.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "replication/syncrep.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
@@ -61,6 +65,7 @@
 #include "utils/elog.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/varlena.h"
@@ -81,10 +86,15 @@ static uint64 session_epoch = 0;
  */
 static bool fenced_here = false;
 static bool fenced_database = false;
+/* the transaction wrote while the node took writes, then was fenced */
+static bool wrote_before_fence = false;
+static char fenced_database_name[NAMEDATALEN];
 
 typedef struct FenceState
 {
-	bool		fenced;
+	bool		fenced;			/* not writable: new writes are refused */
+	bool		lease_over;		/* writable, but its lease ran out: the same */
+	bool		may_commit;		/* transactions that wrote may commit */
 	uint64		epoch;
 	bool		leader_known;
 	char		leader_name[RAFT_NAME_BYTES];
@@ -95,11 +105,24 @@ typedef struct FenceState
 static void
 read_fence_state(FenceState *fs)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	memset(fs, 0, sizeof(*fs));
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	/* a member whose worker is down (starting, restarting) is fenced too */
 	fs->fenced = RaftShmem->member &&
 		!(RaftShmem->view.configured && RaftShmem->view.writable);
+	/*
+	 * The clock decides, not the worker, which may be cut off or stalled.
+	 * A lease that runs out refuses writes without changing the role: it
+	 * may come back with the next heartbeat's answers.
+	 */
+	fs->lease_over = RaftShmem->member && now >= RaftShmem->view.lease_until;
+	/* a leader that hands over lets running transactions commit first */
+	fs->may_commit = !RaftShmem->member ||
+		(RaftShmem->view.configured && !fs->lease_over &&
+		 (RaftShmem->view.writable || RaftShmem->view.draining));
+	fs->lease_over &= !fs->fenced;
 	fs->epoch = RaftShmem->role_epoch;
 	fs->leader_known = RaftShmem->view.configured &&
 		RaftShmem->view.leader_conninfo[0] != '\0' &&
@@ -112,6 +135,10 @@ read_fence_state(FenceState *fs)
 	}
 	strlcpy(fs->reason, RaftShmem->view.not_writable_reason, RAFT_ERROR_BYTES);
 	LWLockRelease(RaftShmem->lock);
+	if (fs->lease_over)
+		snprintf(fs->reason, RAFT_ERROR_BYTES,
+				 "its lease ran out: a majority of the voters has not answered it within the election timeout (raft.election_timeout = %d ms)",
+				 raft_election_timeout_ms);
 }
 
 /*
@@ -189,9 +216,53 @@ database_fenced(const char *dbname)
 }
 
 /*
- * Called before every statement of a client backend: ends a session that
- * outlived a change of role, and makes the statement read-only on a
- * fenced node.
+ * Whether the current transaction wrote something the log would carry:
+ * it has a transaction id and wrote WAL, and touched no temporary objects
+ * (what PostgreSQL lets a read-only transaction write).
+ */
+static bool
+transaction_wrote(void)
+{
+	return TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
+		XactLastRecEnd != InvalidXLogRecPtr &&
+		!(MyXactFlags & XACT_FLAGS_ACCESSEDTEMPNAMESPACE);
+}
+
+/*
+ * Whether this process writes past the fence: pg_raft's own background
+ * workers (the apply worker is how the log reaches the tables), the
+ * session that restores a joining member's copy, and processes that are
+ * not sessions (autovacuum and the like change nothing the log carries).
+ * Client sessions, replication connections that run SQL, and every other
+ * background worker (pg_cron's jobs, native subscriptions' apply workers)
+ * are fenced.
+ */
+static bool
+fence_exempt(void)
+{
+	if (RaftShmem == NULL || IsParallelWorker())
+		return true;			/* a parallel worker acts for a checked session */
+	if (MyBackendType == B_BG_WORKER)
+		return MyBgworkerEntry != NULL &&
+			strcmp(MyBgworkerEntry->bgw_library_name, "pg_raft") == 0;
+	if (MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER)
+		return true;
+	return restoring_copy();
+}
+
+/* The database this process works in; NULL if none.  In a transaction. */
+static const char *
+own_database_name(void)
+{
+	if (MyProcPort != NULL)
+		return MyProcPort->database_name;
+	return OidIsValid(MyDatabaseId) ? get_database_name(MyDatabaseId) : NULL;
+}
+
+/*
+ * Called before every statement of a session or background worker: ends a
+ * session that outlived a change of role, and makes the statement
+ * read-only on a fenced node.
  */
 static void
 fence_statement(void)
@@ -200,10 +271,11 @@ fence_statement(void)
 
 	fenced_here = false;
 	fenced_database = false;
-	if (MyBackendType != B_BACKEND || RaftShmem == NULL || restoring_copy())
+	if (fence_exempt())
 		return;
-	if (database_fenced(MyProcPort->database_name))
+	if (database_fenced(own_database_name()))
 	{
+		strlcpy(fenced_database_name, own_database_name(), NAMEDATALEN);
 		XactReadOnly = true;
 		fenced_here = true;
 		fenced_database = true;
@@ -224,11 +296,35 @@ fence_statement(void)
 				 errdetail("This node %s.", fs.fenced ?
 						   "does not take writes now" : "is now the leader and takes writes"),
 				 errhint("Reconnect; a conninfo with target_session_attrs=read-write finds the leader.")));
-	if (fs.fenced)
+	if (fs.fenced || fs.lease_over)
 	{
+		if (!XactReadOnly && transaction_wrote())
+			wrote_before_fence = true;
 		XactReadOnly = true;
 		fenced_here = true;
 	}
+}
+
+/*
+ * Refuses to verb the rows of table relid if it has no replica identity;
+ * the caller holds lockmode on it.
+ */
+static void
+check_replica_identity_of(Oid relid, const char *verb, LOCKMODE lockmode)
+{
+	Relation	rel = table_open(relid, lockmode);
+	bool		identified = !RelationIsLogicallyLogged(rel) ||
+		rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL ||
+		OidIsValid(RelationGetReplicaIndex(rel));
+
+	if (!identified)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s table \"%s\" because it has no replica identity",
+						verb, RelationGetRelationName(rel)),
+				 errdetail("pg_raft finds the rows to change on the other members by the table's replica identity."),
+				 errhint("Add a primary key, or set REPLICA IDENTITY FULL or USING INDEX with ALTER TABLE.")));
+	table_close(rel, NoLock);
 }
 
 /*
@@ -255,23 +351,22 @@ check_modify_table(PlannedStmt *stmt, ModifyTable *mt)
 	foreach(lc, mt->resultRelations)
 	{
 		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
-		Relation	rel;
-		bool		identified;
+		ListCell   *lc2;
 
-		if (rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_RELATION)
+		if (rte->rtekind != RTE_RELATION)
 			continue;
-		rel = table_open(rte->relid, NoLock);
-		identified = !RelationIsLogicallyLogged(rel) ||
-			rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL ||
-			OidIsValid(RelationGetReplicaIndex(rel));
-		if (!identified)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot %s table \"%s\" because it has no replica identity",
-							verb, RelationGetRelationName(rel)),
-					 errdetail("pg_raft finds the rows to change on the other members by the table's replica identity."),
-					 errhint("Add a primary key, or set REPLICA IDENTITY FULL or USING INDEX with ALTER TABLE.")));
-		table_close(rel, NoLock);
+		if (rte->relkind == RELKIND_RELATION)
+			check_replica_identity_of(rte->relid, verb, NoLock);
+		else if (rte->relkind == RELKIND_PARTITIONED_TABLE)
+		{
+			/*
+			 * An INSERT ... ON CONFLICT DO UPDATE names only the root: the
+			 * rows it may update are in any of its partitions.
+			 */
+			foreach(lc2, find_all_inheritors(rte->relid, AccessShareLock, NULL))
+				if (get_rel_relkind(lfirst_oid(lc2)) == RELKIND_RELATION)
+					check_replica_identity_of(lfirst_oid(lc2), verb, AccessShareLock);
+		}
 	}
 }
 
@@ -307,6 +402,90 @@ fence_executor_start(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
+/*
+ * PostgreSQL lets a read-only transaction prepare, and a read-only
+ * session commit a prepared transaction: on a fenced node a transaction
+ * prepared while it led would commit unseen by the log.  ROLLBACK
+ * PREPARED stays allowed: nothing it wrote becomes visible, and it is how
+ * an operator releases the locks such a transaction holds, which would
+ * otherwise hold back the apply worker, and the node's next leadership
+ * (whose replication slot waits for every running transaction).  It does
+ * not wait for synchronous replication, which a fenced node does not
+ * provide.
+ */
+static void
+fence_two_phase(Node *stmt)
+{
+	TransactionStmt *ts;
+	const char *command;
+
+	if (!fenced_here || stmt == NULL || !IsA(stmt, TransactionStmt))
+		return;
+	ts = (TransactionStmt *) stmt;
+	if (ts->kind == TRANS_STMT_ROLLBACK_PREPARED)
+	{
+		(void) set_config_option("synchronous_commit", "local", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		return;
+	}
+	if (ts->kind == TRANS_STMT_PREPARE)
+		command = "PREPARE TRANSACTION";
+	else if (ts->kind == TRANS_STMT_COMMIT_PREPARED)
+		command = "COMMIT PREPARED";
+	else
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+	/* translator: %s is a SQL command name */
+			 errmsg("cannot execute %s in a read-only transaction", command)));
+}
+
+/*
+ * Before a commit or a PREPARE: a transaction that wrote, on a node that
+ * takes no writes now (unless it hands its leadership over, and lets
+ * running transactions finish), is refused.  Its statements began while
+ * the node took writes, or bypassed the statement fence (fast-path calls such as
+ * the large-object functions, background workers that write without the
+ * executor's entry point).  What PostgreSQL lets a read-only transaction
+ * write (temporary tables, ANALYZE's statistics) is left alone.
+ */
+static void
+fence_xact_callback(XactEvent event, void *arg)
+{
+	FenceState	fs;
+	bool		other_database;
+
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE)
+	{
+		wrote_before_fence = false;
+		return;
+	}
+	/* read-only from its start, or made so before it wrote */
+	if ((XactReadOnly && !wrote_before_fence) ||
+		RaftShmem == NULL || !RaftShmem->member || fence_exempt() ||
+		!transaction_wrote())
+		return;
+	other_database = database_fenced(own_database_name());
+	if (other_database)
+		strlcpy(fenced_database_name, own_database_name(), NAMEDATALEN);
+	else
+	{
+		if (!database_replicated())
+			return;
+		read_fence_state(&fs);
+		if (fs.may_commit)
+			return;
+	}
+	fenced_here = true;
+	fenced_database = other_database;
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg(event == XACT_EVENT_PRE_PREPARE ?
+					"cannot prepare a transaction that wrote, on a node that takes no writes" :
+					"cannot commit a transaction that wrote, on a node that takes no writes"),
+			 errdetail("The node stopped taking writes while the transaction ran; its changes are rolled back.")));
+}
+
 static void
 fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -314,6 +493,7 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	fence_statement();
+	fence_two_phase(pstmt->utilityStmt);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
@@ -358,12 +538,12 @@ fence_emit_log(ErrorData *edata)
 		read_fence_state(&fs);
 		if (fenced_database)
 			edata->hint = psprintf("Database \"%s\" is not replicated by pg_raft: write in raft.database (\"%s\"), or list this database in raft.local_databases to keep its changes on this member only.",
-								   MyProcPort->database_name, raft_database);
+								   fenced_database_name, raft_database);
 		else if (fs.leader_known)
 			edata->hint = psprintf("This node is not the raft leader; write on the leader, node \"%s\": %s",
 								   fs.leader_name, fs.leader_conninfo);
 		else if (fs.reason[0] != '\0')
-			edata->hint = psprintf("This node leads the raft cluster but takes no writes yet: %s.",
+			edata->hint = psprintf("This node leads the raft cluster but takes no writes at the moment: %s.",
 								   fs.reason);
 		else
 			edata->hint = pstrdup("This node is not the raft leader, and no leader is known at the moment.");
@@ -486,6 +666,7 @@ RaftFenceInit(void)
 	ClientAuthentication_hook = fence_client_authentication;
 	prev_emit_log = emit_log_hook;
 	emit_log_hook = fence_emit_log;
+	RegisterXactCallback(fence_xact_callback, NULL);
 }
 
 /*

@@ -128,6 +128,8 @@ typedef struct RaftView
 	uint64		applied_index;	/* data applied by the apply worker */
 	uint64		log_bytes;
 	bool		writable;		/* leader, caught up, its changes captured */
+	TimestampTz lease_until;	/* ... and it may take writes alone until then */
+	bool		draining;		/* leads, and hands over: commits still go */
 	bool		serves_copies;	/* ... except that too few hold the log's data */
 	char		not_writable_reason[RAFT_ERROR_BYTES];
 	TimestampTz updated;
@@ -273,6 +275,8 @@ typedef struct RaftShared
 	bool		copying;
 	/* bumped by setval() and ALTER SEQUENCE on the leader (sequences.c) */
 	pg_atomic_uint64 sequence_generation;
+	/* the apply worker's replication origin; 0 until it has started */
+	pg_atomic_uint32 apply_origin;
 
 	/* messages that raft.deliver() queued for the worker */
 	RaftRing	inbox;

@@ -78,6 +78,8 @@
 #define COMPACT_KEEP_BYTES (8 * 1024 * 1024)
 /* the least time between two writes of the commit index hint */
 #define COMMIT_HINT_MS 1000
+/* heartbeat rounds remembered for the lease: six election timeouts' worth */
+#define LEASE_HEARTBEATS_KEPT 64
 
 /* Everyone who ever was a member, so that names outlive removals. */
 #define MAX_DIRECTORY 64
@@ -119,6 +121,10 @@ typedef struct RaftWorker
 	RaftLogStore *log;
 	raft_snapshot_meta base;
 	raft_hard_state written_hs; /* as last written to the state file */
+	/* the heartbeat contexts sent last, and when (a ring; lease_until) */
+	uint64		heartbeat_context[LEASE_HEARTBEATS_KEPT];
+	TimestampTz heartbeat_sent[LEASE_HEARTBEATS_KEPT];
+	int			next_heartbeat;
 	raft_index_t durable_last;	/* the last entry durable in the log */
 	raft_index_t written_commit;	/* as last written to either file */
 	raft_index_t latest_commit;	/* as the core last said */
@@ -1141,6 +1147,55 @@ append_time(raft_index_t index)
 	return s->index == index ? s->appended : 0;
 }
 
+/*
+ * Remembers when a heartbeat context went out (to the first follower of
+ * its round), before the transport sends it: the lease counts from there.
+ */
+static void
+note_heartbeat(uint64 context)
+{
+	int			last = (W.next_heartbeat + LEASE_HEARTBEATS_KEPT - 1) % LEASE_HEARTBEATS_KEPT;
+
+	if (W.heartbeat_context[last] == context)
+		return;
+	W.heartbeat_context[W.next_heartbeat] = context;
+	W.heartbeat_sent[W.next_heartbeat] = GetCurrentTimestamp();
+	W.next_heartbeat = (W.next_heartbeat + 1) % LEASE_HEARTBEATS_KEPT;
+}
+
+/*
+ * Until when this leader may take writes alone (its lease, raft.h): the
+ * sending of the newest heartbeat a majority of the voters answered, plus
+ * an election timeout, less a tenth of it and two ticks for the clocks'
+ * drift and the tick a voter's count may be short.  No other member can
+ * be elected before.  An only voter's lease never ends; a node that does
+ * not lead has none.  The fence compares it with the clock when a write
+ * begins and when it commits (fence.c), so a leader that is cut off, or
+ * whose worker stalls, stops taking writes by itself.
+ */
+static TimestampTz
+lease_until(const raft_status *st)
+{
+	int64		election_us = (int64) raft_election_timeout_ms * 1000;
+	uint32		voters = 0;
+	uint32		i;
+	int			k;
+
+	if (st->role != RAFT_LEADER)
+		return 0;
+	for (i = 0; i < st->config.n_members; i++)
+		voters += st->config.members[i].voter ? 1 : 0;
+	if (voters == 1)
+		return DT_NOEND;
+	if (st->lease_context == 0)
+		return 0;
+	for (k = 0; k < LEASE_HEARTBEATS_KEPT; k++)
+		if (W.heartbeat_context[k] == st->lease_context)
+			return W.heartbeat_sent[k] + election_us - election_us / 10 -
+				2 * tick_us();
+	return 0;
+}
+
 /* Encodes the ready's messages and queues them for the transport. */
 static void
 send_messages(const raft_ready *rd)
@@ -1154,6 +1209,9 @@ send_messages(const raft_ready *rd)
 		uint8	   *buf = palloc(len);
 		size_t		written;
 		int			rc;
+
+		if (m->type == RAFT_MSG_HEARTBEAT)
+			note_heartbeat(m->context);
 
 		rc = raft_msg_encode(m, W.cluster_id, buf, len, &written);
 		if (rc != RAFT_OK)
@@ -1913,6 +1971,19 @@ publish_view(void)
 		v->writable = node_writable(&st, v->not_writable_reason,
 									sizeof(v->not_writable_reason),
 									&v->serves_copies);
+		v->lease_until = lease_until(&st);
+		v->draining = draining(&st);
+		/*
+		 * Writable only with a lease: sessions that start now must not
+		 * find writes refused.  One that runs out later refuses writes
+		 * (fence.c) without changing the role, until answers come back.
+		 */
+		if (v->writable && !W.writable && now >= v->lease_until)
+		{
+			v->writable = false;
+			snprintf(v->not_writable_reason, sizeof(v->not_writable_reason),
+					 "a majority of the voters is still to answer the new leader's heartbeat");
+		}
 		v->n_members = st.config.n_members;
 		for (i = 0; i < st.config.n_members; i++)
 		{

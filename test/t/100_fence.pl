@@ -100,7 +100,7 @@ $in2 .= "SELECT 'before';\n";
 $imposter->pump until $sout2 =~ /before/;
 is($leader->safe_psql('postgres', "SELECT raft.transfer_leadership('" . $follower->name . "')"),
 	$follower->name, 'leadership moves to the follower with the open session');
-$follower->poll_query_until('postgres', q{SELECT role = 'leader' FROM raft.status})
+$follower->poll_query_until('postgres', q{SELECT role = 'leader' AND writable FROM raft.status})
   or die 'the transfer did not happen';
 $in .= "SELECT 'after';\n";
 $session->pump until $serr =~ /FATAL/ || $sout =~ /after/;
