@@ -1219,6 +1219,8 @@ attach_origin(void)
 	CommitTransactionCommand();
 	replorigin_session_setup(origin);
 	replorigin_session_origin = origin;
+	/* the output plugin ships what other origins write, not this one's */
+	pg_atomic_write_u32(&RaftShmem->apply_origin, origin);
 }
 
 /*

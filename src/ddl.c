@@ -45,6 +45,8 @@
  *	  a constraint), CREATE TABLE AS with parameters or AS EXECUTE, tablespaces
  *	  (a directory on each instance) and subscriptions (the rows they
  *	  apply carry an origin and would never reach the other members).
+ *	  Creating or dropping a large object is refused on every member: it
+ *	  lives in catalogs, which the log does not carry (ddl_object_access).
  *
  *	  A password given to CREATE ROLE or ALTER ROLE travels as the hash
  *	  that pg_authid stores, never in clear: the statement's password
@@ -74,8 +76,10 @@
 #include "access/xact.h"
 #include "catalog/heap.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_largeobject_d.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -128,6 +132,7 @@ static const char *const ddl_settings[] = {
 #define DDL_NSETTINGS lengthof(ddl_settings)
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
+static object_access_hook_type prev_object_access = NULL;
 
 /* What becomes of a utility statement on the leader. */
 typedef enum DdlAction
@@ -782,11 +787,36 @@ ddl_process_utility(PlannedStmt *pstmt, const char *query_string,
 	ship(text, missing);
 }
 
+/*
+ * Large objects live in catalogs, which logical decoding does not carry:
+ * one created on the leader would be on no other member, and gone after
+ * a failover.  Creating or dropping one in raft.database is refused on
+ * every member, whichever way the call comes (SQL, or libpq's large
+ * object functions through the fast-path protocol, which no statement
+ * hook sees).
+ */
+static void
+ddl_object_access(ObjectAccessType access, Oid class_id, Oid object_id,
+				  int sub_id, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, class_id, object_id, sub_id, arg);
+	if (class_id != LargeObjectRelationId ||
+		(access != OAT_POST_CREATE && access != OAT_DROP) ||
+		!ships_here(PROCESS_UTILITY_TOPLEVEL))
+		return;
+	refuse("large objects",
+		   "Large objects are stored in catalogs, which the raft log does not carry: the other members would not have them.",
+		   "Store the data in a bytea column instead.");
+}
+
 void
 RaftDdlInit(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = ddl_process_utility;
+	prev_object_access = object_access_hook;
+	object_access_hook = ddl_object_access;
 }
 
 /* ----------------------------------------------------------------

@@ -18,8 +18,10 @@
  *	  where they stand among the transaction's changes.  Only tables'
  *	  rows travel: a materialized view is computed on each member.
  *
- *	  Changes that carry a replication origin were written by pg_raft's
- *	  apply worker and are filtered out, so nothing is shipped twice.
+ *	  Changes that carry the apply worker's replication origin came from
+ *	  the log and are filtered out, so nothing is shipped twice; so are
+ *	  those an extension's script wrote.  Those of other origins (another
+ *	  tool replicating into the leader) are shipped.
  *
  *	  Each callback works in a private memory context that is reset after
  *	  every change, so a transaction of any size decodes in bounded memory.
@@ -118,11 +120,24 @@ decoder_shutdown(LogicalDecodingContext *ctx)
 	MemoryContextDelete(state->txn_cxt);
 }
 
-/* Changes written by the apply worker carry an origin: never ship them. */
+/*
+ * Changes written by the apply worker (they came from the log) and by an
+ * extension's script (each member's own CREATE EXTENSION writes them) are
+ * never shipped.  Those of any other origin are: rows that arrive on the
+ * leader through another tool's replication are the leader's data.  Until
+ * the apply worker has said which origin is its own, every origin is
+ * filtered.
+ */
 static bool
 decoder_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
 {
-	return origin_id != InvalidRepOriginId;
+	RepOriginId own = RaftShmem == NULL ? InvalidRepOriginId :
+		(RepOriginId) pg_atomic_read_u32(&RaftShmem->apply_origin);
+
+	if (origin_id == InvalidRepOriginId)
+		return false;
+	return origin_id == DoNotReplicateId || own == InvalidRepOriginId ||
+		origin_id == own;
 }
 
 /*

@@ -175,6 +175,7 @@ raft_shmem_startup(void)
 		memset(RaftShmem, 0, offsetof(RaftShared, inbox_data));
 		RaftShmem->role_epoch = 1;
 		pg_atomic_init_u64(&RaftShmem->sequence_generation, 0);
+		pg_atomic_init_u32(&RaftShmem->apply_origin, 0);	/* InvalidRepOriginId */
 		RaftRingInit(&RaftShmem->inbox, RaftShmem->inbox_data, RAFT_INBOX_BYTES);
 		/* the postmaster runs in the data directory */
 		RaftShmem->member = stat(RAFT_IDENTITY_PATH, &st) == 0;
