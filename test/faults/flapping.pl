@@ -522,6 +522,18 @@ waitpid($_, 0) foreach @children;
 
 my $writable = wait_until(120, \&find_leader);
 my $writable_after = time() - $healed;
+# every member back: the leader hears from all, and all name it
+my $all_back = defined $writable && wait_until(120, sub {
+	my $leader_name = query_value($writable, 'SELECT node_name FROM raft.status') // '';
+	return 0 unless query_value($writable,
+		'SELECT count(*) = 3 AND bool_and(reachable) FROM raft.nodes');
+	return 3 == grep {
+		(query_value($_, 'SELECT leader_name FROM raft.status') // '') eq $leader_name
+	} @NODES;
+});
+my $back_after = time() - $healed;
+ok($all_back, "seed $opt{seed}: every member is back in the cluster after healing")
+  or describe_members();
 ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing")
   or describe_members();
 $writable //= 1;
@@ -577,8 +589,8 @@ my $last_term = query_value($writable, 'SELECT term FROM raft.status') // 0;
 my $terms = $last_term - $first_term;
 ok($terms <= 10 * ($cuts + $kills + 1), "seed $opt{seed}: $terms terms for $cuts cuts and $kills kills");
 
-printf "# seed %d: %d cuts%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s after healing\n",
+printf "# seed %d: %d cuts%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing\n",
   $opt{seed}, $cuts, $opt{kills} ? " and $kills leader kills" : '', $opt{duration},
-  scalar(@acked), $reads, $terms, $writable_after;
+  scalar(@acked), $reads, $terms, $writable_after, $back_after;
 print "# seed $opt{seed} failed: replay with --seed $opt{seed}\n" if $failures;
 exit($failures ? 1 : 0);
