@@ -817,6 +817,42 @@ advance_sequences(Relation rel, const char *name, const char *cond)
 }
 
 /*
+ * Makes sure the leader's table, as of the snapshot, has the columns
+ * (a list of quoted names) that t has here.  The window may hold schema
+ * changes this node has not applied yet (a member that diverged while a
+ * migration ran, say): its rows cannot then be copied into the old
+ * columns, nor the window applied to rows copied with the new ones.  The
+ * node then copies its whole data again, schema and rows, from the
+ * leader (pg_raft/recopy, as raft.recopy() asks): the apply worker does
+ * that when it starts again, after this ERROR.
+ */
+static void
+check_same_columns(PGconn *conn, const RepairTable *t, const char *columns)
+{
+	PGresult   *res = PQexec(conn,
+							 psprintf("SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)"
+									  " FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+									  " AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+									  quote_literal_cstr(t->name)));
+	bool		same = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		!PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), columns) == 0;
+	char	   *theirs = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		!PQgetisnull(res, 0, 0) ? pstrdup(PQgetvalue(res, 0, 0)) : NULL;
+
+	PQclear(res);
+	if (same)
+		return;
+	RaftStorageWriteFile(RAFT_RECOPY_FILE, "", 0);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the columns of table %s changed in the log since this node last applied it",
+					t->name),
+			 errdetail("Here: %s; on the leader: %s.", columns,
+					   theirs ? theirs : "no such table"),
+			 errhint("Rows of a transaction that never reached the log cannot be repaired across a schema change: this node copies its data again from the leader, schema and rows.")));
+}
+
+/*
  * Replaces the set's rows of t here with the leader's, read through conn
  * in the snapshot's transaction.  Adds what it did to *deleted, *copied.
  * Caller is in a transaction and has an active snapshot.
@@ -845,6 +881,7 @@ repair_table(PGconn *conn, const RepairTable *t, uint64 *deleted, uint64 *copied
 						 quote_identifier(NameStr(att->attname)));
 		attnames = lappend(attnames, makeString(pstrdup(NameStr(att->attname))));
 	}
+	check_same_columns(conn, t, columns.data);
 
 	SPI_connect();
 	if (SPI_execute(psprintf("DELETE FROM ONLY %s%s", t->name, cond), false, 0) != SPI_OK_DELETE)

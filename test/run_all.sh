@@ -20,9 +20,9 @@
 # and runs parts 1 to 3 there as that user.  Part 4 makes network
 # namespaces, which needs root: it runs only when the script is run as
 # root (as the README and CI do), with the servers as that user.
-# FAULT_SEEDS (default "1 2 3") and FAULT_SECONDS (default 60) set the
-# campaigns; FAULT_KILL_SEEDS (default "4") sets those that also kill the
-# leader a member repairs from.
+# FAULT_CAMPAIGNS sets the campaigns, each SEED:FAULT[:kills] (see
+# test/faults/flapping.pl; kills also kills the leader a member repairs
+# from), and FAULT_SECONDS (default 60) their length.
 
 set -euo pipefail
 
@@ -48,21 +48,20 @@ if [ "$(id -u)" -eq 0 ]; then
 		echo "run_all.sh: outputs kept in $scratch"
 	fi
 
-	# 4. The fault campaigns: three members in network namespaces, the
-	# leader cut off again and again under a bank workload.
+	# 4. The fault campaigns: three members in network namespaces, a fault
+	# applied and undone again and again under a bank workload.
 	logs="$(mktemp -d)"
 	trap 'rm -rf "$logs"' EXIT
-	campaigns=()
-	for seed in ${FAULT_SEEDS:-1 2 3}; do campaigns+=("$seed"); done
-	for seed in ${FAULT_KILL_SEEDS:-4}; do campaigns+=("$seed --kills"); done
-	for campaign in "${campaigns[@]}"; do
-		read -r seed kills <<< "$campaign"
+	default_campaigns="1:leader-cut 2:double 3:freeze 4:leader-cut:kills 5:freeze-worker 6:kill-all"
+	for campaign in ${FAULT_CAMPAIGNS:-$default_campaigns}; do
+		IFS=: read -r seed fault kills <<< "$campaign"
+		kills=${kills:+--kills}
 		log="$logs/faults-$seed.log"
 		echo
-		echo "=== faults: perl test/faults/flapping.pl --seed $seed --duration ${FAULT_SECONDS:-60} $kills"
+		echo "=== faults: perl test/faults/flapping.pl --seed $seed --fault $fault --duration ${FAULT_SECONDS:-60} $kills"
 		fstatus=0
-		perl "$tree/test/faults/flapping.pl" --seed "$seed" --duration "${FAULT_SECONDS:-60}" \
-			$kills --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
+		perl "$tree/test/faults/flapping.pl" --seed "$seed" --fault "$fault" \
+			--duration "${FAULT_SECONDS:-60}" $kills --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
 		ok=$(grep -c '^ok ' "$log" || true)
 		bad=$(grep -c '^not ok ' "$log" || true)
 		if [ "$fstatus" -ne 0 ] && [ "$bad" -eq 0 ]; then
