@@ -52,7 +52,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	# applied and undone again and again under a bank workload.
 	logs="$(mktemp -d)"
 	trap 'rm -rf "$logs"' EXIT
-	default_campaigns="1:leader-cut 2:double 3:freeze 4:leader-cut:kills 5:freeze-worker 6:kill-all"
+	default_campaigns="1:leader-cut 2:leader-cut 3:freeze 4:leader-cut:kills 5:freeze-worker 6:kill-all"
 	for campaign in ${FAULT_CAMPAIGNS:-$default_campaigns}; do
 		IFS=: read -r seed fault kills <<< "$campaign"
 		kills=${kills:+--kills}

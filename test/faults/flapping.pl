@@ -1,16 +1,29 @@
 #!/usr/bin/perl
 #
 # test/faults/flapping.pl: three pg_raft members in network namespaces of
-# their own, a bank workload, and the leader cut off and healed again and
+# their own, a bank workload, and a fault applied and undone again and
 # again.  Checks the promises that faults test: nothing acknowledged is
 # lost, reads always see a consistent total, one leader per term, a
-# bounded number of terms, and after healing every member converges and
-# the cluster takes writes.
+# bounded number of terms, and after healing every member is back,
+# converges, and the cluster takes writes.
 #
 # Usage, as root (the servers run as the unprivileged USER):
 #
 #	perl test/faults/flapping.pl [--seed N] [--duration S] [--period S]
-#		[--kills] [--user USER] [--keep]
+#		[--fault KIND] [--kills] [--user USER] [--keep]
+#
+# The fault, each round, for about a period (the seed decides the jitter):
+#
+#	leader-cut		(the default) the leader's link is down
+#	follower-cut	a follower's link is down
+#	freeze			the leader's whole instance is stopped (SIGSTOP of the
+#					postmaster and its children), as a paused virtual
+#					machine is, for two periods
+#	freeze-worker	only the leader's raft worker is stopped, as long
+#	kill-all		every member's postmaster is killed (kill -9) at once,
+#					then all start again
+#	double			the leader is cut off, and the member that leads next
+#					is cut off too before the first is back
 #
 # With --kills, each round also kills (kill -9) the postmaster of the
 # member that leads once the cut-off one is back and repairs from it, and
@@ -39,9 +52,14 @@ use POSIX qw(:sys_wait_h);
 use File::Spec;
 use Time::HiRes qw(time sleep);
 
-my %opt = (seed => 1, duration => 60, period => 1.5, user => 'pgraft');
-GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'kills', 'user=s', 'keep', 'inner=s')
-  or die "usage: $0 [--seed N] [--duration S] [--period S] [--kills] [--user USER] [--keep]\n";
+my %opt = (seed => 1, duration => 60, period => 1.5, user => 'pgraft',
+	fault => 'leader-cut');
+my %FAULTS = map { $_ => 1 } qw(leader-cut follower-cut freeze freeze-worker kill-all double);
+GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'fault=s', 'kills', 'user=s', 'keep',
+	'inner=s')
+  && $FAULTS{ $opt{fault} }
+  or die "usage: $0 [--seed N] [--duration S] [--period S] [--fault "
+  . join('|', sort keys %FAULTS) . "] [--kills] [--user USER] [--keep]\n";
 
 my $SUBNET = '10.213.0';
 my $HUB = 'pgrhub';
@@ -75,7 +93,7 @@ if (!defined $opt{inner})
 	teardown_network();
 	setup_network();
 	my $status = system('ip', 'netns', 'exec', $HUB, $^X, File::Spec->rel2abs($0),
-		'--inner', $base, (map { ("--$_", $opt{$_}) } qw(seed duration period user)),
+		'--inner', $base, (map { ("--$_", $opt{$_}) } qw(seed duration period user fault)),
 		($opt{kills} ? ('--kills') : ()));
 	stop_servers($base);
 	teardown_network();
@@ -412,6 +430,80 @@ sub cut
 	return;
 }
 
+my %frozen;
+
+# freeze(I, SIGNAL, WORKER): stops or continues member I's whole instance
+# (the postmaster and every process it started: each is a process group
+# of its own), or only its raft worker.
+sub freeze
+{
+	my ($i, $signal, $worker) = @_;
+	if ($signal eq 'STOP')
+	{
+		my @pids;
+		if ($worker)
+		{
+			@pids = (query_value($i, 'SELECT worker_pid FROM raft.status') // ());
+		}
+		elsif (open(my $pidfile, '<', "$base/n$i/postmaster.pid"))
+		{
+			my $pid = <$pidfile>;
+			close($pidfile);
+			chomp $pid;
+			@pids = ($pid, split(' ', `pgrep -P $pid`));
+		}
+		$frozen{$i} = \@pids;
+	}
+	kill $signal, @{ $frozen{$i} // [] };
+	delete $frozen{$i} if $signal eq 'CONT';
+	return;
+}
+
+# fault(LEADER, SECONDS): one round of the campaign's fault, undone after
+# SECONDS.
+sub fault
+{
+	my ($leader, $seconds) = @_;
+	my @followers = grep { $_ != $leader } @NODES;
+	if ($opt{fault} eq 'leader-cut' || $opt{fault} eq 'follower-cut')
+	{
+		my $i = $opt{fault} eq 'leader-cut' ? $leader : $followers[ int(rand(2)) ];
+		cut($i, 'down');
+		sleep($seconds);
+		cut($i, 'up');
+	}
+	elsif ($opt{fault} eq 'freeze' || $opt{fault} eq 'freeze-worker')
+	{
+		# twice as long: the others' election timers must run out
+		my $worker = $opt{fault} eq 'freeze-worker';
+		freeze($leader, 'STOP', $worker);
+		sleep(2 * $seconds);
+		freeze($leader, 'CONT', $worker);
+	}
+	elsif ($opt{fault} eq 'kill-all')
+	{
+		kill_node($_) foreach @NODES;
+		sleep($seconds);
+		start_again($_) foreach @NODES;
+	}
+	elsif ($opt{fault} eq 'double')
+	{
+		# the second fault starts before the cluster has recovered from
+		# the first: as soon as another member leads
+		cut($leader, 'down');
+		my $second = wait_until($seconds * 2, sub {
+			my $l = find_leader();
+			return defined $l && $l != $leader ? $l : undef;
+		});
+		cut($second, 'down') if defined $second;
+		sleep($seconds);
+		cut($leader, 'up');
+		sleep($seconds / 2);
+		cut($second, 'up') if defined $second;
+	}
+	return;
+}
+
 sub read_lines
 {
 	my ($file) = @_;
@@ -482,7 +574,7 @@ spawn(sub { writer($_, $deadline) }) foreach (1, 2);
 spawn(sub { reader($_, $deadline) }) foreach @NODES;
 spawn(sub { monitor($deadline) });
 
-# cut the leader off, heal, again and again; the seed decides the jitter
+# apply the fault, undo it, again and again; the seed decides the jitter
 srand($opt{seed});
 my $cuts = 0;
 my $kills = 0;
@@ -492,10 +584,8 @@ while (time() < $deadline - $opt{period})
 	my $jitter = 0.7 + rand(0.6);
 	if (defined $leader)
 	{
-		cut($leader, 'down');
+		fault($leader, $opt{period} * $jitter);
 		$cuts++;
-		sleep($opt{period} * $jitter);
-		cut($leader, 'up');
 	}
 	if ($opt{kills} && defined $leader)
 	{
@@ -514,6 +604,10 @@ while (time() < $deadline - $opt{period})
 	sleep($opt{period} * (1.4 - $jitter + 0.3));
 }
 cut($_, 'up') foreach @NODES;
+if ($opt{fault} =~ /^freeze/)
+{
+	freeze($_, 'CONT', $opt{fault} eq 'freeze-worker') foreach @NODES;
+}
 my $healed = time();
 waitpid($_, 0) foreach @children;
 @children = ();
@@ -532,9 +626,9 @@ my $all_back = defined $writable && wait_until(120, sub {
 	} @NODES;
 });
 my $back_after = time() - $healed;
-ok($all_back, "seed $opt{seed}: every member is back in the cluster after healing")
-  or describe_members();
 ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing")
+  or describe_members();
+ok($all_back, "seed $opt{seed}: every member is back in the cluster after healing")
   or describe_members();
 $writable //= 1;
 safe_do($writable, 'INSERT INTO transfers VALUES (0, 1, 1, 0)');
@@ -587,10 +681,10 @@ ok(!@two, "seed $opt{seed}: at most one leader per term") or print "# @two\n";
 
 my $last_term = query_value($writable, 'SELECT term FROM raft.status') // 0;
 my $terms = $last_term - $first_term;
-ok($terms <= 10 * ($cuts + $kills + 1), "seed $opt{seed}: $terms terms for $cuts cuts and $kills kills");
+ok($terms <= 10 * ($cuts + $kills + 1), "seed $opt{seed}: $terms terms for $cuts faults and $kills kills");
 
-printf "# seed %d: %d cuts%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing\n",
-  $opt{seed}, $cuts, $opt{kills} ? " and $kills leader kills" : '', $opt{duration},
+printf "# seed %d: %d %s faults%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing\n",
+  $opt{seed}, $cuts, $opt{fault}, $opt{kills} ? " and $kills leader kills" : '', $opt{duration},
   scalar(@acked), $reads, $terms, $writable_after, $back_after;
 print "# seed $opt{seed} failed: replay with --seed $opt{seed}\n" if $failures;
 exit($failures ? 1 : 0);
