@@ -393,8 +393,8 @@ static void
 fence_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	fence_statement();
-	if (!fenced_here && MyBackendType == B_BACKEND && RaftShmem != NULL &&
-		RaftShmem->member && database_replicated())
+	if (!fenced_here && !fence_exempt() && RaftShmem->member &&
+		database_replicated())
 		check_replica_identity(queryDesc);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
