@@ -22,7 +22,7 @@
 #        the leader's commit_index; figure: pgbench transactions applied
 #        per second, from the restart and from the first entry applied
 #        (the leader reaches the follower only after its reconnection
-#        backoff, up to 5 s).  This runs first, on a young log: the leader
+#        backoff, up to 0.5 s).  This runs first, on a young log: the leader
 #        compacts entries an absent member still needs once its log passes
 #        16K entries or 16 MB, and the follower could not catch up then;
 #      - TPS and latency on the leader, then every follower applies the

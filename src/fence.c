@@ -94,7 +94,6 @@ typedef struct FenceState
 {
 	bool		fenced;			/* not writable: new writes are refused */
 	bool		lease_over;		/* writable, but its lease ran out: the same */
-	bool		may_commit;		/* transactions that wrote may commit */
 	uint64		epoch;
 	bool		leader_known;
 	char		leader_name[RAFT_NAME_BYTES];
@@ -117,12 +116,8 @@ read_fence_state(FenceState *fs)
 	 * A lease that runs out refuses writes without changing the role: it
 	 * may come back with the next heartbeat's answers.
 	 */
-	fs->lease_over = RaftShmem->member && now >= RaftShmem->view.lease_until;
-	/* a leader that hands over lets running transactions commit first */
-	fs->may_commit = !RaftShmem->member ||
-		(RaftShmem->view.configured && !fs->lease_over &&
-		 (RaftShmem->view.writable || RaftShmem->view.draining));
-	fs->lease_over &= !fs->fenced;
+	fs->lease_over = RaftShmem->member && !fs->fenced &&
+		now >= RaftShmem->view.lease_until;
 	fs->epoch = RaftShmem->role_epoch;
 	fs->leader_known = RaftShmem->view.configured &&
 		RaftShmem->view.leader_conninfo[0] != '\0' &&
@@ -452,7 +447,6 @@ fence_two_phase(Node *stmt)
 static void
 fence_xact_callback(XactEvent event, void *arg)
 {
-	FenceState	fs;
 	bool		other_database;
 
 	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE)
@@ -470,10 +464,9 @@ fence_xact_callback(XactEvent event, void *arg)
 		strlcpy(fenced_database_name, own_database_name(), NAMEDATALEN);
 	else
 	{
-		if (!database_replicated())
-			return;
-		read_fence_state(&fs);
-		if (fs.may_commit)
+		/* on every commit of the leader: no lock */
+		if (!database_replicated() ||
+			GetCurrentTimestamp() < (TimestampTz) pg_atomic_read_u64(&RaftShmem->commits_until))
 			return;
 	}
 	fenced_here = true;

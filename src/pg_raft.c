@@ -176,6 +176,7 @@ raft_shmem_startup(void)
 		RaftShmem->role_epoch = 1;
 		pg_atomic_init_u64(&RaftShmem->sequence_generation, 0);
 		pg_atomic_init_u32(&RaftShmem->apply_origin, 0);	/* InvalidRepOriginId */
+		pg_atomic_init_u64(&RaftShmem->commits_until, 0);
 		RaftRingInit(&RaftShmem->inbox, RaftShmem->inbox_data, RAFT_INBOX_BYTES);
 		/* the postmaster runs in the data directory */
 		RaftShmem->member = stat(RAFT_IDENTITY_PATH, &st) == 0;

@@ -277,6 +277,12 @@ typedef struct RaftShared
 	pg_atomic_uint64 sequence_generation;
 	/* the apply worker's replication origin; 0 until it has started */
 	pg_atomic_uint32 apply_origin;
+	/*
+	 * Until when a transaction that wrote may commit here: the view's
+	 * lease_until while the node takes writes or hands over, else 0.
+	 * Read without the lock on every commit (fence.c).
+	 */
+	pg_atomic_uint64 commits_until;
 
 	/* messages that raft.deliver() queued for the worker */
 	RaftRing	inbox;

@@ -2029,6 +2029,9 @@ publish_view(void)
 		(!RaftShmem->member || (v->configured && v->writable)))
 		RaftShmem->role_epoch++;
 	memcpy(&RaftShmem->view, v, sizeof(RaftView));
+	pg_atomic_write_u64(&RaftShmem->commits_until,
+						v->configured && (v->writable || v->draining) ?
+						(uint64) v->lease_until : 0);
 	LWLockRelease(RaftShmem->lock);
 
 	/*
