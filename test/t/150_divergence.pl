@@ -35,15 +35,11 @@ my $files_before = $leader->safe_psql('postgres',
 	q{SELECT pg_relation_filenode('t') || ' ' || pg_relation_filenode('other.u')});
 
 # The leader's raft worker stops: the next transaction can commit on the
-# leader (synchronous_commit = local) but never becomes an entry.
-my $worker = $leader->safe_psql('postgres', 'SELECT worker_pid FROM raft.status');
-kill 'STOP', $worker;
-is($leader->safe_psql('postgres',
-		q{SET synchronous_commit = local; INSERT INTO t VALUES (2, 'only on the old leader'); SELECT 'committed'}),
+# leader (synchronous_commit = local) but never becomes an entry; then
+# the leader dies.
+is(RaftCluster::commit_then_die($leader,
+		q{INSERT INTO t VALUES (2, 'only on the old leader'); SELECT 'committed'}),
 	'committed', 'the leader commits locally without waiting for the log');
-$leader->kill9;
-# and it dies stopped: resumed, it would still ship what it had
-kill 'KILL', $worker;
 my $new = RaftCluster::wait_for_leader(@followers);
 # the client retries the transaction it got no answer for: the same key
 # as the diverged row, which the old leader must not meet while it holds it

@@ -98,6 +98,21 @@ sub restart_after_kill9
 	die 'could not restart ' . $node->name;
 }
 
+# commit_then_die(LEADER, SQL): LEADER's raft worker stops, SQL commits on
+# LEADER alone (synchronous_commit = local) and never becomes an entry,
+# then LEADER dies (kill -9), the worker still stopped: resumed, it would
+# ship what it had.  Returns what SQL printed.
+sub commit_then_die
+{
+	my ($leader, $sql) = @_;
+	my $worker = $leader->safe_psql('postgres', 'SELECT worker_pid FROM raft.status');
+	kill 'STOP', $worker;
+	my $out = $leader->safe_psql('postgres', "SET synchronous_commit = local; $sql");
+	$leader->kill9;
+	kill 'KILL', $worker;
+	return $out;
+}
+
 # status(NODE): raft.status of NODE as a hash (empty if it is down).
 sub status
 {
