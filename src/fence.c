@@ -4,12 +4,14 @@
  *	  One writer: only the raft leader accepts writes.
  *
  * NOTES
- *	  Runs in client backends.  A node that belongs to a cluster and is not
- *	  its leader (a follower, a candidate, a learner, or a leader that lost
- *	  its majority and stepped down) is *fenced*: every statement it runs
- *	  executes in a read-only transaction, so PostgreSQL itself refuses
- *	  INSERT, UPDATE, DELETE, MERGE, COPY FROM, TRUNCATE, DDL, nextval()
- *	  and the rest, and the error's hint names the leader and its conninfo.
+ *	  Runs in client backends, replication connections that run SQL, and
+ *	  background workers other than pg_raft's own.  A node that belongs to
+ *	  a cluster and is not its leader (a follower, a candidate, a learner,
+ *	  or a leader that lost its majority and stepped down) is *fenced*:
+ *	  every statement it runs executes in a read-only transaction, so
+ *	  PostgreSQL itself refuses INSERT, UPDATE, DELETE, MERGE, COPY FROM,
+ *	  TRUNCATE, DDL, nextval() and the rest, and the error's hint names
+ *	  the leader and its conninfo.
  *
  *	  A session that starts on a fenced node reports
  *	  default_transaction_read_only = on, so that libpq's
@@ -35,8 +37,19 @@
  *	  COMMIT waits for synchronous replication on a node that is fenced
  *	  (RaftFenceEndSyncWaiters).
  *
+ *	  The view's flag is not enough on its own: the worker that sets it may
+ *	  be cut off or stalled.  A leader takes writes only while its lease
+ *	  runs (worker.c, lease_until), compared with the clock when a
+ *	  statement begins and again before a transaction that wrote commits
+ *	  or prepares (fence_xact_callback), which also catches what no
+ *	  statement hook sees: fast-path calls, background workers that write
+ *	  without the executor's entry point.  PREPARE TRANSACTION and COMMIT
+ *	  PREPARED, which PostgreSQL allows in a read-only transaction, are
+ *	  refused on a fenced node.
+ *
  *	  The role is read from the raft worker's published view in shared
- *	  memory (RaftShmem->view, role_epoch), under the shared lock.
+ *	  memory (RaftShmem->view, role_epoch), under the shared lock; the
+ *	  commit-time check reads RaftShmem->commits_until, without it.
  *
  *-------------------------------------------------------------------------
  */
