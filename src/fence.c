@@ -258,13 +258,24 @@ fence_exempt(void)
 	return restoring_copy();
 }
 
-/* The database this process works in; NULL if none.  In a transaction. */
-static const char *
-own_database_name(void)
+/*
+ * Whether this process works in a database that is fenced whatever the
+ * role (database_fenced); if so, remembers its name for the error's hint.
+ * In a transaction: a background worker's database is looked up.
+ */
+static bool
+in_fenced_database(void)
 {
+	const char *dbname;
+
 	if (MyProcPort != NULL)
-		return MyProcPort->database_name;
-	return OidIsValid(MyDatabaseId) ? get_database_name(MyDatabaseId) : NULL;
+		dbname = MyProcPort->database_name;
+	else
+		dbname = OidIsValid(MyDatabaseId) ? get_database_name(MyDatabaseId) : NULL;
+	if (!database_fenced(dbname))
+		return false;
+	strlcpy(fenced_database_name, dbname, NAMEDATALEN);
+	return true;
 }
 
 /*
@@ -281,9 +292,8 @@ fence_statement(void)
 	fenced_database = false;
 	if (fence_exempt())
 		return;
-	if (database_fenced(own_database_name()))
+	if (in_fenced_database())
 	{
-		strlcpy(fenced_database_name, own_database_name(), NAMEDATALEN);
 		XactReadOnly = true;
 		fenced_here = true;
 		fenced_database = true;
@@ -472,10 +482,8 @@ fence_xact_callback(XactEvent event, void *arg)
 		RaftShmem == NULL || !RaftShmem->member || fence_exempt() ||
 		!transaction_wrote())
 		return;
-	other_database = database_fenced(own_database_name());
-	if (other_database)
-		strlcpy(fenced_database_name, own_database_name(), NAMEDATALEN);
-	else
+	other_database = in_fenced_database();
+	if (!other_database)
 	{
 		/* on every commit of the leader: no lock */
 		if (!database_replicated() ||
@@ -624,6 +632,27 @@ RaftFenceSyncWaiters(void)
 }
 
 /*
+ * The next client session after position *i (from 0) in this backend's
+ * snapshot of the sessions' reported states, or NULL at the end.  The
+ * caller clears the snapshot before the first call, for a fresh one, and
+ * after the last.
+ */
+static LocalPgBackendStatus *
+next_client_session(int *i)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+
+	while (++*i <= n)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(*i);
+
+		if (local != NULL && local->backendStatus.st_backendType == B_BACKEND)
+			return local;
+	}
+	return NULL;
+}
+
+/*
  * Whether a client session runs a statement that began before
  * began_before.  A leader that hands its leadership over waits for none
  * to be left (worker.c): one that began while the node took writes may
@@ -634,22 +663,17 @@ bool
 RaftFenceStatementsRunning(TimestampTz began_before, Latch *requester)
 {
 	bool		found = false;
-	int			n;
-	int			i;
+	LocalPgBackendStatus *local;
+	int			i = 0;
 
 	pgstat_clear_backend_activity_snapshot();
-	n = pgstat_fetch_stat_numbackends();
-	for (i = 1; i <= n && !found; i++)
+	while (!found && (local = next_client_session(&i)) != NULL)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-		PgBackendStatus *be;
+		PgBackendStatus *be = &local->backendStatus;
 		PGPROC	   *proc;
 
-		if (local == NULL)
-			continue;
-		be = &local->backendStatus;
 		/* the members' own connections (raft.deliver) write nothing */
-		if (be->st_backendType != B_BACKEND || be->st_state != STATE_RUNNING ||
+		if (be->st_state != STATE_RUNNING ||
 			be->st_activity_start_timestamp >= began_before ||
 			strncmp(be->st_appname, "pg_raft", 7) == 0)
 			continue;
@@ -697,22 +721,16 @@ RaftFenceInit(void)
 void
 RaftFenceEndIdleTransactions(TimestampTz began_before)
 {
-	int			n;
-	int			i;
+	LocalPgBackendStatus *local;
+	int			i = 0;
 
 	pgstat_clear_backend_activity_snapshot();
-	n = pgstat_fetch_stat_numbackends();
-	for (i = 1; i <= n; i++)
+	while ((local = next_client_session(&i)) != NULL)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-		PgBackendStatus *be;
+		PgBackendStatus *be = &local->backendStatus;
 		PGPROC	   *proc;
 
-		if (local == NULL)
-			continue;
-		be = &local->backendStatus;
-		if (be->st_backendType != B_BACKEND ||
-			be->st_state != STATE_IDLEINTRANSACTION ||
+		if (be->st_state != STATE_IDLEINTRANSACTION ||
 			!TransactionIdIsValid(local->backend_xid) ||
 			(began_before != 0 && be->st_xact_start_timestamp >= began_before))
 			continue;

@@ -129,7 +129,6 @@ typedef struct RaftView
 	uint64		log_bytes;
 	bool		writable;		/* leader, caught up, its changes captured */
 	TimestampTz lease_until;	/* ... and it may take writes alone until then */
-	bool		draining;		/* leads, and hands over: commits still go */
 	bool		serves_copies;	/* ... except that too few hold the log's data */
 	char		not_writable_reason[RAFT_ERROR_BYTES];
 	TimestampTz updated;

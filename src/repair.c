@@ -834,13 +834,11 @@ check_same_columns(PGconn *conn, const RepairTable *t, const char *columns)
 									  " FROM pg_attribute WHERE attrelid = to_regclass(%s)"
 									  " AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
 									  quote_literal_cstr(t->name)));
-	bool		same = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		!PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), columns) == 0;
 	char	   *theirs = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		!PQgetisnull(res, 0, 0) ? pstrdup(PQgetvalue(res, 0, 0)) : NULL;
 
 	PQclear(res);
-	if (same)
+	if (theirs != NULL && strcmp(theirs, columns) == 0)
 		return;
 	RaftStorageWriteFile(RAFT_RECOPY_FILE, "", 0);
 	ereport(ERROR,

@@ -1941,6 +1941,7 @@ publish_view(void)
 	raft_status st;
 	uint32		i;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz commits_until = 0;
 	int64		contact_window_us = (int64) raft_election_timeout_ms * 1000;
 
 	v->configured = W.configured;
@@ -1972,7 +1973,6 @@ publish_view(void)
 									sizeof(v->not_writable_reason),
 									&v->serves_copies);
 		v->lease_until = lease_until(&st);
-		v->draining = draining(&st);
 		/*
 		 * Writable only with a lease: sessions that start now must not
 		 * find writes refused.  One that runs out later refuses writes
@@ -1984,6 +1984,9 @@ publish_view(void)
 			snprintf(v->not_writable_reason, sizeof(v->not_writable_reason),
 					 "a majority of the voters is still to answer the new leader's heartbeat");
 		}
+		/* a leader that hands over lets running transactions commit */
+		if (v->writable || draining(&st))
+			commits_until = v->lease_until;
 		v->n_members = st.config.n_members;
 		for (i = 0; i < st.config.n_members; i++)
 		{
@@ -2029,9 +2032,7 @@ publish_view(void)
 		(!RaftShmem->member || (v->configured && v->writable)))
 		RaftShmem->role_epoch++;
 	memcpy(&RaftShmem->view, v, sizeof(RaftView));
-	pg_atomic_write_u64(&RaftShmem->commits_until,
-						v->configured && (v->writable || v->draining) ?
-						(uint64) v->lease_until : 0);
+	pg_atomic_write_u64(&RaftShmem->commits_until, (uint64) commits_until);
 	LWLockRelease(RaftShmem->lock);
 
 	/*
