@@ -58,6 +58,8 @@
 #define CAPTURE_FEEDBACK_MS 1000
 /* how long a slot creation may wait for transactions before idle ones end */
 #define CAPTURE_IDLE_GRACE_MS 1000
+/* failures in a row, with nothing flushed between them, that make it stuck */
+#define CAPTURE_STUCK_FAILURES 3
 /* read at most this much per turn of the worker's loop */
 #define CAPTURE_READ_BUDGET_BYTES (4 * 1024 * 1024)
 
@@ -95,6 +97,8 @@ typedef struct Capture
 	TimestampTz retry_at;
 	TimestampTz idle_check_at;	/* next look for sessions holding it up */
 	char		problem[RAFT_ERROR_BYTES];
+	int			failures;		/* in a row, with nothing flushed between */
+	XLogRecPtr	failed_flushed; /* flushed at the last failure */
 
 	uint64		term;			/* the leadership we capture for; 0 none */
 	uint64		slot_term;		/* the term the slot was created in */
@@ -141,6 +145,10 @@ capture_fail(const char *what)
 	char		problem[RAFT_ERROR_BYTES];
 	const char *why = C.conn ? PQerrorMessage(C.conn) : "";
 
+	if (C.flushed > C.failed_flushed)
+		C.failures = 0;
+	C.failures++;
+	C.failed_flushed = C.flushed;
 	snprintf(problem, sizeof(problem), "%s: %s", what, why);
 	/* libpq messages end with a newline */
 	if (problem[0] != '\0' && problem[strlen(problem) - 1] == '\n')
@@ -182,6 +190,8 @@ capture_reset(void)
 	C.reported = InvalidXLogRecPtr;
 	C.retry_at = 0;
 	C.problem[0] = '\0';
+	C.failures = 0;
+	C.failed_flushed = InvalidXLogRecPtr;
 	if (C.cxt != NULL)
 		MemoryContextReset(C.cxt);
 	C.piece = NULL;
@@ -749,6 +759,18 @@ bool
 RaftCaptureDrained(void)
 {
 	return RaftCaptureStreaming() && C.state == CAPTURE_STREAMING && idle_stream();
+}
+
+/*
+ * Whether capture failed again and again in this leadership with nothing
+ * flushed in between: the stream stops at a change it cannot ship
+ * (decoder.c), or the local server refuses it.  It may never work on this
+ * node, and commits wait for it: the raft worker hands leadership over.
+ */
+bool
+RaftCaptureStuck(void)
+{
+	return C.term != 0 && C.failures >= CAPTURE_STUCK_FAILURES;
 }
 
 /*

@@ -347,6 +347,7 @@ extern void RaftCapturePoll(uint64 commit_index);
 extern bool RaftCaptureStreaming(void);
 extern bool RaftCaptureDrained(void);
 extern const char *RaftCaptureProblem(void);
+extern bool RaftCaptureStuck(void);
 extern char *RaftLocalSocketDirectory(void);
 extern void RaftCaptureAddWaitEvents(WaitEventSet *set);
 extern int	RaftCaptureSocketCount(void);

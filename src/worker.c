@@ -148,6 +148,8 @@ typedef struct RaftWorker
 	TimestampTz idle_ended_at;	/* when it last ended idle write transactions */
 	uint64		handover_term;	/* leadership handed over in this term */
 	uint64		settled_term;	/* no slot of an earlier leadership is left */
+	TimestampTz leaderless_since;	/* since when no leader was heard, or 0 */
+	bool		said_unsettled_campaign;	/* in this leaderless spell */
 
 	/*
 	 * A leadership transfer of drain_term waits, fenced, until the commits
@@ -1473,6 +1475,45 @@ apply_stuck(void)
 }
 
 /*
+ * Whether this node leads, or heard from the leader it follows within an
+ * election timeout.  A follower that holds its campaigns goes on naming
+ * the leader it last heard from, however long ago.
+ */
+static bool
+leader_heard(const raft_status *st)
+{
+	MemberTrack *t;
+
+	if (st->leader == W.node_id)
+		return true;
+	if (st->leader == RAFT_NO_NODE)
+		return false;
+	t = member_track(st->leader);
+	return t != NULL && t->last_contact != 0 &&
+		GetCurrentTimestamp() - t->last_contact <= (int64) raft_election_timeout_ms * 1000;
+}
+
+/*
+ * Whether a member whose old slot waits to be settled may campaign: once
+ * it has heard from no leader for two election timeouts.  Until then it
+ * leaves elections to members that hold the log's data.  But its slot
+ * settles only under a leader, and there may be no such member within
+ * reach: the other members may hold unsettled slots too, or be repairing.
+ * The data-majority rule (leader_has_data_majority) means that such a
+ * slot seldom holds diverged transactions; one that led while too few
+ * held the log's data took no writes.  Elected, it settles its slot as a
+ * leader (apply.c), and then either serves the others' repairs or, if it
+ * did diverge, hands leadership to a member that settled meanwhile.
+ */
+static bool
+old_slot_may_campaign(void)
+{
+	return W.leaderless_since != 0 &&
+		TimestampDifferenceExceeds(W.leaderless_since, GetCurrentTimestamp(),
+								   2 * raft_election_timeout_ms);
+}
+
+/*
  * Tells the core and the other members whether this node's data is the
  * log's.  A node whose data is not starts no election of its own (a
  * member that could lead should), and reports nothing applied in its
@@ -1486,6 +1527,8 @@ report_data_state(void)
 	raft_status st;
 	bool		clean;
 	bool		resyncing;
+	bool		stuck;
+	bool		hold;
 	uint32		voters = 0;
 	uint32		i;
 
@@ -1496,11 +1539,31 @@ report_data_state(void)
 	clean = holds_log_data(&st, resyncing);
 	for (i = 0; i < st.config.n_members; i++)
 		voters += st.progress[i].voter ? 1 : 0;
+	if (leader_heard(&st))
+	{
+		W.leaderless_since = 0;
+		W.said_unsettled_campaign = false;
+	}
+	else if (W.leaderless_since == 0)
+		W.leaderless_since = GetCurrentTimestamp();
 	/*
 	 * The only voter settles its old slot as a leader, or never.  A member
-	 * whose apply is stuck would lead a cluster that takes no writes.
+	 * whose apply is stuck would lead a cluster that takes no writes.  One
+	 * whose old slot waits stands back, for a while (old_slot_may_campaign).
 	 */
-	raft_hold_campaigns(W.r, resyncing || ((!clean || apply_stuck()) && voters > 1));
+	stuck = voters > 1 && apply_stuck();
+	hold = resyncing || stuck || (voters > 1 && !clean);
+	if (hold && !resyncing && !stuck && old_slot_may_campaign())
+	{
+		hold = false;
+		if (!W.said_unsettled_campaign)
+			ereport(LOG,
+					(errmsg("pg_raft stands for election although the replication slot of its earlier leadership is not settled yet"),
+					 errdetail("No leader has been heard from for %d ms; the slot is settled once a leader is known, this node or another.",
+							   2 * raft_election_timeout_ms)));
+		W.said_unsettled_campaign = true;
+	}
+	raft_hold_campaigns(W.r, hold);
 	RaftTransportSetApplied(clean ? apply_done_index() : 0);
 }
 
@@ -1611,11 +1674,31 @@ old_slot_settled(uint64 term)
 }
 
 /*
+ * Hands leadership to the most up-to-date voter that holds the log's data,
+ * if there is one; says why once per term.
+ */
+static void
+hand_over(const raft_status *st, const char *why)
+{
+	raft_id_t	target = handover_target(st);
+
+	if (st->transfer_target == RAFT_NO_NODE && target != RAFT_NO_NODE &&
+		raft_transfer_leadership(W.r, target) == RAFT_OK &&
+		W.handover_term != st->term)
+	{
+		W.handover_term = st->term;
+		ereport(LOG,
+				(errmsg("pg_raft hands its leadership over: %s", why)));
+	}
+}
+
+/*
  * Starts capturing the node's transactions when it leads, stops when it
  * no longer does, and remembers where each leadership began: a new leader
  * accepts writes only once it applied every entry before its own first.
- * A leader whose data is being copied again (apply.c) could never take
- * writes: it hands leadership to the most up-to-date voter instead.
+ * A leader whose data is being copied again (apply.c), whose apply fails
+ * again and again, or whose capture does, could never take writes: it
+ * hands leadership to the most up-to-date voter instead.
  */
 static void
 follow_leadership(void)
@@ -1644,18 +1727,8 @@ follow_leadership(void)
 	stuck = !resyncing && apply_stuck();
 	if (resyncing || stuck)
 	{
-		raft_id_t	target = handover_target(&st);
-
-		if (st.transfer_target == RAFT_NO_NODE && target != RAFT_NO_NODE &&
-			raft_transfer_leadership(W.r, target) == RAFT_OK &&
-			W.handover_term != st.term)
-		{
-			W.handover_term = st.term;
-			ereport(LOG,
-					(errmsg("pg_raft hands its leadership over: %s",
-							stuck ? "this node fails to apply the log (see raft.status.apply_error)" :
-							"this node's data is being copied again")));
-		}
+		hand_over(&st, stuck ? "this node fails to apply the log (see raft.status.apply_error)" :
+				  "this node's data is being copied again");
 		RaftCaptureStop();
 		return;
 	}
@@ -1663,6 +1736,10 @@ follow_leadership(void)
 		return;
 	RaftCaptureRun(st.term, W.node_id, propose_data);
 	RaftCapturePoll(st.commit_index);
+	/* its commits wait for a capture that may never work here */
+	if (RaftCaptureStuck())
+		hand_over(&st, psprintf("this node cannot capture its changes: %s",
+								RaftCaptureProblem()));
 }
 
 /*
