@@ -47,10 +47,12 @@ INSERT INTO dec_pk VALUES (11, 'eleven', 1, NULL, NULL, NULL);
 COMMIT;
 SELECT * FROM dec_show();
 
--- A table without a replica identity: inserts and updates replicate,
--- deletes cannot (the leader will refuse them).
+-- A table without a replica identity (the leader refuses its updates and
+-- deletes): read with SQL, a delete says that it does not know its row;
+-- capture, through a walsender, stops at it with an error instead.
 INSERT INTO dec_nokey VALUES (1, 'a');
 UPDATE dec_nokey SET b = 'b';
+DELETE FROM dec_nokey;
 SELECT * FROM dec_show();
 
 -- An UPDATE that does not touch a TOASTed value leaves it out.

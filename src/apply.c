@@ -505,6 +505,28 @@ find_row(ApplyTarget *t, const ApplyRelation *r, TupleTableSlot *key,
 	return false;
 }
 
+/*
+ * A delete that does not say which row it removed comes only from a slot
+ * read with SQL (decoder.c): a transaction that never reached the log
+ * deleted from a table without a replica identity.  Its repair copies the
+ * whole table.  Anywhere else it is an error.
+ */
+static void
+unidentified_delete(ApplyState *state, ApplyRelation *r)
+{
+	Relation	rel;
+
+	if (!state->collect)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("cannot apply a delete from %s that does not say which row it removes",
+						r->name),
+				 errdetail("Capture never ships such a delete into the raft log.")));
+	rel = table_open(r->localid, RowExclusiveLock);
+	RaftRepairCollectRow(rel, NULL, NULL);
+	table_close(rel, NoLock);
+}
+
 static void
 apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 {
@@ -513,6 +535,11 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 	TupleTableSlot *keyslot;
 	TupleTableSlot *local;
 
+	if (m->kind == CHG_DELETE && m->old_kind == '-')
+	{
+		unidentified_delete(state, r);
+		return;
+	}
 	target_open(&t, r->localid);
 	newslot = table_slot_create(t.rel, &t.estate->es_tupleTable);
 	keyslot = table_slot_create(t.rel, &t.estate->es_tupleTable);

@@ -12,7 +12,9 @@
  *	  transaction), each truncate, the commit.  Values travel in their
  *	  type's binary send format when it has one, as text otherwise; old
  *	  rows carry what the table's replica identity says (the key columns,
- *	  or the whole row with REPLICA IDENTITY FULL).
+ *	  or the whole row with REPLICA IDENTITY FULL).  A change that does not
+ *	  say which row it changes is never skipped: capture stops at it with
+ *	  an error (refuse_unidentified).
  *
  *	  Schema changes arrive as logical messages (ddl.c) and are passed on
  *	  where they stand among the transaction's changes.  Only tables'
@@ -37,6 +39,7 @@
 #include "nodes/bitmapset.h"
 #include "replication/logical.h"
 #include "replication/origin.h"
+#include "replication/walsender.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -289,6 +292,46 @@ encode_tuple(Relation relation, HeapTuple tuple, chg_tuple *out)
 	}
 }
 
+/*
+ * Whether the table's rows are found by a key (its replica identity
+ * index, or its primary key) or by the whole old row (REPLICA IDENTITY
+ * FULL): whether an update that logged no old key kept the key it has.
+ */
+static bool
+has_replica_key(Relation relation)
+{
+	if (relation->rd_rel->relreplident == REPLICA_IDENTITY_FULL)
+		return true;
+	return relation->rd_rel->relreplident != REPLICA_IDENTITY_NOTHING &&
+		OidIsValid(RelationGetReplicaIndex(relation));
+}
+
+/*
+ * A change that does not say which row it changes (PostgreSQL logged no
+ * key: the table had no replica identity) cannot be applied on the other
+ * members, and must not be skipped either.  The leader refuses such
+ * changes before they run (fence.c), so only a path around the executor
+ * leads here.  Capture, which ships what it decodes through a walsender,
+ * stops with this error, and the raft worker hands leadership to a member
+ * that can capture (worker.c); the transaction never reaches the log.  A
+ * slot read with SQL, as when this node looks for transactions that never
+ * reached the log (repair.c), gets the change with no old row instead:
+ * the repair then copies the whole table.
+ */
+static void
+refuse_unidentified(Relation relation, ReorderBufferChangeType action)
+{
+	if (!am_walsender)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pg_raft cannot replicate %s table \"%s\" without a replica identity",
+					action == REORDER_BUFFER_CHANGE_DELETE ? "a delete from" : "an update of",
+					RelationGetRelationName(relation)),
+			 errdetail("PostgreSQL logged no key for the row, so the other members cannot find it."),
+			 errhint("Give the table a primary key or REPLICA IDENTITY FULL.  The transaction stays on this node only, and its tables are copied again from the next leader.")));
+}
+
 static void
 decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Relation relation, ReorderBufferChange *change)
@@ -311,16 +354,10 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		MemoryContextSwitchTo(old);
 		return;
 	}
-	if (change->action == REORDER_BUFFER_CHANGE_DELETE && oldtuple == NULL)
-	{
-		/* the leader refuses such deletes; a slot of our own may meet one */
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_raft cannot replicate a delete from table \"%s\" without a replica identity",
-						RelationGetRelationName(relation))));
-		MemoryContextSwitchTo(old);
-		return;
-	}
+	if (oldtuple == NULL && (change->action == REORDER_BUFFER_CHANGE_DELETE ||
+							 (change->action == REORDER_BUFFER_CHANGE_UPDATE &&
+							  !has_replica_key(relation))))
+		refuse_unidentified(relation, change->action);
 
 	write_pending_begin(ctx, state);
 	OutputPluginPrepareWrite(ctx, true);
@@ -345,6 +382,11 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 								 &newt);
 			break;
 		case REORDER_BUFFER_CHANGE_DELETE:
+			if (oldtuple == NULL)
+			{
+				chg_write_delete(&w, RelationGetRelid(relation), '-', NULL);
+				break;
+			}
 			encode_tuple(relation, oldtuple, &oldt);
 			chg_write_delete(&w, RelationGetRelid(relation), old_kind, &oldt);
 			break;
@@ -680,6 +722,11 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 				append_tuple(&line, rel, &m.new_tuple, false);
 				break;
 			case CHG_DELETE:
+				if (m.old_kind == '-')
+				{
+					appendStringInfo(&line, "DELETE %s (row not known)", rel->name);
+					break;
+				}
 				appendStringInfo(&line, "DELETE %s %s", rel->name,
 								 m.old_kind == 'K' ? "KEY:" : "OLD:");
 				append_tuple(&line, rel, &m.old_tuple, m.old_kind == 'K');

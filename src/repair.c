@@ -313,7 +313,8 @@ row_key(TupleTableSlot *slot, const AttrNumber *attnums, int n)
 /*
  * RaftRepairCollectRow
  *		Adds the rows a change of a diverged transaction touched to the
- *		repair set: its old key and its new row's key (either may be NULL).
+ *		repair set: its old key and its new row's key (either may be NULL;
+ *		both, for a delete that does not say which row: the whole table).
  */
 void
 RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key, TupleTableSlot *new_key)
@@ -324,7 +325,7 @@ RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key, TupleTableSlot *new_
 	TupleTableSlot *slots[2] = {old_key, new_key};
 	size_t		i;
 
-	if (n == 0)
+	if (n == 0 || (old_key == NULL && new_key == NULL))
 	{
 		t->whole = true;
 		return;

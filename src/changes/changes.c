@@ -147,11 +147,14 @@ chg_update_old_kind_valid(uint8_t old_kind)
 	return old_kind == '-' || old_kind == 'K' || old_kind == 'O';
 }
 
-/* A delete always identifies the row it removes. */
+/*
+ * A delete identifies the row it removes, except one of a table without
+ * a replica identity, read from a slot outside capture.
+ */
 static bool
 chg_delete_old_kind_valid(uint8_t old_kind)
 {
-	return old_kind == 'K' || old_kind == 'O';
+	return old_kind == '-' || old_kind == 'K' || old_kind == 'O';
 }
 
 /* ----------------------------------------------------------------------
@@ -352,7 +355,8 @@ chg_write_delete(chg_writer *w, uint32_t relid, uint8_t old_kind,
 	chg_put_u8(w, CHG_DELETE);
 	chg_put_u32(w, relid);
 	chg_put_u8(w, old_kind);
-	chg_put_tuple(w, old_tuple);
+	if (old_kind != '-')
+		chg_put_tuple(w, old_tuple);
 }
 
 void
@@ -794,6 +798,8 @@ chg_read_delete(chg_cursor *c, const chg_arrays *arrays, chg_message *m)
 		return rc;
 	if (!chg_delete_old_kind_valid(m->old_kind))
 		return CHG_ERR_FIELD;
+	if (m->old_kind == '-')
+		return CHG_OK;
 	return chg_get_tuple(c, arrays != NULL ? arrays->old_values : NULL,
 						 arrays != NULL ? arrays->cap : 0, &m->old_tuple);
 }

@@ -19,7 +19,9 @@
  *	'I' insert		u32 relid, tuple new
  *	'U' update		u32 relid, u8 old_kind ('-' none, 'K' key, 'O' whole
  *					old row), [tuple old], tuple new
- *	'D' delete		u32 relid, u8 old_kind ('K' or 'O'), tuple old
+ *	'D' delete		u32 relid, u8 old_kind ('K' key, 'O' whole old row, or
+ *					'-' row not known), [tuple old]: '-' only where a
+ *					slot is read with SQL, never in the log (decoder.c)
  *	'T' truncate	u8 flags (1 cascade, 2 restart identity), u32 nrels,
  *					nrels x u32 relid
  *	'C' commit		u64 commit_lsn, u64 end_lsn, i64 commit_time

@@ -168,8 +168,10 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 			check_tuple(&m->new_tuple, new_values, buf, len);
 			break;
 		case CHG_DELETE:
-			require(m->old_kind == 'K' || m->old_kind == 'O');
-			check_tuple(&m->old_tuple, old_values, buf, len);
+			require(m->old_kind == '-' || m->old_kind == 'K' ||
+					m->old_kind == 'O');
+			if (m->old_kind != '-')
+				check_tuple(&m->old_tuple, old_values, buf, len);
 			break;
 		case CHG_TRUNCATE:
 			/* 1 cascade, 2 restart identity */

@@ -396,6 +396,9 @@ init_samples(void)
 	m->relid = 16384;
 	m->old_kind = 'O';
 	m->old_tuple = tuple(4, big_values);
+	m = add(big_stream, &n_big, "delete of a row not known", CHG_DELETE);
+	m->relid = 16384;
+	m->old_kind = '-';
 	m = add(big_stream, &n_big, "commit", CHG_COMMIT);
 	m->lsn = 1;
 	m->end_lsn = 2;
@@ -551,8 +554,8 @@ message_equal(const sample *s, const chg_message *got,
 	uint16_t	i;
 	uint32_t	r;
 	bool		is_rel = want->kind == CHG_RELATION;
-	bool		has_old = want->kind == CHG_DELETE ||
-		(want->kind == CHG_UPDATE && want->old_kind != '-');
+	bool		has_old = (want->kind == CHG_DELETE || want->kind == CHG_UPDATE) &&
+		want->old_kind != '-';
 	bool		has_new = want->kind == CHG_INSERT || want->kind == CHG_UPDATE;
 
 	if (got->kind != want->kind ||
@@ -1327,13 +1330,14 @@ test_errors(void)
 	b.len = 0;
 	put_u8(&b, 'D');
 	put_u32(&b, 1);
-	put_u8(&b, '-');
+	put_u8(&b, 'X');
 	put_u16(&b, 0);
-	expect_rc("delete old_kind '-'", &b, &full_arrays, CHG_ERR_FIELD);
-	b.data[5] = 'X';
 	expect_rc("delete old_kind 'X'", &b, &full_arrays, CHG_ERR_FIELD);
 	b.data[5] = 'K';
 	expect_rc("delete old_kind 'K'", &b, &full_arrays, CHG_OK);
+	b.data[5] = '-';
+	b.len = 6;
+	expect_rc("delete old_kind '-' (no old tuple)", &b, &full_arrays, CHG_OK);
 
 	/* CHG_ERR_FIELD: truncate flags */
 	b.len = 0;
@@ -1760,6 +1764,7 @@ write_corpus(const char *dir)
 		write_message(&w, &small_stream[i].m, NULL);
 	for (i = 11; i <= 12; i++)
 		write_message(&w, &small_stream[i].m, NULL);
+	chg_write_delete(&w, 16384, '-', NULL);
 	write_message(&w, &small_stream[n_small - 1].m, NULL);
 	ok = write_file(dir, "04_deletes.bin", &b) && ok;
 
