@@ -22,7 +22,7 @@
 # root (as the README and CI do), with the servers as that user.
 # FAULT_CAMPAIGNS sets the campaigns, each SEED:FAULT[:kills] (see
 # test/faults/flapping.pl; kills also kills the leader a member repairs
-# from), and FAULT_SECONDS (default 60) their length.
+# from), and FAULT_SECONDS (default 45) their length.
 
 set -euo pipefail
 
@@ -48,20 +48,22 @@ if [ "$(id -u)" -eq 0 ]; then
 		echo "run_all.sh: outputs kept in $scratch"
 	fi
 
-	# 4. The fault campaigns: three members in network namespaces, a fault
-	# applied and undone again and again under a bank workload.
+	# 4. The fault campaigns: three members (five for the bridge) in
+	# network namespaces, a fault applied and undone again and again under
+	# a bank workload.
 	logs="$(mktemp -d)"
 	trap 'rm -rf "$logs"' EXIT
-	default_campaigns="1:leader-cut 2:leader-cut 3:freeze 4:leader-cut:kills 5:freeze-worker 6:kill-all"
+	default_campaigns="1:leader-cut 2:follower-cut 3:freeze 4:leader-cut:kills 5:freeze-worker
+		6:kill-all 7:one-way 8:slow 9:bridge 10:double"
 	for campaign in ${FAULT_CAMPAIGNS:-$default_campaigns}; do
 		IFS=: read -r seed fault kills <<< "$campaign"
 		kills=${kills:+--kills}
 		log="$logs/faults-$seed.log"
 		echo
-		echo "=== faults: perl test/faults/flapping.pl --seed $seed --fault $fault --duration ${FAULT_SECONDS:-60} $kills"
+		echo "=== faults: perl test/faults/flapping.pl --seed $seed --fault $fault --duration ${FAULT_SECONDS:-45} $kills"
 		fstatus=0
 		perl "$tree/test/faults/flapping.pl" --seed "$seed" --fault "$fault" \
-			--duration "${FAULT_SECONDS:-60}" $kills --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
+			--duration "${FAULT_SECONDS:-45}" $kills --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
 		ok=$(grep -c '^ok ' "$log" || true)
 		bad=$(grep -c '^not ok ' "$log" || true)
 		if [ "$fstatus" -ne 0 ] && [ "$bad" -eq 0 ]; then

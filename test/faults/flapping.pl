@@ -24,6 +24,12 @@
 #					then all start again
 #	double			the leader is cut off, and the member that leads next
 #					is cut off too before the first is back
+#	one-way			the leader's link drops what flows one way only: what
+#					it sends, or what it is sent (the seed picks)
+#	slow			the leader's link is slow both ways: 256 kbit/s, with
+#					what waits over 50 ms dropped (tc tbf)
+#	bridge			five members; members 1 and 2 cannot reach 4 and 5,
+#					nor these them, while 3 reaches all (a bridge)
 #
 # With --kills, each round also kills (kill -9) the postmaster of the
 # member that leads once the cut-off one is back and repairs from it, and
@@ -34,9 +40,13 @@
 # seed: the same seed cuts the same members at the same moments.
 #
 # The network: namespace pgrhub holds a bridge (10.213.0.254/24) and the
-# workload; namespaces pgr1..pgr3 hold one member each (10.213.0.1..3),
-# linked to the bridge by a veth pair.  Cutting a member off is setting
-# its bridge-side link down.  Before anything else the root namespace gets
+# workload; namespaces pgr1..pgr3 (pgr5 for bridge) hold one member each
+# (10.213.0.1..), linked to the bridge by a veth pair.  Cutting a member
+# off is setting its bridge-side link down.  A one-way cut is a token
+# bucket (tc tbf) that lets nothing through on one end of the pair; a
+# cut between two members is a neighbour entry, in each one's namespace,
+# that sends what it addresses to the other to a hardware address nobody
+# has.  All of these drop packets silently, as a real network does.  Before anything else the root namespace gets
 # a blackhole route for 10.213.0.0/24, and keeps it: nothing addressed to
 # a test host ever leaves the machine, also after the namespaces are gone.
 # Every server and process the run starts is stopped when it ends, however
@@ -54,7 +64,8 @@ use Time::HiRes qw(time sleep);
 
 my %opt = (seed => 1, duration => 60, period => 1.5, user => 'pgraft',
 	fault => 'leader-cut');
-my %FAULTS = map { $_ => 1 } qw(leader-cut follower-cut freeze freeze-worker kill-all double);
+my %FAULTS = map { $_ => 1 }
+  qw(leader-cut follower-cut freeze freeze-worker kill-all double one-way slow bridge);
 GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'fault=s', 'kills', 'user=s', 'keep',
 	'inner=s')
   && $FAULTS{ $opt{fault} }
@@ -63,7 +74,7 @@ GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'fault=s', 'kills', 'user=
 
 my $SUBNET = '10.213.0';
 my $HUB = 'pgrhub';
-my @NODES = (1, 2, 3);
+my @NODES = $opt{fault} eq 'bridge' ? (1 .. 5) : (1 .. 3);
 my $ACCOUNTS = 10;
 my $BALANCE = 1000;
 my $bindir = `pg_config --bindir`;
@@ -132,7 +143,7 @@ sub setup_network
 
 sub teardown_network
 {
-	foreach my $ns ($HUB, map { "pgr$_" } @NODES)
+	foreach my $ns ($HUB, map { "pgr$_" } 1 .. 5)
 	{
 		system("ip netns del $ns 2>/dev/null");
 	}
@@ -298,7 +309,8 @@ sub writer
 	open(my $out, '>', "$base/acked.$w") or die;
 	$out->autoflush(1);
 	my $all = join(',', map { "$SUBNET.$_" } @NODES);
-	my $ci = "host=$all port=5432,5432,5432 dbname=postgres user=$opt{user}"
+	my $ports = join(',', map { 5432 } @NODES);
+	my $ci = "host=$all port=$ports dbname=postgres user=$opt{user}"
 	  . " target_session_attrs=read-write $TIMEOUTS";
 	my $dbh;
 	my $n = 0;
@@ -430,6 +442,61 @@ sub cut
 	return;
 }
 
+# shape(I, END, TBF): gives the end of member I's link that sends out of
+# its namespace ('out') or into it ('in') a token bucket with the tc tbf
+# arguments TBF, or none again if TBF is empty.
+sub shape
+{
+	my ($i, $end, @tbf) = @_;
+	my @where = $end eq 'out' ? ('-n', "pgr$i") : ();
+	my $dev = $end eq 'out' ? "pgr${i}n" : "pgr${i}h";
+	if (@tbf)
+	{
+		run('tc', @where, 'qdisc', 'replace', 'dev', $dev, 'root', 'tbf', @tbf);
+	}
+	else
+	{
+		system("tc @where qdisc del dev $dev root 2>/dev/null");
+	}
+	return;
+}
+
+# a bucket of one byte: every packet is larger, and dropped
+my @DROP_ALL = qw(rate 8bit burst 1 limit 1);
+my @SLOW = qw(rate 256kbit burst 4kb latency 50ms);
+
+# sever(I, J, ON): cuts (or mends) the link between members I and J alone,
+# both ways: each sends what it addresses to the other nowhere.
+sub sever
+{
+	my ($i, $j, $on) = @_;
+	foreach my $pair ([ $i, $j ], [ $j, $i ])
+	{
+		my ($from, $to) = @$pair;
+		if ($on)
+		{
+			run('ip', '-n', "pgr$from", 'neigh', 'replace', "$SUBNET.$to", 'lladdr',
+				'02:00:00:00:00:01', 'nud', 'permanent', 'dev', "pgr${from}n");
+		}
+		else
+		{
+			system('ip', '-n', "pgr$from", 'neigh', 'del', "$SUBNET.$to", 'dev', "pgr${from}n");
+		}
+	}
+	return;
+}
+
+# the bridge partition: 1 and 2 on one side, 4 and 5 on the other
+sub bridge
+{
+	my ($on) = @_;
+	foreach my $i (1, 2)
+	{
+		sever($i, $_, $on) foreach (4, 5);
+	}
+	return;
+}
+
 my %frozen;
 
 # freeze(I, SIGNAL, WORKER): stops or continues member I's whole instance
@@ -467,7 +534,7 @@ sub fault
 	my @followers = grep { $_ != $leader } @NODES;
 	if ($opt{fault} eq 'leader-cut' || $opt{fault} eq 'follower-cut')
 	{
-		my $i = $opt{fault} eq 'leader-cut' ? $leader : $followers[ int(rand(2)) ];
+		my $i = $opt{fault} eq 'leader-cut' ? $leader : $followers[ int(rand(@followers)) ];
 		cut($i, 'down');
 		sleep($seconds);
 		cut($i, 'up');
@@ -500,6 +567,25 @@ sub fault
 		cut($leader, 'up');
 		sleep($seconds / 2);
 		cut($second, 'up') if defined $second;
+	}
+	elsif ($opt{fault} eq 'one-way')
+	{
+		my $end = rand() < 0.5 ? 'out' : 'in';
+		shape($leader, $end, @DROP_ALL);
+		sleep($seconds);
+		shape($leader, $end);
+	}
+	elsif ($opt{fault} eq 'slow')
+	{
+		shape($leader, $_, @SLOW) foreach ('out', 'in');
+		sleep($seconds);
+		shape($leader, $_) foreach ('out', 'in');
+	}
+	elsif ($opt{fault} eq 'bridge')
+	{
+		bridge(1);
+		sleep($seconds);
+		bridge(0);
 	}
 	return;
 }
@@ -564,7 +650,7 @@ safe_do(1,
 	"INSERT INTO accounts SELECT g, $BALANCE FROM generate_series(1, $ACCOUNTS) g",
 	"SELECT raft.create_cluster('n1', '" . conninfo(1) . "')");
 safe_do($_, "SELECT raft.join_cluster('n$_', '" . conninfo($_) . "', '" . conninfo(1) . "')")
-  foreach (2, 3);
+  foreach @NODES[ 1 .. $#NODES ];
 my $first_leader = wait_until(30, \&find_leader);
 ok(defined $first_leader, "seed $opt{seed}: the cluster forms and leads");
 my $first_term = query_value($first_leader, 'SELECT term FROM raft.status');
@@ -604,6 +690,14 @@ while (time() < $deadline - $opt{period})
 	sleep($opt{period} * (1.4 - $jitter + 0.3));
 }
 cut($_, 'up') foreach @NODES;
+if ($opt{fault} eq 'one-way' || $opt{fault} eq 'slow')
+{
+	foreach my $i (@NODES)
+	{
+		shape($i, $_) foreach ('out', 'in');
+	}
+}
+bridge(0) if $opt{fault} eq 'bridge';
 if ($opt{fault} =~ /^freeze/)
 {
 	freeze($_, 'CONT', $opt{fault} eq 'freeze-worker') foreach @NODES;
@@ -620,8 +714,8 @@ my $writable_after = time() - $healed;
 my $all_back = defined $writable && wait_until(120, sub {
 	my $leader_name = query_value($writable, 'SELECT node_name FROM raft.status') // '';
 	return 0 unless query_value($writable,
-		'SELECT count(*) = 3 AND bool_and(reachable) FROM raft.nodes');
-	return 3 == grep {
+		'SELECT count(*) = ' . scalar(@NODES) . ' AND bool_and(reachable) FROM raft.nodes');
+	return @NODES == grep {
 		(query_value($_, 'SELECT leader_name FROM raft.status') // '') eq $leader_name
 	} @NODES;
 });
@@ -639,9 +733,8 @@ my $converged = wait_until(120, sub {
 				  . ' FROM raft.status WHERE NOT resyncing') // "down$_")
 	} @NODES;
 	my %distinct = map { $_ => 1 } values %sums;
-	return keys %distinct == 1 && query_value(1, 'SELECT count(*) FROM transfers WHERE id = 0')
-	  && query_value(2, 'SELECT count(*) FROM transfers WHERE id = 0')
-	  && query_value(3, 'SELECT count(*) FROM transfers WHERE id = 0');
+	return keys %distinct == 1
+	  && @NODES == grep { query_value($_, 'SELECT count(*) FROM transfers WHERE id = 0') } @NODES;
 });
 ok($converged, "seed $opt{seed}: every member converges (same checksums) and holds the write after healing")
   or describe_members();
