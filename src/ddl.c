@@ -43,8 +43,8 @@
  *	  LOGGED of a table that has rows (an unlogged table's rows never
  *	  travel), DETACH PARTITION CONCURRENTLY (its second transaction adds
  *	  a constraint), CREATE TABLE AS with parameters or AS EXECUTE, tablespaces
- *	  (a directory on each instance) and subscriptions (the rows they
- *	  apply carry an origin and would never reach the other members).
+ *	  (a directory on each instance) and subscriptions (each member would
+ *	  subscribe on its own).
  *	  Creating or dropping a large object is refused on every member: it
  *	  lives in catalogs, which the log does not carry (ddl_object_access).
  *
@@ -509,9 +509,9 @@ classify(Node *stmt)
 				   "Keep the tables of a pg_raft cluster in the default tablespace.");
 			break;
 		case T_CreateSubscriptionStmt:
-			refuse("the rows of a subscription",
-				   "Rows applied by a subscription carry a replication origin, and pg_raft ships only the rows written on the leader itself.",
-				   "Copy data into the cluster with INSERT or COPY on the leader.");
+			refuse("a subscription",
+				   "A subscription is one instance's connection to a publisher: replayed on every member, each would subscribe on its own, and a new leader would not go on from where the old one stopped.",
+				   "Load data with INSERT or COPY on the leader.  Rows that another tool replicates into the leader travel through the log.");
 			break;
 		case T_CreateTableAsStmt:
 			check_create_table_as((CreateTableAsStmt *) stmt);
