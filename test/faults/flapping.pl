@@ -498,6 +498,8 @@ sub bridge
 }
 
 my %frozen;
+# double: how long after the leader was cut another member took writes
+my @failovers;
 
 # freeze(I, SIGNAL, WORKER): stops or continues member I's whole instance
 # (the postmaster and every process it started: each is a process group
@@ -558,10 +560,12 @@ sub fault
 		# the second fault starts before the cluster has recovered from
 		# the first: as soon as another member leads
 		cut($leader, 'down');
+		my $cut_at = time();
 		my $second = wait_until($seconds * 2, sub {
 			my $l = find_leader();
 			return defined $l && $l != $leader ? $l : undef;
 		});
+		push @failovers, time() - $cut_at if defined $second;
 		cut($second, 'down') if defined $second;
 		sleep($seconds);
 		cut($leader, 'up');
@@ -776,8 +780,10 @@ my $last_term = query_value($writable, 'SELECT term FROM raft.status') // 0;
 my $terms = $last_term - $first_term;
 ok($terms <= 10 * ($cuts + $kills + 1), "seed $opt{seed}: $terms terms for $cuts faults and $kills kills");
 
-printf "# seed %d: %d %s faults%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing\n",
+printf "# seed %d: %d %s faults%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing%s\n",
   $opt{seed}, $cuts, $opt{fault}, $opt{kills} ? " and $kills leader kills" : '', $opt{duration},
-  scalar(@acked), $reads, $terms, $writable_after, $back_after;
+  scalar(@acked), $reads, $terms, $writable_after, $back_after,
+  @failovers ? sprintf('; in %d of %d rounds another member took writes, at most %.1f s after the leader was cut',
+	scalar(@failovers), $cuts, (sort { $b <=> $a } @failovers)[0]) : '';
 print "# seed $opt{seed} failed: replay with --seed $opt{seed}\n" if $failures;
 exit($failures ? 1 : 0);
