@@ -1068,6 +1068,14 @@ member_track(raft_id_t id)
 	return &W.members[W.n_members++];
 }
 
+/* Whether a frame came from the member of t within an election timeout. */
+static bool
+heard_lately(const MemberTrack *t, TimestampTz now)
+{
+	return t != NULL && t->last_contact != 0 &&
+		now - t->last_contact <= (int64) raft_election_timeout_ms * 1000;
+}
+
 /* Steps the core with every message raft.deliver() queued. */
 static void
 drain_inbox(void)
@@ -1482,15 +1490,10 @@ apply_stuck(void)
 static bool
 leader_heard(const raft_status *st)
 {
-	MemberTrack *t;
-
 	if (st->leader == W.node_id)
 		return true;
-	if (st->leader == RAFT_NO_NODE)
-		return false;
-	t = member_track(st->leader);
-	return t != NULL && t->last_contact != 0 &&
-		GetCurrentTimestamp() - t->last_contact <= (int64) raft_election_timeout_ms * 1000;
+	return st->leader != RAFT_NO_NODE &&
+		heard_lately(member_track(st->leader), GetCurrentTimestamp());
 }
 
 /*
@@ -1589,7 +1592,6 @@ leader_has_data_majority(const raft_status *st, uint32 *clean, uint32 *voters)
 	for (i = 0; i < st->config.n_members; i++)
 	{
 		const raft_member_status *p = &st->progress[i];
-		MemberTrack *t;
 
 		if (!p->voter)
 			continue;
@@ -1599,9 +1601,7 @@ leader_has_data_majority(const raft_status *st, uint32 *clean, uint32 *voters)
 			(*clean)++;
 			continue;
 		}
-		t = member_track(p->id);
-		if (t != NULL && t->last_contact != 0 &&
-			now - t->last_contact <= (int64) raft_election_timeout_ms * 1000 &&
+		if (heard_lately(member_track(p->id), now) &&
 			member_applied_index(p->id) > 0)
 			(*clean)++;
 	}
@@ -1872,8 +1872,7 @@ compact_log(void)
 			 * nothing applied) lags: it gives way once the log is large,
 			 * rather than fill it and stop the cluster's writes.
 			 */
-			lagging = t == NULL || t->last_contact == 0 ||
-				now - t->last_contact > (int64) raft_election_timeout_ms * 1000 ||
+			lagging = !heard_lately(t, now) ||
 				!p->voter || member_applied_index(p->id) == 0;
 			if (lagging && log_large)
 				continue;
@@ -2019,7 +2018,6 @@ publish_view(void)
 	uint32		i;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz commits_until = 0;
-	int64		contact_window_us = (int64) raft_election_timeout_ms * 1000;
 
 	v->configured = W.configured;
 	v->updated = now;
@@ -2083,8 +2081,7 @@ publish_view(void)
 				strlcpy(mi->conninfo, d->conninfo, RAFT_CONNINFO_BYTES);
 			}
 			mi->last_contact = self ? now : (t ? t->last_contact : 0);
-			mi->reachable = self || (mi->last_contact != 0 &&
-									 now - mi->last_contact <= contact_window_us);
+			mi->reachable = self || heard_lately(t, now);
 			mi->commit_index = self ? st.commit_index : p->commit_index;
 			mi->applied_index = self ? v->applied_index : member_applied_index(p->id);
 			mi->replay_lag_us = -1;
