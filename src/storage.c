@@ -82,7 +82,9 @@
  *
  *	  A segment is a sequence of records with consecutive indexes, the first
  *	  of which names the file (16 upper-case hex digits).  There is no
- *	  segment header: a zero-filled or torn region fails its CRC.  A record
+ *	  segment header.  A record header of zeros (no record has index 0)
+ *	  marks the end of the records: the rest of the file is space made
+ *	  ready for appends (below).  A torn region fails its CRC.  A record
  *	  that does not fit in the current segment (RAFT_LOG_SEGMENT_BYTES)
  *	  starts a new one, so a segment is at most RAFT_LOG_SEGMENT_BYTES long
  *	  unless it holds a single record larger than that.  The segments are
@@ -91,9 +93,17 @@
  *	  file of the caller's; entries at or before it are ignored on reading
  *	  and whole segments of them are deleted by RaftLogCompact.
  *
+ *	  Space made ready.  Appending to the end of a file makes each sync
+ *	  write the file's size and block map too, and costs about twice an
+ *	  overwrite.  So, as PostgreSQL does with its WAL segments, the last
+ *	  segment is extended with zeros RAFT_LOG_PREPARE_BYTES at a time
+ *	  ahead of the records, and records overwrite the zeros: a sync is then
+ *	  an fdatasync that writes data blocks alone.  The zeros after the last
+ *	  record are where the log ends when it is read back.
+ *
  *	  Durability and crash ordering.  Appends are made durable by
- *	  RaftLogSync: an fsync of the current segment and, if a segment was
- *	  created or removed since the last sync, of the directory.  A segment
+ *	  RaftLogSync: an fdatasync of the current segment and, if a segment was
+ *	  created or removed since the last sync, an fsync of the directory.  A segment
  *	  is fsynced before the next one is created, so only the last segment
  *	  can hold a torn tail; RaftLogOpen cuts it off with a LOG line, and
  *	  treats a bad record anywhere else, or a gap between segments, as
@@ -157,6 +167,9 @@
 /* A segment file name: the first index as 16 upper-case hex digits. */
 #define RAFT_LOG_SEGMENT_NAME_CHARS 16
 
+/* Zeros written ahead of the records at a time (see "Space made ready"). */
+#define RAFT_LOG_PREPARE_BYTES (1024 * 1024)
+
 /* I/O buffers: one write() per append batch up to this size. */
 #define RAFT_LOG_WRITE_BUFFER_BYTES (1024 * 1024)
 #define RAFT_LOG_READ_BUFFER_BYTES (256 * 1024)
@@ -171,7 +184,8 @@ typedef struct RaftLogSegment
 {
 	raft_index_t first_index;	/* index of its first record: its name */
 	uint64		n_records;		/* so its last index is first + n - 1 */
-	uint64		size_bytes;		/* bytes written to the file */
+	uint64		size_bytes;		/* bytes of its records */
+	uint64		ready_bytes;	/* bytes of the file: records, then zeros */
 	raft_term_t last_term;		/* term of its last record; 0 if none */
 } RaftLogSegment;
 
@@ -226,6 +240,7 @@ typedef struct SegmentScan
 	uint64		n_records;		/* valid records */
 	uint64		valid_bytes;	/* their total size: where the bad part starts */
 	char	   *bad_reason;		/* a detail sentence, or NULL if all valid */
+	bool		zeros_follow;	/* the records end at a zero header */
 } SegmentScan;
 
 /* A segment file found in the directory. */
@@ -246,6 +261,8 @@ static void write_fully(int fd, const char *path, const void *buf, size_t len,
 static void read_fully(int fd, const char *path, void *buf, size_t len,
 					   off_t offset, uint32 wait_event);
 static void sync_file(int fd, const char *path, uint32 wait_event);
+static void sync_file_data(int fd, const char *path);
+static void prepare_space(RaftLogStore *log, uint64 end);
 static void truncate_file(int fd, const char *path, uint64 len);
 static void unlink_file(const char *path);
 
@@ -259,6 +276,7 @@ static void scan_segment(int fd, const char *path, uint64 size,
 						 raft_index_t first_index, raft_index_t base_index,
 						 raft_term_t *last_term, RaftLoadArray *out,
 						 SegmentScan *scan);
+static bool all_zeros(const char *buf, size_t len);
 static void load_array_push(RaftLoadArray *a, const raft_entry *e);
 
 static void begin_change(RaftLogStore *log);
@@ -775,6 +793,20 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 		scan_segment(fd, path, files[i].size_bytes, files[i].first_index,
 					 base_index, &last_term, &load, &scan);
 
+		/*
+		 * Zeros after the last record of the last segment are space made
+		 * ready for appends, unless sound records follow them: then they
+		 * are damage in the middle of the log.
+		 */
+		if (scan.zeros_follow && is_last &&
+			sound_record_after(fd, path, scan.valid_bytes, files[i].size_bytes,
+							   files[i].first_index + scan.n_records))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raft log file \"%s\" is corrupted at offset %llu",
+							path, (unsigned long long) scan.valid_bytes),
+					 errdetail("A record header of zeros is followed by sound records."),
+					 errhint("This node's log cannot be trusted.  Rebuild the node from a healthy member of the cluster.")));
 		if (scan.bad_reason != NULL)
 		{
 			if (!is_last)
@@ -808,6 +840,7 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 					 errdetail("%s The last %llu bytes of the file were dropped.",
 							   scan.bad_reason,
 							   (unsigned long long) (files[i].size_bytes - scan.valid_bytes))));
+			files[i].size_bytes = scan.valid_bytes;
 			pfree(scan.bad_reason);
 		}
 		if (CloseTransientFile(fd) != 0)
@@ -824,6 +857,7 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 			continue;
 		}
 		add_segment(log, files[i].first_index, scan.valid_bytes);
+		log->segs[log->n_segs - 1].ready_bytes = files[i].size_bytes;
 		log->segs[log->n_segs - 1].n_records = scan.n_records;
 		log->segs[log->n_segs - 1].last_term = last_term;
 		expected = files[i].first_index + scan.n_records;
@@ -936,7 +970,7 @@ RaftLogSync(RaftLogStore *log)
 	{
 		Assert(log->fd >= 0);
 		segment_path(path, last_segment(log)->first_index);
-		sync_file(log->fd, path, WAIT_EVENT_WAL_SYNC);
+		sync_file_data(log->fd, path);
 		log->data_unsynced = false;
 	}
 	if (log->dir_unsynced)
@@ -1013,7 +1047,7 @@ RaftLogCompact(RaftLogStore *log, raft_index_t index)
 
 /*
  * RaftLogBytes
- *		Returns the size of the log segments on disk.
+ *		Returns the bytes of the records in the log segments.
  */
 uint64
 RaftLogBytes(RaftLogStore *log)
@@ -1123,6 +1157,7 @@ add_segment(RaftLogStore *log, raft_index_t first_index, uint64 size_bytes)
 	seg->first_index = first_index;
 	seg->n_records = 0;
 	seg->size_bytes = size_bytes;
+	seg->ready_bytes = size_bytes;
 	seg->last_term = 0;
 	log->total_bytes += size_bytes;
 }
@@ -1265,6 +1300,7 @@ truncate_log_from(RaftLogStore *log, const raft_entry *first)
 
 	log->total_bytes -= seg->size_bytes - offset;
 	seg->size_bytes = offset;
+	seg->ready_bytes = offset;
 	seg->n_records = index - seg->first_index;
 	seg->last_term = seg->n_records > 0 ? prev_term : 0;
 	log->next_index = index;
@@ -1387,7 +1423,7 @@ append_record(RaftLogStore *log, const raft_entry *e)
 			if (log->data_unsynced)
 			{
 				segment_path(path, last_segment(log)->first_index);
-				sync_file(log->fd, path, WAIT_EVENT_WAL_SYNC);
+				sync_file_data(log->fd, path);
 				log->data_unsynced = false;
 			}
 			close_last_segment(log);
@@ -1416,6 +1452,7 @@ append_record(RaftLogStore *log, const raft_entry *e)
 
 		Assert(log->buf_used == 0);
 		segment_path(path, seg->first_index);
+		prepare_space(log, seg->size_bytes + rec_bytes);
 		encode_record_header(hdr, e);
 		write_fully(log->fd, path, hdr, RAFT_LOG_RECORD_HEADER_BYTES,
 					seg->size_bytes, WAIT_EVENT_WAL_WRITE);
@@ -1423,6 +1460,7 @@ append_record(RaftLogStore *log, const raft_entry *e)
 					seg->size_bytes + RAFT_LOG_RECORD_HEADER_BYTES,
 					WAIT_EVENT_WAL_WRITE);
 		seg->size_bytes += rec_bytes;
+		seg->ready_bytes = Max(seg->ready_bytes, seg->size_bytes);
 		log->total_bytes += rec_bytes;
 		log->data_unsynced = true;
 	}
@@ -1451,11 +1489,45 @@ flush_buffer(RaftLogStore *log)
 		return;
 	seg = last_segment(log);
 	segment_path(path, seg->first_index);
+	prepare_space(log, seg->size_bytes + log->buf_used);
 	write_fully(log->fd, path, log->buf, log->buf_used, seg->size_bytes,
 				WAIT_EVENT_WAL_WRITE);
 	seg->size_bytes += log->buf_used;
+	seg->ready_bytes = Max(seg->ready_bytes, seg->size_bytes);
 	log->total_bytes += log->buf_used;
 	log->buf_used = 0;
+	log->data_unsynced = true;
+}
+
+/*
+ * prepare_space
+ *		Extends the last segment with zeros, RAFT_LOG_PREPARE_BYTES at a
+ *		time up to RAFT_LOG_SEGMENT_BYTES, so that the records about to be
+ *		written up to offset end overwrite blocks the file already has.
+ *
+ * A record that reaches past the segment size is written as it comes.
+ */
+static void
+prepare_space(RaftLogStore *log, uint64 end)
+{
+	static const PGAlignedBlock zeros;
+	RaftLogSegment *seg = last_segment(log);
+	char		path[MAXPGPATH];
+	uint64		target;
+	uint64		offset;
+
+	if (end <= seg->ready_bytes)
+		return;
+	target = Min(Max(seg->ready_bytes, seg->size_bytes) + RAFT_LOG_PREPARE_BYTES,
+				 (uint64) RAFT_LOG_SEGMENT_BYTES);
+	if (target < end)
+		return;
+	segment_path(path, seg->first_index);
+	for (offset = seg->ready_bytes; offset < target; offset += sizeof(zeros.data))
+		write_fully(log->fd, path, zeros.data,
+					Min(sizeof(zeros.data), target - offset), offset,
+					WAIT_EVENT_WAL_INIT_WRITE);
+	seg->ready_bytes = target;
 	log->data_unsynced = true;
 }
 
@@ -1498,6 +1570,8 @@ encode_record_header(char *dst, const raft_entry *e)
  * with an impossible length, a wrong CRC-32C, an index other than the next
  * one, or a term lower than the record before it (*last_term, carried
  * across segments).  scan->bad_reason then says why, as a detail sentence.
+ * A record header of zeros ends the records without a reason (zeros_follow):
+ * the space after them was made ready for appends.
  */
 static void
 scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
@@ -1511,6 +1585,7 @@ scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
 	reader_init(&r, fd, path);
 	scan->n_records = 0;
 	scan->bad_reason = NULL;
+	scan->zeros_follow = false;
 
 	while (offset < size)
 	{
@@ -1523,7 +1598,16 @@ scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
 		uint8		type;
 		uint8	   *payload = NULL;
 
-		if (size - offset < RAFT_LOG_RECORD_HEADER_BYTES)
+		size_t		hdr_len = Min(size - offset, RAFT_LOG_RECORD_HEADER_BYTES);
+
+		memset(hdr, 0, sizeof(hdr));
+		reader_read(&r, hdr, hdr_len, NULL);
+		if (all_zeros(hdr, sizeof(hdr)))
+		{
+			scan->zeros_follow = true;
+			break;
+		}
+		if (hdr_len < RAFT_LOG_RECORD_HEADER_BYTES)
 		{
 			scan->bad_reason =
 				psprintf("The file ends %llu bytes into a record header of %d bytes.",
@@ -1531,7 +1615,6 @@ scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
 						 RAFT_LOG_RECORD_HEADER_BYTES);
 			break;
 		}
-		reader_read(&r, hdr, RAFT_LOG_RECORD_HEADER_BYTES, NULL);
 		memcpy(&len, hdr + RAFT_LOG_REC_LEN, 4);
 		memcpy(&stored, hdr + RAFT_LOG_REC_CRC, 4);
 		memcpy(&term, hdr + RAFT_LOG_REC_TERM, 8);
@@ -1603,6 +1686,15 @@ scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
 
 	scan->valid_bytes = offset;
 	pfree(r.buf);
+}
+
+static bool
+all_zeros(const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] != 0)
+			return false;
+	return true;
 }
 
 static void
@@ -1888,6 +1980,24 @@ sync_file(int fd, const char *path, uint32 wait_event)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
 				 errmsg("could not fsync file \"%s\": %m", path)));
+	}
+	pgstat_report_wait_end();
+}
+
+/* Makes a log segment's data durable: its blocks, and its size if it grew. */
+static void
+sync_file_data(int fd, const char *path)
+{
+	pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
+	if (pg_fdatasync(fd) != 0)
+	{
+		int			save_errno = errno;
+
+		pgstat_report_wait_end();
+		errno = save_errno;
+		ereport(data_sync_elevel(ERROR),
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync file \"%s\": %m", path)));
 	}
 	pgstat_report_wait_end();
 }

@@ -128,10 +128,28 @@ sub last_segment
 	closedir($dh);
 	return "$dir/$files[-1]";
 }
+# Where the records of a segment end: at its size, or at the zeros that
+# make room for appends after them.
+sub records_end
+{
+	my ($path) = @_;
+	my $data = slurp_file($path);
+	my $offset = 0;
+	while ($offset + 25 <= length($data)
+		&& substr($data, $offset, 25) ne "\0" x 25)
+	{
+		$offset += 25 + unpack('V', substr($data, $offset, 4));
+	}
+	return $offset;
+}
 $n3->stop;
 my $segment = last_segment($n3);
-open(my $fh, '>>', $segment) or die $!;
+my $end = records_end($segment);
+ok($end > 0 && $end < -s $segment,
+	'the last segment has room made ready after its records');
+open(my $fh, '+<', $segment) or die $!;
 binmode $fh;
+seek($fh, $end, 0);
 print $fh pack('V', 40) . ('x' x 30);
 close($fh);
 $log_offset = -s $n3->logfile;
@@ -147,14 +165,45 @@ $n3->poll_query_until('postgres', "SELECT commit_index >= $index FROM raft.statu
   or die 'n3 never caught up';
 pass('n3 rejoins and catches up after its tail was cut');
 
-# Damage in the middle of the log stops the worker and names the file.
+# Damage in the middle of the log stops the worker and names the file:
+# a record that fails its checksum, or a record header of zeros (which
+# would otherwise end the log), with sound records after it.
+sub overwrite
+{
+	my ($path, $offset, $bytes) = @_;
+	open(my $fh, '+<', $path) or die "$path: $!";
+	binmode $fh;
+	seek($fh, $offset, 0);
+	my $old;
+	read($fh, $old, length($bytes));
+	seek($fh, $offset, 0);
+	print $fh $bytes;
+	close($fh);
+	return $old;
+}
+sub start_refused
+{
+	my ($what) = @_;
+	$log_offset = -s $n3->logfile;
+	$n3->start;
+	my $log = '';
+	for (1 .. 300)
+	{
+		$log = slurp_file($n3->logfile, $log_offset);
+		last if $log =~ /is corrupted at offset/;
+		usleep(50_000);
+	}
+	like($log,
+		qr/ERROR:  raft log file "pg_raft\/log\/[0-9A-F]{16}" is corrupted at offset \d+/,
+		"$what in the middle of the log is an error naming the file");
+	$n3->stop;
+}
 $n3->stop;
 $segment = last_segment($n3);
-open($fh, '+<', $segment) or die $!;
-binmode $fh;
-seek($fh, 30, 0);
-print $fh "\xff\xff";
-close($fh);
+my $header = overwrite($segment, 0, "\0" x 25);
+start_refused('a record header of zeros');
+overwrite($segment, 0, $header);
+overwrite($segment, 30, "\xff\xff");
 $log_offset = -s $n3->logfile;
 $n3->start;
 my $log = '';

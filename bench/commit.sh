@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+#
+# bench/commit.sh [SECONDS]: the commit path, pg_raft beside physical
+# synchronous replication, on 127.0.0.1.
+#
+# Both are three PostgreSQL 15 instances with wal_level = logical and
+# otherwise the defaults:
+#   - physical: a primary and two streaming standbys (pg_basebackup -R),
+#     synchronous_standby_names = 'ANY 1 (s1, s2)';
+#   - pg_raft: three members in synchronous mode, each given the same
+#     pgbench -i data before the cluster forms (copy_data => false).
+# On each, pgbench (TPC-B like, scale 10, -n, over TCP to 127.0.0.1) runs
+# SECONDS (default 20) at every client count in CLIENTS (default "2 8"),
+# -j equal to -c.  On pg_raft it then runs at -R 200 while psql samples
+# raft.nodes.replay_lag of the followers every 100 ms (p50/p99/max), and
+# the script counts the elections over all runs (the term before and
+# after; an election under load is a spurious one).
+#
+# RUN=raft or RUN=physical runs one side only.  Run as a normal user with
+# pg_raft installed: runuser -u pgraft -- bash bench/commit.sh 20.  Works
+# under RAFT_BASE (default /tmp/pg_raft_bench_commit); the exit trap stops
+# every instance.
+
+set -Eeuo pipefail
+seconds="${1:-20}"
+clients="${CLIENTS:-2 8}"
+run="${RUN:-physical raft}"
+tree="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_bench_commit}"
+source "$tree/bench/lib.sh"
+
+primary=25451
+standbys=(25452 25453)
+raft=(25461 25462 25463)
+all_ports=("$primary" "${standbys[@]}" "${raft[@]}")
+
+if [ "$(id -u)" = 0 ]; then
+	echo "$0: run as a normal user (PostgreSQL refuses to run as root)" >&2
+	exit 2
+fi
+
+sampler=""
+cleanup()
+{
+	[ -n "$sampler" ] && kill "$sampler" 2> /dev/null
+	for port in "${all_ports[@]}"; do node_stop "$port"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap 'echo "$0: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+fail() { echo "$0: $*" >&2; exit 1; }
+
+wait_until()
+{
+	local what="$1" tries=$(( $2 * 10 )) port="$3" sql="$4"
+	until [ "$(node_sql "$port" "$sql" 2> /dev/null)" = t ]; do
+		tries=$(( tries - 1 ))
+		[ "$tries" -gt 0 ] || fail "timed out after $2 s waiting for $what"
+		sleep 0.1
+	done
+}
+
+pgbench_init()
+{
+	"$PG_BIN/pgbench" -i -q -s 10 -h "$RAFT_BASE" -p "$1" -U postgres postgres \
+		> "$(node_dir "$1").pgbench_init.log" 2>&1 \
+		|| fail "pgbench -i on port $1 failed, see $(node_dir "$1").pgbench_init.log"
+}
+
+declare -A tps latency
+# measure KEY PORT CLIENTS [ARGS...]: pgbench over TCP; prints its log's name
+measure()
+{
+	local key="$1" port="$2" c="$3" log="$RAFT_BASE/$1.c$3.pgbench.log"
+	shift 3
+	"$PG_BIN/pgbench" -n -c "$c" -j "$c" -h 127.0.0.1 -p "$port" -U postgres "$@" postgres \
+		> "$log" 2>&1 || fail "pgbench on port $port failed, see $log"
+	tps[$key.$c]=$(awk '/^tps = / { printf "%.1f", $3 }' "$log")
+	latency[$key.$c]=$(awk '/^latency average = / { printf "%.2f", $4 }' "$log")
+}
+
+run_physical()
+{
+	local name port dir
+	instance_init primary "$primary" "$LOGICAL_CONF"
+	pgbench_init "$primary"
+	for name in s1 s2; do
+		port=${standbys[$([ $name = s1 ] && echo 0 || echo 1)]}
+		dir="$(node_dir "$port")"
+		rm -rf "$dir" "$dir.log"
+		"$PG_BIN/pg_basebackup" -D "$dir" -R -X stream -c fast \
+			-d "host=127.0.0.1 port=$primary user=postgres application_name=$name" \
+			> "$dir.basebackup.log" 2>&1 || fail "pg_basebackup for $name failed"
+		printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" >> "$dir/postgresql.conf"
+		node_start "$port"
+	done
+	node_sql "$primary" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
+	node_sql "$primary" "SELECT pg_reload_conf()" > /dev/null
+	wait_until "s1 and s2 to stream as quorum standbys" 60 "$primary" \
+		"SELECT count(*) = 2 FROM pg_stat_replication WHERE sync_state = 'quorum'"
+	for c in $clients; do
+		measure physical "$primary" "$c" -T "$seconds"
+		echo "physical sync, $c clients: ${tps[physical.$c]} TPS, ${latency[physical.$c]} ms"
+	done
+	for port in "$primary" "${standbys[@]}"; do node_stop "$port"; done
+}
+
+run_raft()
+{
+	local port leader term_before term_after samples="$RAFT_BASE/raft.lag_ms" log
+	for port in "${raft[@]}"; do
+		node_init "node_$port" "$port"
+		pgbench_init "$port"
+	done
+	cluster_form --no-copy "${raft[@]}"
+	leader=$(wait_for_leader "${raft[@]}") || fail "no writable leader"
+	term_before=$(node_sql "$leader" "SELECT term FROM raft.status")
+	for c in $clients; do
+		measure raft "$leader" "$c" -T "$seconds"
+		echo "pg_raft, $c clients: ${tps[raft.$c]} TPS, ${latency[raft.$c]} ms"
+	done
+	"$PG_BIN/psql" -X -q -A -t -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres \
+		<<< "SELECT extract(epoch FROM replay_lag) * 1000 FROM raft.nodes WHERE NOT is_leader \\watch 0.1" \
+		> "$samples" 2>&1 &
+	sampler=$!
+	measure raft_rate "$leader" 2 -R 200 -T "$seconds"
+	kill "$sampler" 2> /dev/null || true
+	wait "$sampler" || true
+	sampler=""
+	lag=$(awk '$1 ~ /^[0-9.]+$/ { print $1 }' "$samples" | sort -n | awk '
+		{ v[NR] = $1 }
+		END { if (NR) printf "%.1f/%.1f/%.1f ms over %d values", v[int((NR + 1) * 0.50)], v[int(NR * 0.99 + 0.5)], v[NR], NR }')
+	[ -n "$lag" ] || fail "no replay lag sampled, see $samples"
+	echo "pg_raft replay lag at ${tps[raft_rate.2]} TPS: p50/p99/max $lag"
+	term_after=$(node_sql "$leader" "SELECT term FROM raft.status")
+	elections=$(( term_after - term_before ))
+	[ "$(node_sql "$leader" "SELECT role = 'leader' FROM raft.status")" = t ] \
+		|| fail "node_$leader lost its leadership during the runs"
+	echo "pg_raft elections during the runs: $elections"
+	for port in "${raft[@]}"; do node_stop "$port"; done
+}
+
+mkdir -p "$RAFT_BASE"
+echo "pgbench -n over TCP, scale 10, $seconds s per run, clients: $clients; logs in $RAFT_BASE"
+for side in $run; do "run_$side"; done
+
+echo
+printf '%-10s %-24s %-24s %s\n' clients "physical sync TPS (ms)" "pg_raft TPS (ms)" ratio
+for c in $clients; do
+	printf '%-10s %-24s %-24s %s\n' "$c" \
+		"${tps[physical.$c]:--} (${latency[physical.$c]:--})" \
+		"${tps[raft.$c]:--} (${latency[raft.$c]:--})" \
+		"$(awk -v r="${tps[raft.$c]:-0}" -v p="${tps[physical.$c]:-0}" 'BEGIN { if (p > 0 && r > 0) printf "%.2fx", r / p; else print "-" }')"
+done
+[ -z "${lag:-}" ] || echo "pg_raft replay lag at 200 TPS (p50/p99/max): $lag; elections during the runs: $elections"
