@@ -7,9 +7,9 @@
  *	  Sending (the raft worker): one non-blocking libpq connection per peer,
  *	  to the peer's ordinary PostgreSQL port, so pg_hba.conf, SCRAM and TLS
  *	  (sslmode=require or verify-full in the member's conninfo) guard the
- *	  cluster like any other client.  Each message becomes one
- *	  "SELECT raft.deliver($1)" in pipeline mode; many are in flight at
- *	  once.  A connection moves through
+ *	  cluster like any other client.  Each message becomes one execution
+ *	  of "SELECT raft.deliver($1)", prepared once per connection, in
+ *	  pipeline mode; many are in flight at once.  A connection moves through
  *
  *		idle --(conninfo, back-off elapsed)--> connecting --(PQconnectPoll
  *		OK)--> ready --(error)--> idle, back-off doubled up to 0.5 s
@@ -60,6 +60,9 @@
 #define FRAME_VERSION 2
 #define FRAME_HEADER_BYTES 32
 #define FRAME_OVERHEAD (FRAME_HEADER_BYTES + 4)
+
+#define DELIVER_STATEMENT "raft_deliver"
+static const Oid deliver_types[1] = {BYTEAOID};
 
 #define MAX_PEERS RAFT_MAX_MEMBERS
 #define MAX_QUEUED_BYTES (64 * 1024 * 1024)
@@ -340,6 +343,18 @@ peer_continue_connect(Peer *p)
 		peer_fail(p, "could not enter pipeline mode");
 		return;
 	}
+	/* parsed and planned once: its result comes first, as a reply would */
+	if (PQsendPrepare(p->conn, DELIVER_STATEMENT, "SELECT raft.deliver($1)", 1,
+					  deliver_types) != 1 || PQpipelineSync(p->conn) != 1)
+	{
+		peer_fail(p, "could not prepare the delivery statement");
+		return;
+	}
+	p->waiting_since = GetCurrentTimestamp();
+	p->sizes[p->oldest] = 0;
+	p->in_flight = 1;
+	p->syncs = 1;
+	p->want_write = true;
 	p->state = PEER_READY;
 	p->backoff_ms = 0;
 	ereport(DEBUG1, (errmsg("raft peer %u: connected", p->id)));
@@ -423,7 +438,6 @@ static void
 peer_write(Peer *p)
 {
 	int			sent = 0;
-	Oid			types[1] = {BYTEAOID};
 	int			formats[1] = {1};
 
 	while (p->head != NULL && p->in_flight < MAX_IN_FLIGHT)
@@ -432,8 +446,8 @@ peer_write(Peer *p)
 		const char *values[1] = {f->data};
 		int			lengths[1] = {(int) f->len};
 
-		if (PQsendQueryParams(p->conn, "SELECT raft.deliver($1)", 1, types,
-							  values, lengths, formats, 0) != 1)
+		if (PQsendQueryPrepared(p->conn, DELIVER_STATEMENT, 1, values, lengths,
+								formats, 0) != 1)
 		{
 			peer_fail(p, "could not send a message");
 			return;
