@@ -92,6 +92,7 @@ typedef struct Capture
 {
 	CaptureState state;
 	PGconn	   *conn;
+	uint64		connection;		/* its number (RaftWaitSocket) */
 	PostgresPollingStatusType poll;
 	MemoryContext cxt;
 	TimestampTz retry_at;
@@ -256,6 +257,7 @@ capture_connect(void)
 	values[n] = NULL;
 
 	C.conn = PQconnectStartParams(keywords, values, 0);
+	C.connection = RaftNewConnectionNumber();
 	if (C.conn == NULL || PQstatus(C.conn) == CONNECTION_BAD)
 	{
 		capture_fail("could not connect to the local server");
@@ -801,22 +803,20 @@ RaftCaptureProblem(void)
 }
 
 int
-RaftCaptureSocketCount(void)
-{
-	return C.conn != NULL && PQsocket(C.conn) >= 0 ? 1 : 0;
-}
-
-void
-RaftCaptureAddWaitEvents(WaitEventSet *set)
+RaftCaptureWaitSockets(RaftWaitSocket *out, int max)
 {
 	uint32		events = WL_SOCKET_READABLE;
 
 	/* with entries waiting for room in the log, reading waits too */
-	if (RaftCaptureSocketCount() == 0 || C.ready != NIL)
-		return;
+	if (max < 1 || C.conn == NULL || PQsocket(C.conn) < 0 || C.ready != NIL)
+		return 0;
 	if (C.state == CAPTURE_CONNECTING && C.poll == PGRES_POLLING_WRITING)
 		events = WL_SOCKET_WRITEABLE;
 	else if (C.state != CAPTURE_CONNECTING && PQflush(C.conn) == 1)
 		events |= WL_SOCKET_WRITEABLE;
-	AddWaitEventToSet(set, events, PQsocket(C.conn), NULL, NULL);
+	out[0].sock = PQsocket(C.conn);
+	out[0].events = events;
+	out[0].connection = C.connection;
+	out[0].settled = C.state != CAPTURE_CONNECTING;
+	return 1;
 }

@@ -303,6 +303,22 @@ extern Size RaftShmemSize(void);
 
 /* worker.c */
 extern PGDLLEXPORT void RaftWorkerMain(Datum main_arg);
+extern uint64 RaftNewConnectionNumber(void);
+
+/*
+ * A socket the raft worker waits on, and for what (WL_SOCKET_*).  Each
+ * connection gets a new number when it starts, so that the worker knows a
+ * socket of a new connection that happens to reuse a closed one's
+ * descriptor; settled is false while libpq may still replace the socket
+ * (a connection being made).
+ */
+typedef struct RaftWaitSocket
+{
+	pgsocket	sock;
+	uint32		events;
+	uint64		connection;
+	bool		settled;
+} RaftWaitSocket;
 
 /* transport.c: the sending side runs in the worker */
 extern void RaftTransportInit(uint64 cluster_id, raft_id_t self_id);
@@ -310,9 +326,9 @@ extern void RaftTransportSetPeer(raft_id_t id, const char *conninfo);
 extern void RaftTransportDropPeer(raft_id_t id);
 extern void RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len);
 extern void RaftTransportSetApplied(uint64 applied_index);
+extern bool RaftTransportAppliedUnsent(raft_id_t to);
 extern void RaftTransportPoll(void);
-extern int	RaftTransportSocketCount(void);
-extern void RaftTransportAddWaitEvents(WaitEventSet *set);
+extern int	RaftTransportWaitSockets(RaftWaitSocket *out, int max);
 extern void RaftTransportShutdown(void);
 /* ... and the receiving side, in a backend running raft.deliver() */
 extern void RaftTransportReceive(const uint8 *frame, size_t len);
@@ -349,8 +365,7 @@ extern bool RaftCaptureDrained(void);
 extern const char *RaftCaptureProblem(void);
 extern bool RaftCaptureStuck(void);
 extern char *RaftLocalSocketDirectory(void);
-extern void RaftCaptureAddWaitEvents(WaitEventSet *set);
-extern int	RaftCaptureSocketCount(void);
+extern int	RaftCaptureWaitSockets(RaftWaitSocket *out, int max);
 
 /* decoder.c: writing and reading a change stream (changes/changes.h) */
 struct chg_arrays;

@@ -94,10 +94,12 @@ typedef struct Peer
 	char	   *conninfo;
 	PeerState	state;
 	PGconn	   *conn;
+	uint64		connection;		/* its number (RaftWaitSocket) */
 	PostgresPollingStatusType poll;
 	TimestampTz next_attempt;
 	int			backoff_ms;
 	uint64		seq;
+	uint64		applied_sent;	/* the applied index of the last frame */
 	QueuedFrame *head;
 	QueuedFrame *tail;
 	size_t		queued_bytes;
@@ -238,6 +240,15 @@ RaftTransportSetApplied(uint64 applied_index)
 	my_applied_index = applied_index;
 }
 
+/* Whether the applied index moved since the last frame to this peer. */
+bool
+RaftTransportAppliedUnsent(raft_id_t to)
+{
+	Peer	   *p = peer_find(to);
+
+	return p != NULL && my_applied_index > p->applied_sent;
+}
+
 /* Frames a message and queues it for its peer. */
 void
 RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len)
@@ -271,6 +282,7 @@ RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len)
 	memcpy(f->data + 8, &my_incarnation, 8);
 	memcpy(f->data + 16, &p->seq, 8);
 	memcpy(f->data + 24, &my_applied_index, 8);
+	p->applied_sent = my_applied_index;
 	memcpy(f->data + FRAME_HEADER_BYTES, msg, len);
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, f->data, FRAME_HEADER_BYTES + len);
@@ -311,6 +323,7 @@ peer_start_connect(Peer *p)
 	snprintf(application_name, sizeof(application_name),
 			 "pg_raft node %u", my_id);
 	p->conn = PQconnectStartParams(keywords, values, 1);
+	p->connection = RaftNewConnectionNumber();
 	if (p->conn == NULL || PQstatus(p->conn) == CONNECTION_BAD)
 	{
 		peer_fail(p, "could not start a connection");
@@ -508,33 +521,32 @@ RaftTransportPoll(void)
 	}
 }
 
+/* The peers' sockets and what to wait for on each; at most max of them. */
 int
-RaftTransportSocketCount(void)
+RaftTransportWaitSockets(RaftWaitSocket *out, int max)
 {
-	return n_peers;
-}
-
-void
-RaftTransportAddWaitEvents(WaitEventSet *set)
-{
+	int			n = 0;
 	int			i;
 
-	for (i = 0; i < n_peers; i++)
+	for (i = 0; i < n_peers && n < max; i++)
 	{
 		Peer	   *p = &peers[i];
-		uint32		events = 0;
 		pgsocket	sock;
 
 		if (p->conn == NULL || (sock = PQsocket(p->conn)) == PGINVALID_SOCKET)
 			continue;
+		out[n].sock = sock;
+		out[n].connection = p->connection;
+		out[n].settled = p->state == PEER_READY;
 		if (p->state == PEER_CONNECTING)
-			events = p->poll == PGRES_POLLING_READING ?
+			out[n].events = p->poll == PGRES_POLLING_READING ?
 				WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
 		else
-			events = WL_SOCKET_READABLE |
+			out[n].events = WL_SOCKET_READABLE |
 				(p->want_write ? WL_SOCKET_WRITEABLE : 0);
-		AddWaitEventToSet(set, events, sock, NULL, p);
+		n++;
 	}
+	return n;
 }
 
 void

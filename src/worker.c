@@ -87,6 +87,18 @@
 /* Append times of the leader's recent entries, for replay_lag. */
 #define LAG_SAMPLES 4096
 
+/* the sockets the worker may wait on: one per peer, and capture's */
+#define MAX_WAIT_SOCKETS (RAFT_MAX_MEMBERS + 2)
+
+/*
+ * How long a leader waits for an append to carry a new commit index to
+ * followers that have every entry before it sends the news alone, and a
+ * follower for a message to carry its applied index to the leader: under
+ * load one comes sooner, and a message of its own per commit would double
+ * the messages of every transaction.
+ */
+#define NEWS_DELAY_US 1000
+
 typedef struct DirectoryEntry
 {
 	raft_id_t	id;
@@ -140,6 +152,15 @@ typedef struct RaftWorker
 	TimestampTz next_tick;
 	MemoryContext loop_cxt;
 
+	/* the wait set, kept across waits, and the sockets it waits on */
+	WaitEventSet *wait_set;
+	RaftWaitSocket waiting[MAX_WAIT_SOCKETS];
+	int			n_waiting;
+	/* when a leader sends commit news no append has carried (or 0) */
+	TimestampTz commit_news_at;
+	/* when a follower tells its leader how far it applied (or 0) */
+	TimestampTz progress_at;
+
 	/* leadership: the term it began in and the index of its first entry */
 	uint64		lead_term;
 	raft_index_t lead_start;
@@ -165,6 +186,7 @@ typedef struct RaftWorker
 } RaftWorker;
 
 static RaftWorker W;
+static uint64 connections_started;
 
 static void start_node(void);
 static void handle_ready(void);
@@ -2009,6 +2031,139 @@ measure_lag(RaftMemberInfo *mi, MemberTrack *t, const raft_status *st,
 	mi->replay_lag_us = t->replay_lag_us;
 }
 
+/*
+ * Sends commit news that no append carried within NEWS_DELAY_US
+ * (raft_commit_news_waits), so that followers apply a commit within a
+ * millisecond or so rather than at the next tick.
+ */
+static void
+send_commit_news(void)
+{
+	TimestampTz now;
+
+	if (!raft_commit_news_waits(W.r))
+	{
+		W.commit_news_at = 0;
+		return;
+	}
+	now = GetCurrentTimestamp();
+	if (W.commit_news_at == 0)
+		W.commit_news_at = now + NEWS_DELAY_US;
+	if (now < W.commit_news_at)
+		return;
+	raft_send_commit_news(W.r);
+	while (raft_has_ready(W.r))
+		handle_ready();
+	W.commit_news_at = 0;
+}
+
+/*
+ * Tells the leader how far this follower applied when no message to it
+ * carried that within NEWS_DELAY_US (raft_send_progress): the
+ * leader's replay_lag runs until it hears.
+ */
+static void
+send_progress(void)
+{
+	raft_status st;
+	TimestampTz now;
+
+	raft_get_status(W.r, &st);
+	if (st.role != RAFT_FOLLOWER || st.leader == RAFT_NO_NODE ||
+		!RaftTransportAppliedUnsent(st.leader))
+	{
+		W.progress_at = 0;
+		return;
+	}
+	now = GetCurrentTimestamp();
+	if (W.progress_at == 0)
+		W.progress_at = now + NEWS_DELAY_US;
+	if (now < W.progress_at)
+		return;
+	raft_send_progress(W.r);
+	while (raft_has_ready(W.r))
+		handle_ready();
+	W.progress_at = 0;
+}
+
+/*
+ * How long the worker may sleep when nothing wakes it: until the core's
+ * next due tick, or commit news, or a heartbeat interval at most, which
+ * is how often it looks after what has no event of its own (reconnection
+ * back-offs, capture retries, compaction, the commit hint).  Rounded up,
+ * so as not to spin through the last millisecond.
+ */
+static long
+sleep_ms(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz wake;
+
+	wake = W.next_tick + (int64) (raft_ticks_until_due(W.r) - 1) * tick_us();
+	wake = Min(wake, now + (int64) raft_heartbeat_interval_ms * 1000);
+	if (W.commit_news_at != 0)
+		wake = Min(wake, W.commit_news_at);
+	if (W.progress_at != 0)
+		wake = Min(wake, W.progress_at);
+	return Max(0, (wake - now + 999) / 1000);
+}
+
+/*
+ * Waits for the latch, a socket or the timeout.  The wait set is kept from
+ * one wait to the next: making it anew costs an epoll instance and a
+ * system call per socket.  It is made again only when the sockets change
+ * (a connection lost, made, or being made, whose socket libpq may still
+ * replace); a change of what to wait for on a socket modifies its event.
+ */
+static void
+wait_for_work(long timeout_ms)
+{
+	RaftWaitSocket want[MAX_WAIT_SOCKETS];
+	WaitEvent	events[MAX_WAIT_SOCKETS + 2];
+	int			n = 0;
+	bool		remake;
+	int			i;
+
+	if (W.configured)
+	{
+		n = RaftTransportWaitSockets(want, MAX_WAIT_SOCKETS);
+		n += RaftCaptureWaitSockets(want + n, MAX_WAIT_SOCKETS - n);
+	}
+	remake = W.wait_set == NULL || n != W.n_waiting;
+	for (i = 0; i < n && !remake; i++)
+		remake = !want[i].settled || !W.waiting[i].settled ||
+			want[i].sock != W.waiting[i].sock ||
+			want[i].connection != W.waiting[i].connection;
+	if (remake)
+	{
+		if (W.wait_set != NULL)
+			FreeWaitEventSet(W.wait_set);
+		W.wait_set = CreateWaitEventSet(TopMemoryContext, 2 + n);
+		AddWaitEventToSet(W.wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(W.wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+						  NULL, NULL);
+		for (i = 0; i < n; i++)
+			AddWaitEventToSet(W.wait_set, want[i].events, want[i].sock, NULL, NULL);
+	}
+	else
+	{
+		for (i = 0; i < n; i++)
+			if (want[i].events != W.waiting[i].events)
+				ModifyWaitEvent(W.wait_set, 2 + i, want[i].events, NULL);
+	}
+	memcpy(W.waiting, want, sizeof(RaftWaitSocket) * n);
+	W.n_waiting = n;
+	(void) WaitEventSetWait(W.wait_set, timeout_ms, events, lengthof(events),
+							PG_WAIT_EXTENSION);
+}
+
+/* A number for a connection the worker starts (RaftWaitSocket). */
+uint64
+RaftNewConnectionNumber(void)
+{
+	return ++connections_started;
+}
+
 /* Copies the worker's view into shared memory for the SQL views. */
 static void
 publish_view(void)
@@ -2203,8 +2358,6 @@ RaftWorkerMain(Datum main_arg)
 	while (!ShutdownRequestPending)
 	{
 		MemoryContext old = MemoryContextSwitchTo(W.loop_cxt);
-		WaitEventSet *set;
-		WaitEvent	events[64];
 		long		timeout_ms = 1000;
 
 		ResetLatch(MyLatch);
@@ -2215,36 +2368,26 @@ RaftWorkerMain(Datum main_arg)
 		if (W.configured)
 		{
 			report_data_state();
-			drain_inbox();
+			/* the ticks that passed while it slept come before the news */
 			tick();
+			drain_inbox();
 			maintain_membership();
 			while (raft_has_ready(W.r))
 				handle_ready();
 			follow_leadership();
 			while (raft_has_ready(W.r))
 				handle_ready();
+			send_commit_news();
+			send_progress();
 			feed_apply_queue();
 			write_commit_hint(false);
 			compact_log();
 			RaftTransportPoll();
 			process_requests();
-			/* rounded up, so as not to spin through the last millisecond */
-			timeout_ms = Max(0, (W.next_tick - GetCurrentTimestamp() + 999) / 1000);
+			timeout_ms = sleep_ms();
 		}
 		publish_view();
-
-		set = CreateWaitEventSet(W.loop_cxt, 2 + RaftTransportSocketCount() +
-								 RaftCaptureSocketCount());
-		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		if (W.configured)
-		{
-			RaftTransportAddWaitEvents(set);
-			RaftCaptureAddWaitEvents(set);
-		}
-		(void) WaitEventSetWait(set, timeout_ms, events, lengthof(events),
-								PG_WAIT_EXTENSION);
-		FreeWaitEventSet(set);
+		wait_for_work(timeout_ms);
 
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(W.loop_cxt);

@@ -562,6 +562,52 @@ raft_tick(raft *r)
 	return RAFT_OK;
 }
 
+/* Ticks until a counter now at elapsed reaches limit when ticked: at least 1. */
+static uint32_t
+ticks_left(uint32_t limit, uint32_t elapsed)
+{
+	return limit > elapsed + 1 ? limit - elapsed : 1;
+}
+
+static uint32_t
+min_u32(uint32_t a, uint32_t b)
+{
+	return a < b ? a : b;
+}
+
+uint32_t
+raft_ticks_until_due(const raft *r)
+{
+	uint32_t	due = r->opts.election_timeout_ticks;
+	uint32_t	i;
+
+	if (r->role != RAFT_LEADER)
+	{
+		if (r->starting)
+			due = min_u32(due, ticks_left(r->opts.election_timeout_ticks,
+									  r->election_elapsed));
+		if (raft_is_voter(r, r->id) && !r->campaigns_held)
+			due = min_u32(due, ticks_left(r->randomized_timeout, r->election_elapsed));
+		return due;
+	}
+	if (raft_log_last_term(&r->log) != r->term)
+		return 1;				/* the no-op still waits for room */
+	due = min_u32(due, ticks_left(r->opts.election_timeout_ticks, r->election_elapsed));
+	due = min_u32(due, ticks_left(r->opts.heartbeat_ticks, r->heartbeat_elapsed));
+	if (r->transfer_target != RAFT_NO_NODE)
+		due = min_u32(due, ticks_left(r->opts.election_timeout_ticks,
+								  r->transfer_elapsed));
+	for (i = 0; i < r->n_progress; i++)
+	{
+		const raft_progress *pr = &r->progress[i];
+		raft_index_t known = pr->match < r->commit ? pr->match : r->commit;
+
+		if (pr->id != r->id && (pr->commit_due != 0 || pr->commit_sent < known))
+			return 1;
+	}
+	return due;
+}
+
 static bool
 msg_valid(const raft *r, const raft_msg *m)
 {

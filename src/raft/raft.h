@@ -321,6 +321,35 @@ extern int	raft_load(raft *r, const raft_hard_state *hs,
 
 /* Events */
 extern int	raft_tick(raft *r);
+
+/*
+ * How many ticks may pass before one does anything (an election, a
+ * heartbeat round, commit notices, a quorum check, the end of a transfer):
+ * at least 1.  A caller with nothing else to do may sleep that long, then
+ * pass the ticks one after the other; the ticks before the last one do
+ * nothing, so the result is the same as ticking all along.
+ */
+extern uint32_t raft_ticks_until_due(const raft *r);
+
+/*
+ * Commit news.  Followers learn the commit index with the next append, or
+ * from the tick within two ticks when none comes.  A leader's caller that
+ * wants them to learn it sooner asks whether news waits for a follower
+ * that has every entry (raft_commit_news_waits), and after a pause of its
+ * choosing in which no append carried it, sends it (raft_send_commit_news:
+ * an append without entries to each such follower).  Leaders only; false
+ * and nothing elsewhere.
+ */
+extern bool raft_commit_news_waits(const raft *r);
+extern void raft_send_commit_news(raft *r);
+
+/*
+ * A follower's answer to nothing: an acknowledgement of its committed and
+ * durable entries, sent to its leader so that whatever the caller carries
+ * with messages (how far it applied) reaches the leader now.  Followers
+ * with a known leader only; nothing elsewhere.
+ */
+extern void raft_send_progress(raft *r);
 extern int	raft_step(raft *r, const raft_msg *m);
 extern int	raft_propose(raft *r, uint8_t type, const void *data, uint32_t len,
 						 raft_index_t *index);

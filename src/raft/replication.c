@@ -300,6 +300,67 @@ raft_send_commit_notices(raft *r)
 	}
 }
 
+/*
+ * Whether an append without entries would now tell this follower a commit
+ * index it has not been told: it holds committed entries beyond the commit
+ * index sent to it, every entry has gone its way, and its progress state
+ * lets a message go.
+ */
+static bool
+commit_news_waits(const raft *r, const raft_progress *pr)
+{
+	raft_index_t known = pr->match < r->commit ? pr->match : r->commit;
+
+	return pr->id != r->id && pr->commit_sent < known &&
+		pr->next > raft_log_last_index(&r->log) &&
+		!(pr->state == RAFT_PROGRESS_PROBE && pr->probe_sent) &&
+		!(pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr)) &&
+		pr->state != RAFT_PROGRESS_SNAPSHOT;
+}
+
+bool
+raft_commit_news_waits(const raft *r)
+{
+	uint32_t	i;
+
+	if (r->role != RAFT_LEADER)
+		return false;
+	for (i = 0; i < r->n_progress; i++)
+		if (commit_news_waits(r, &r->progress[i]))
+			return true;
+	return false;
+}
+
+void
+raft_send_commit_news(raft *r)
+{
+	uint32_t	i;
+
+	if (r->role != RAFT_LEADER)
+		return;
+	for (i = 0; i < r->n_progress; i++)
+		if (commit_news_waits(r, &r->progress[i]))
+			raft_send_append(r, &r->progress[i], true);
+}
+
+void
+raft_send_progress(raft *r)
+{
+	raft_msg   *resp;
+
+	if (r->role != RAFT_FOLLOWER || r->leader == RAFT_NO_NODE)
+		return;
+	resp = raft_out_msg(r, RAFT_MSG_APPEND_RESP, r->leader);
+	if (resp == NULL)
+		return;
+	/* committed entries are in every later leader's log, as they are here */
+	resp->index = r->commit < r->persisted ? r->commit : r->persisted;
+	resp->reject = false;
+	resp->log_term = 0;
+	resp->context = 0;
+	resp->commit = r->commit;
+}
+
 /* Finds the largest index <= index whose term is <= term (fast back-off). */
 static raft_index_t
 find_conflict_by_term(const raft *r, raft_index_t index, raft_term_t term)

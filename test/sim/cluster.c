@@ -564,8 +564,29 @@ sim_tick_all(sim_cluster *c)
 
 	c->now++;
 	for (i = 0; i < c->n_nodes; i++)
-		if (c->nodes[i].up)
-			raft_tick(c->nodes[i].r);
+	{
+		raft	   *r = c->nodes[i].r;
+		bool		idle;
+		uint32_t	due;
+
+		if (!c->nodes[i].up)
+			continue;
+		/*
+		 * Some ticks, a caller sends commit news early, and followers
+		 * their progress, as the worker does.
+		 */
+		if (c->now % 3 == 0 && raft_commit_news_waits(r))
+			raft_send_commit_news(r);
+		if (c->now % 5 == 0)
+			raft_send_progress(r);
+		/* a tick before the one raft_ticks_until_due names does nothing */
+		idle = !raft_has_ready(r);
+		due = raft_ticks_until_due(r);
+		raft_tick(r);
+		if (idle && due > 1 && raft_has_ready(r))
+			sim_fail(c, "node %u's tick did something %u ticks before it was due",
+					 c->nodes[i].id, due);
+	}
 }
 
 void
