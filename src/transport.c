@@ -46,6 +46,13 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include "catalog/pg_type_d.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
@@ -111,6 +118,19 @@ typedef struct Peer
 	int			oldest;			/* ... the oldest of them at this slot */
 	bool		want_write;
 	TimestampTz last_error_logged;
+
+	/*
+	 * Whether its server is gone (RaftTransportPeerGone): when a connection
+	 * that was up breaks, a bare TCP (or unix-domain) connection is tried
+	 * at the address it went to, and refused or not.
+	 */
+	struct sockaddr_storage addr;	/* where the last ready connection went */
+	socklen_t	addr_len;		/* 0: not known */
+	TimestampTz lost_at;		/* when a ready connection broke */
+	TimestampTz refused_at;		/* when the address refused a connection */
+	int			probe_fd;		/* that connection being tried, or -1 */
+	uint64		probe_connection;	/* its number (RaftWaitSocket) */
+	TimestampTz probe_started;
 } Peer;
 
 static Peer peers[MAX_PEERS];
@@ -119,6 +139,8 @@ static uint64 my_incarnation;
 static uint64 my_applied_index;
 static raft_id_t my_id;
 static MemoryContext transport_cxt;
+
+static int	peer_deadline_ms(void);
 
 static Peer *
 peer_find(raft_id_t id)
@@ -172,10 +194,129 @@ peer_log_failure(Peer *p, const char *what)
 			 msg[0] ? errdetail_internal("%s", msg) : 0));
 }
 
+/*
+ * Remembers the address a ready connection went to: the server's IP
+ * address and port, or its unix-domain socket.
+ */
+static void
+peer_remember_address(Peer *p)
+{
+	const char *host = PQhost(p->conn);
+	const char *hostaddr = PQhostaddr(p->conn);
+	const char *port = PQport(p->conn);
+	int			port_number = port != NULL ? atoi(port) : 0;
+
+	memset(&p->addr, 0, sizeof(p->addr));
+	p->addr_len = 0;
+	if (port_number <= 0 || port_number > 65535)
+		return;
+	if (host != NULL && is_absolute_path(host))
+	{
+		struct sockaddr_un *un = (struct sockaddr_un *) &p->addr;
+
+		un->sun_family = AF_UNIX;
+		if (snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d",
+					 host, port_number) < (int) sizeof(un->sun_path))
+			p->addr_len = sizeof(struct sockaddr_un);
+	}
+	else if (hostaddr != NULL)
+	{
+		struct sockaddr_in *in4 = (struct sockaddr_in *) &p->addr;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &p->addr;
+
+		if (inet_pton(AF_INET, hostaddr, &in4->sin_addr) == 1)
+		{
+			in4->sin_family = AF_INET;
+			in4->sin_port = pg_hton16((uint16) port_number);
+			p->addr_len = sizeof(struct sockaddr_in);
+		}
+		else if (inet_pton(AF_INET6, hostaddr, &in6->sin6_addr) == 1)
+		{
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = pg_hton16((uint16) port_number);
+			p->addr_len = sizeof(struct sockaddr_in6);
+		}
+	}
+}
+
+/* Ends the connection attempt at the peer's address; err is its outcome. */
+static void
+probe_end(Peer *p, int err)
+{
+	if (p->probe_fd >= 0)
+		close(p->probe_fd);
+	p->probe_fd = -1;
+	/* nothing listens there: refused, or the socket file is gone */
+	if (err == ECONNREFUSED || err == ENOENT)
+	{
+		p->refused_at = GetCurrentTimestamp();
+		/* the worker may have news for the core: not after its sleep */
+		SetLatch(MyLatch);
+	}
+}
+
+/* Tries a bare connection to the address of the connection that broke. */
+static void
+probe_start(Peer *p)
+{
+	int			fd;
+
+	if (p->addr_len == 0 || p->probe_fd >= 0)
+		return;
+	fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	p->probe_fd = fd;
+	if (connect(fd, (struct sockaddr *) &p->addr, p->addr_len) == 0)
+		probe_end(p, 0);
+	else if (errno == EINPROGRESS)
+	{
+		p->probe_connection = RaftNewConnectionNumber();
+		p->probe_started = GetCurrentTimestamp();
+	}
+	else
+		probe_end(p, errno);
+}
+
+/* Reads the outcome of the connection attempt, if it has one by now. */
+static void
+probe_poll(Peer *p)
+{
+	struct pollfd pfd;
+	int			err = 0;
+	socklen_t	len = sizeof(err);
+
+	if (p->probe_fd < 0)
+		return;
+	pfd.fd = p->probe_fd;
+	pfd.events = POLLOUT;
+	pfd.revents = 0;
+	if (poll(&pfd, 1, 0) == 0)
+	{
+		/* a link that drops packets does not answer: that proves nothing */
+		if (TimestampDifferenceExceeds(p->probe_started, GetCurrentTimestamp(),
+									   peer_deadline_ms()))
+			probe_end(p, ETIMEDOUT);
+		return;
+	}
+	if (getsockopt(p->probe_fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	probe_end(p, err);
+}
+
 static void
 peer_fail(Peer *p, const char *what)
 {
 	peer_log_failure(p, what);
+	if (p->state == PEER_READY && p->conn != NULL)
+	{
+		peer_remember_address(p);
+		p->lost_at = GetCurrentTimestamp();
+		p->refused_at = 0;
+		if (p->probe_fd >= 0)
+			probe_end(p, 0);
+		probe_start(p);
+	}
 	peer_disconnect(p);
 	p->backoff_ms = Min(Max(p->backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
 	p->next_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -201,6 +342,7 @@ RaftTransportSetPeer(raft_id_t id, const char *conninfo)
 		p = &peers[n_peers++];
 		memset(p, 0, sizeof(*p));
 		p->id = id;
+		p->probe_fd = -1;
 	}
 	p->conninfo = MemoryContextStrdup(transport_cxt, conninfo);
 	p->next_attempt = 0;
@@ -229,6 +371,8 @@ RaftTransportDropPeer(raft_id_t id)
 		return;
 	peer_disconnect(p);
 	queue_clear(p);
+	if (p->probe_fd >= 0)
+		probe_end(p, 0);
 	pfree(p->conninfo);
 	*p = peers[--n_peers];
 }
@@ -238,6 +382,20 @@ void
 RaftTransportSetApplied(uint64 applied_index)
 {
 	my_applied_index = applied_index;
+}
+
+/*
+ * Whether the peer's server is gone: a connection to it that was up broke,
+ * and a connection to the address it went to was refused since (nothing
+ * listens there: its postmaster is dead or stopped).  A link that drops
+ * packets never looks like this; its connections time out instead.
+ */
+bool
+RaftTransportPeerGone(raft_id_t id)
+{
+	Peer	   *p = peer_find(id);
+
+	return p != NULL && p->lost_at != 0 && p->refused_at >= p->lost_at;
 }
 
 /* Whether the applied index moved since the last frame to this peer. */
@@ -370,6 +528,8 @@ peer_continue_connect(Peer *p)
 	p->want_write = true;
 	p->state = PEER_READY;
 	p->backoff_ms = 0;
+	p->lost_at = 0;
+	p->refused_at = 0;
 	ereport(DEBUG1, (errmsg("raft peer %u: connected", p->id)));
 }
 
@@ -510,6 +670,7 @@ RaftTransportPoll(void)
 	{
 		Peer	   *p = &peers[i];
 
+		probe_poll(p);
 		if (p->state == PEER_IDLE && now >= p->next_attempt)
 			peer_start_connect(p);
 		if (p->state == PEER_CONNECTING)
@@ -533,7 +694,16 @@ RaftTransportWaitSockets(RaftWaitSocket *out, int max)
 		Peer	   *p = &peers[i];
 		pgsocket	sock;
 
-		if (p->conn == NULL || (sock = PQsocket(p->conn)) == PGINVALID_SOCKET)
+		if (p->probe_fd >= 0 && n < max)
+		{
+			out[n].sock = p->probe_fd;
+			out[n].events = WL_SOCKET_WRITEABLE;
+			out[n].connection = p->probe_connection;
+			out[n].settled = true;
+			n++;
+		}
+		if (n >= max || p->conn == NULL ||
+			(sock = PQsocket(p->conn)) == PGINVALID_SOCKET)
 			continue;
 		out[n].sock = sock;
 		out[n].connection = p->connection;
@@ -558,6 +728,8 @@ RaftTransportShutdown(void)
 	{
 		peer_disconnect(&peers[i]);
 		queue_clear(&peers[i]);
+		if (peers[i].probe_fd >= 0)
+			probe_end(&peers[i], 0);
 		pfree(peers[i].conninfo);
 	}
 	n_peers = 0;

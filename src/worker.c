@@ -2058,6 +2058,27 @@ send_commit_news(void)
 }
 
 /*
+ * A follower whose leader's server is gone (its connection broke and its
+ * port refuses connections: RaftTransportPeerGone) need not wait out an
+ * election timeout to replace it (raft_leader_gone).  A leader cut off by
+ * the network, or whose raft worker alone stalls, never looks like this.
+ */
+static void
+notice_leader_gone(void)
+{
+	raft_status st;
+
+	raft_get_status(W.r, &st);
+	if (st.role != RAFT_FOLLOWER || st.leader == RAFT_NO_NODE ||
+		!RaftTransportPeerGone(st.leader))
+		return;
+	ereport(LOG,
+			(errmsg("raft leader node %u is gone", st.leader),
+			 errdetail("Its connection broke and its port refuses connections; this node does not wait for the election timeout to replace it.")));
+	raft_leader_gone(W.r);
+}
+
+/*
  * Tells the leader how far this follower applied when no message to it
  * carried that within NEWS_DELAY_US (raft_send_progress): the
  * leader's replay_lag runs until it hears.
@@ -2371,6 +2392,7 @@ RaftWorkerMain(Datum main_arg)
 			/* the ticks that passed while it slept come before the news */
 			tick();
 			drain_inbox();
+			notice_leader_gone();
 			maintain_membership();
 			while (raft_has_ready(W.r))
 				handle_ready();

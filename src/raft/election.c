@@ -135,3 +135,33 @@ raft_recv_vote_resp(raft *r, const raft_msg *m)
 	else if (rejected * 2 >= voters)
 		raft_become_follower(r, r->term, RAFT_NO_NODE);
 }
+
+/*
+ * The caller knows that the leader's server is gone.  Forgetting the
+ * leader lets this node vote for a candidate at once: the lease check of
+ * step_term protects a leader that may still serve, and this one cannot.
+ * Nor can one before it (starting): this node has heard from the leader
+ * of a later term since it started.
+ * It then stands for election within a few ticks, one more pair of ticks
+ * for each voter of lower id besides the leader, so that followers that
+ * learn it together do not split their votes.
+ */
+void
+raft_leader_gone(raft *r)
+{
+	raft_id_t	gone = r->leader;
+	uint32_t	wait = 1;
+	uint32_t	i;
+
+	if (r->role != RAFT_FOLLOWER || gone == RAFT_NO_NODE)
+		return;
+	r->leader = RAFT_NO_NODE;
+	r->starting = false;
+	for (i = 0; i < r->n_progress; i++)
+		if (r->progress[i].voter && r->progress[i].id != gone &&
+			r->progress[i].id < r->id)
+			wait += 2;
+	if (r->randomized_timeout > wait &&
+		r->election_elapsed < r->randomized_timeout - wait)
+		r->election_elapsed = r->randomized_timeout - wait;
+}

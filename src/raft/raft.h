@@ -350,6 +350,15 @@ extern void raft_send_commit_news(raft *r);
  * with a known leader only; nothing elsewhere.
  */
 extern void raft_send_progress(raft *r);
+
+/*
+ * The caller knows that this follower's leader is gone: its server is not
+ * running (its connections broke and its port refuses new ones), which a
+ * network fault never looks like.  The follower forgets its leader, grants
+ * votes at once, and stands for election within a few ticks (the voter of
+ * lowest id first) instead of an election timeout.  Nothing elsewhere.
+ */
+extern void raft_leader_gone(raft *r);
 extern int	raft_step(raft *r, const raft_msg *m);
 extern int	raft_propose(raft *r, uint8_t type, const void *data, uint32_t len,
 						 raft_index_t *index);

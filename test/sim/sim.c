@@ -240,6 +240,33 @@ check_reads(campaign *cp)
 	c->n_reads = 0;
 }
 
+/*
+ * Followers whose leader crashed learn it, as the worker does when the
+ * leader's port refuses connections; never of a leader that is up.
+ */
+static void
+leader_gone(sim_cluster *c)
+{
+	uint32_t	i;
+
+	for (i = 0; i < c->n_nodes; i++)
+	{
+		sim_node   *n = &c->nodes[i];
+		sim_node   *leader;
+		raft_status st;
+
+		if (!n->up)
+			continue;
+		raft_get_status(n->r, &st);
+		leader = st.leader != RAFT_NO_NODE ? sim_node_get(c, st.leader) : NULL;
+		if (st.role == RAFT_FOLLOWER && leader != NULL && !leader->up)
+		{
+			raft_leader_gone(n->r);
+			sim_trace(c, "node %u learns that leader %u is gone", n->id, st.leader);
+		}
+	}
+}
+
 /* Picks a message that is due, starting at a random place. */
 static bool
 deliver_random(sim_cluster *c)
@@ -331,6 +358,8 @@ chaos_step(campaign *cp)
 	}
 	else if (roll < 100 && leader != RAFT_NO_NODE)
 		read_index(cp, leader);
+	else if (roll < 110)
+		leader_gone(c);
 	else if (roll < 300 && leader != RAFT_NO_NODE)
 		propose(cp, leader, NULL);
 	else
