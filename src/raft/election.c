@@ -15,6 +15,9 @@
  */
 #include "raft_int.h"
 
+/* elections a few ticks apart after raft_leader_gone */
+#define GONE_ROUNDS 3
+
 /*
  * Starts a pre-vote round (pre) or a real election.  transfer marks the
  * requests as coming from a leadership transfer (TimeoutNow), which voters
@@ -144,7 +147,10 @@ raft_recv_vote_resp(raft *r, const raft_msg *m)
  * of a later term since it started.
  * It then stands for election within a few ticks, one more pair of ticks
  * for each voter of lower id besides the leader, so that followers that
- * learn it together do not split their votes.
+ * learn it together do not split their votes.  A voter that did not know
+ * yet refuses that first election, and one whose log is behind fails
+ * too: GONE_ROUNDS more elections follow a few random ticks apart
+ * (raft_reset_election_timer), until a leader is known.
  */
 void
 raft_leader_gone(raft *r)
@@ -157,6 +163,7 @@ raft_leader_gone(raft *r)
 		return;
 	r->leader = RAFT_NO_NODE;
 	r->starting = false;
+	r->gone_rounds = GONE_ROUNDS;
 	for (i = 0; i < r->n_progress; i++)
 		if (r->progress[i].voter && r->progress[i].id != gone &&
 			r->progress[i].id < r->id)

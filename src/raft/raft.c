@@ -189,6 +189,16 @@ raft_reset_election_timer(raft *r)
 	r->election_elapsed = 0;
 	r->heartbeat_elapsed = 0;
 	r->randomized_timeout = t + (uint32_t) (next_random(r) % t);
+	if (r->gone_rounds > 0 && r->role != RAFT_LEADER)
+	{
+		/* a random few ticks, two per voter and two more, never beyond t */
+		uint32_t	spread = 2 * raft_voter_count(r) + 2;
+
+		r->gone_rounds--;
+		r->randomized_timeout = 2 + (uint32_t) (next_random(r) % spread);
+		if (r->randomized_timeout > t)
+			r->randomized_timeout = t;
+	}
 }
 
 int
@@ -403,6 +413,8 @@ raft_become_follower(raft *r, raft_term_t term, raft_id_t leader)
 	r->role = RAFT_FOLLOWER;
 	r->leader = leader;
 	r->transfer_target = RAFT_NO_NODE;
+	if (leader != RAFT_NO_NODE)
+		r->gone_rounds = 0;
 	raft_reset_election_timer(r);
 }
 
@@ -448,6 +460,7 @@ raft_become_leader(raft *r)
 	r->role = RAFT_LEADER;
 	r->leader = r->id;
 	r->transfer_target = RAFT_NO_NODE;
+	r->gone_rounds = 0;
 	raft_reset_election_timer(r);
 	for (i = 0; i < r->n_progress; i++)
 	{

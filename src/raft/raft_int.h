@@ -155,6 +155,12 @@ struct raft
 	bool		starting;
 	uint32_t	randomized_timeout;
 	uint64_t	rng;
+	/*
+	 * Elections left to hold within a few ticks of each other, since the
+	 * caller said the leader is gone (raft_leader_gone): the first may
+	 * come before the other voters know it too, and be refused.
+	 */
+	uint32_t	gone_rounds;
 
 	raft_id_t	transfer_target;
 	uint32_t	transfer_elapsed;
