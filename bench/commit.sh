@@ -39,34 +39,7 @@ if [ "$(id -u)" = 0 ]; then
 	exit 2
 fi
 
-sampler=""
-cleanup()
-{
-	[ -n "$sampler" ] && kill "$sampler" 2> /dev/null
-	for port in "${all_ports[@]}"; do node_stop "$port"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap 'echo "$0: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-
-fail() { echo "$0: $*" >&2; exit 1; }
-
-wait_until()
-{
-	local what="$1" tries=$(( $2 * 10 )) port="$3" sql="$4"
-	until [ "$(node_sql "$port" "$sql" 2> /dev/null)" = t ]; do
-		tries=$(( tries - 1 ))
-		[ "$tries" -gt 0 ] || fail "timed out after $2 s waiting for $what"
-		sleep 0.1
-	done
-}
-
-pgbench_init()
-{
-	"$PG_BIN/pgbench" -i -q -s 10 -h "$RAFT_BASE" -p "$1" -U postgres postgres \
-		> "$(node_dir "$1").pgbench_init.log" 2>&1 \
-		|| fail "pgbench -i on port $1 failed, see $(node_dir "$1").pgbench_init.log"
-}
+bench_traps
 
 declare -A tps latency
 # measure KEY PORT CLIENTS [ARGS...]: pgbench over TCP; prints its log's name
@@ -82,19 +55,11 @@ measure()
 
 run_physical()
 {
-	local name port dir
+	local port
 	instance_init primary "$primary" "$LOGICAL_CONF"
 	pgbench_init "$primary"
-	for name in s1 s2; do
-		port=${standbys[$([ $name = s1 ] && echo 0 || echo 1)]}
-		dir="$(node_dir "$port")"
-		rm -rf "$dir" "$dir.log"
-		"$PG_BIN/pg_basebackup" -D "$dir" -R -X stream -c fast \
-			-d "host=127.0.0.1 port=$primary user=postgres application_name=$name" \
-			> "$dir.basebackup.log" 2>&1 || fail "pg_basebackup for $name failed"
-		printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" >> "$dir/postgresql.conf"
-		node_start "$port"
-	done
+	standby_init s1 "${standbys[0]}" "$primary"
+	standby_init s2 "${standbys[1]}" "$primary"
 	node_sql "$primary" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
 	node_sql "$primary" "SELECT pg_reload_conf()" > /dev/null
 	wait_until "s1 and s2 to stream as quorum standbys" 60 "$primary" \

@@ -91,3 +91,59 @@ wait_for_leader()
 	done
 	return 1
 }
+
+# For the benchmarks that compare replication set-ups (replication.sh,
+# commit.sh).  They set all_ports (every port they may start) and, while a
+# background sampler runs, sampler (its PID); bench_traps makes the exit
+# stop both.
+#
+#   fail MESSAGE                       print it and exit 1
+#   now_ms                             the wall clock in milliseconds
+#   wait_until WHAT TIMEOUT_S PORT SQL poll SQL on PORT every 0.1 s until t
+#   pgbench_init PORT                  pgbench -i at scale $scale (default 10)
+#   standby_init NAME PORT PRIMARY     a streaming standby of port PRIMARY
+
+sampler=""
+bench_cleanup()
+{
+	[ -n "$sampler" ] && kill "$sampler" 2> /dev/null
+	for port in "${all_ports[@]}"; do node_stop "$port"; done
+}
+
+bench_traps()
+{
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	trap 'echo "$0: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+}
+
+fail() { echo "$0: $*" >&2; exit 1; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+wait_until()
+{
+	local what="$1" deadline=$(( $(now_ms) + $2 * 1000 )) port="$3" sql="$4"
+	until [ "$(node_sql "$port" "$sql" 2> /dev/null)" = t ]; do
+		[ "$(now_ms)" -lt "$deadline" ] || fail "timed out after $2 s waiting for $what"
+		sleep 0.1
+	done
+}
+
+pgbench_init()
+{
+	"$PG_BIN/pgbench" -i -q -s "${scale:-10}" -h "$RAFT_BASE" -p "$1" -U postgres postgres \
+		> "$(node_dir "$1").pgbench_init.log" 2>&1 \
+		|| fail "pgbench -i on port $1 failed, see $(node_dir "$1").pgbench_init.log"
+}
+
+standby_init()
+{
+	local name="$1" port="$2" primary="$3" dir
+	dir="$(node_dir "$port")"
+	rm -rf "$dir" "$dir.log"
+	"$PG_BIN/pg_basebackup" -D "$dir" -R -X stream -c fast \
+		-d "host=127.0.0.1 port=$primary user=postgres application_name=$name" \
+		> "$dir.basebackup.log" 2>&1 || fail "pg_basebackup for $name failed, see $dir.basebackup.log"
+	printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" >> "$dir/postgresql.conf"
+	node_start "$port"
+}

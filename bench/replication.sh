@@ -74,36 +74,7 @@ if [ "$(id -u)" = 0 ]; then
 	exit 2
 fi
 
-sampler=""    # the background psql of sample_start, while one runs
-cleanup()
-{
-	[ -n "$sampler" ] && kill "$sampler" 2> /dev/null
-	for port in "${all_ports[@]}"; do node_stop "$port"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap 'echo "$0: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-
-fail() { echo "$0: $*" >&2; exit 1; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# wait_until WHAT TIMEOUT_S PORT SQL: poll SQL on PORT every 0.1 s until it
-# returns t.
-wait_until()
-{
-	local what="$1" deadline=$(( $(now_ms) + $2 * 1000 )) port="$3" sql="$4"
-	until [ "$(node_sql "$port" "$sql" 2> /dev/null)" = t ]; do
-		[ "$(now_ms)" -lt "$deadline" ] || fail "timed out after $2 s waiting for $what"
-		sleep 0.1
-	done
-}
-
-pgbench_init()
-{
-	"$PG_BIN/pgbench" -i -q -s "$scale" -h "$RAFT_BASE" -p "$1" -U postgres postgres \
-		> "$(node_dir "$1").pgbench_init.log" 2>&1 \
-		|| fail "pgbench -i on port $1 failed, see $(node_dir "$1").pgbench_init.log"
-}
+bench_traps
 
 # pgbench_run PORT NAME ARGS...: pgbench -n -c 2 -j 2 ARGS on PORT; its
 # output goes to $RAFT_BASE/NAME.pgbench.log, whose name it prints.
@@ -219,25 +190,12 @@ run_plain()
 }
 
 # ---------------------------------------------------------------- 2. physical
-# standby_init NAME PORT: a streaming standby of $primary
-standby_init()
-{
-	local name="$1" port="$2" dir
-	dir="$(node_dir "$port")"
-	rm -rf "$dir" "$dir.log"
-	"$PG_BIN/pg_basebackup" -D "$dir" -R -X stream -c fast \
-		-d "host=127.0.0.1 port=$primary user=postgres application_name=$name" \
-		> "$dir.basebackup.log" 2>&1 || fail "pg_basebackup for $name failed, see $dir.basebackup.log"
-	printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" >> "$dir/postgresql.conf"
-	node_start "$port"
-}
-
 run_physical()
 {
 	instance_init primary "$primary" "$LOGICAL_CONF"
 	pgbench_init "$primary"
-	standby_init s1 "${standbys[0]}"
-	standby_init s2 "${standbys[1]}"
+	standby_init s1 "${standbys[0]}" "$primary"
+	standby_init s2 "${standbys[1]}" "$primary"
 	node_sql "$primary" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
 	node_sql "$primary" "SELECT pg_reload_conf()" > /dev/null
 	wait_until "s1 and s2 to stream as quorum standbys" 60 "$primary" \

@@ -87,8 +87,11 @@
 /* Append times of the leader's recent entries, for replay_lag. */
 #define LAG_SAMPLES 4096
 
-/* the sockets the worker may wait on: one per peer, and capture's */
-#define MAX_WAIT_SOCKETS (RAFT_MAX_MEMBERS + 2)
+/*
+ * The sockets the worker may wait on: two per peer (its connection, and a
+ * bare connection to its address: RaftTransportPeerGone), and capture's.
+ */
+#define MAX_WAIT_SOCKETS (2 * RAFT_MAX_MEMBERS + 1)
 
 /*
  * How long a leader waits for an append to carry a new commit index to
@@ -2109,7 +2112,7 @@ send_progress(void)
 
 /*
  * How long the worker may sleep when nothing wakes it: until the core's
- * next due tick, or commit news, or a heartbeat interval at most, which
+ * next due tick, or news to send, or a heartbeat interval at most, which
  * is how often it looks after what has no event of its own (reconnection
  * back-offs, capture retries, compaction, the commit hint).  Rounded up,
  * so as not to spin through the last millisecond.

@@ -321,6 +321,11 @@ extern int	raft_load(raft *r, const raft_hard_state *hs,
 
 /* Events */
 extern int	raft_tick(raft *r);
+extern int	raft_step(raft *r, const raft_msg *m);
+extern int	raft_propose(raft *r, uint8_t type, const void *data, uint32_t len,
+						 raft_index_t *index);
+extern int	raft_persisted(raft *r, raft_index_t index, raft_term_t term);
+extern int	raft_compact(raft *r, raft_index_t index);
 
 /*
  * How many ticks may pass before one does anything (an election, a
@@ -359,11 +364,6 @@ extern void raft_send_progress(raft *r);
  * lowest id first) instead of an election timeout.  Nothing elsewhere.
  */
 extern void raft_leader_gone(raft *r);
-extern int	raft_step(raft *r, const raft_msg *m);
-extern int	raft_propose(raft *r, uint8_t type, const void *data, uint32_t len,
-						 raft_index_t *index);
-extern int	raft_persisted(raft *r, raft_index_t index, raft_term_t term);
-extern int	raft_compact(raft *r, raft_index_t index);
 
 typedef enum raft_conf_change_type
 {
