@@ -260,8 +260,8 @@ static void write_fully(int fd, const char *path, const void *buf, size_t len,
 						off_t offset, uint32 wait_event);
 static void read_fully(int fd, const char *path, void *buf, size_t len,
 					   off_t offset, uint32 wait_event);
-static void sync_file(int fd, const char *path, uint32 wait_event);
-static void sync_file_data(int fd, const char *path);
+static void sync_file(int fd, const char *path, uint32 wait_event,
+					  bool data_only);
 static void prepare_space(RaftLogStore *log, uint64 end);
 static void truncate_file(int fd, const char *path, uint64 len);
 static void unlink_file(const char *path);
@@ -352,7 +352,7 @@ write_file(const char *name, const void *data, size_t len, bool durable)
 				 errmsg("could not create file \"%s\": %m", tmppath)));
 	write_fully(fd, tmppath, buf, total, 0, WAIT_EVENT_CONTROL_FILE_WRITE);
 	if (durable)
-		sync_file(fd, tmppath, WAIT_EVENT_CONTROL_FILE_SYNC);
+		sync_file(fd, tmppath, WAIT_EVENT_CONTROL_FILE_SYNC, false);
 	if (CloseTransientFile(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -833,7 +833,7 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 								   scan.bad_reason),
 						 errhint("This node's log cannot be trusted.  Rebuild the node from a healthy member of the cluster.")));
 			truncate_file(fd, path, scan.valid_bytes);
-			sync_file(fd, path, WAIT_EVENT_WAL_SYNC);
+			sync_file(fd, path, WAIT_EVENT_WAL_SYNC, false);
 			ereport(LOG,
 					(errmsg("truncated torn tail of raft log file \"%s\" at offset %llu",
 							path, (unsigned long long) scan.valid_bytes),
@@ -970,7 +970,7 @@ RaftLogSync(RaftLogStore *log)
 	{
 		Assert(log->fd >= 0);
 		segment_path(path, last_segment(log)->first_index);
-		sync_file_data(log->fd, path);
+		sync_file(log->fd, path, WAIT_EVENT_WAL_SYNC, true);
 		log->data_unsynced = false;
 	}
 	if (log->dir_unsynced)
@@ -1290,7 +1290,7 @@ truncate_log_from(RaftLogStore *log, const raft_entry *first)
 	seg = last_segment(log);
 	segment_path(path, seg->first_index);
 	truncate_file(log->fd, path, offset);
-	sync_file(log->fd, path, WAIT_EVENT_WAL_SYNC);
+	sync_file(log->fd, path, WAIT_EVENT_WAL_SYNC, false);
 	log->data_unsynced = false;
 	if (removed || log->dir_unsynced)
 	{
@@ -1423,7 +1423,7 @@ append_record(RaftLogStore *log, const raft_entry *e)
 			if (log->data_unsynced)
 			{
 				segment_path(path, last_segment(log)->first_index);
-				sync_file_data(log->fd, path);
+				sync_file(log->fd, path, WAIT_EVENT_WAL_SYNC, true);
 				log->data_unsynced = false;
 			}
 			close_last_segment(log);
@@ -1964,14 +1964,15 @@ read_fully(int fd, const char *path, void *buf, size_t len, off_t offset,
 
 /*
  * sync_file
- *		fsyncs fd; a failure is a PANIC unless data_sync_retry is on, as for
- *		PostgreSQL's own files.
+ *		fsyncs fd, or with data_only fdatasyncs it (its blocks, and its size
+ *		if it grew: what a log segment's records need); a failure is a PANIC
+ *		unless data_sync_retry is on, as for PostgreSQL's own files.
  */
 static void
-sync_file(int fd, const char *path, uint32 wait_event)
+sync_file(int fd, const char *path, uint32 wait_event, bool data_only)
 {
 	pgstat_report_wait_start(wait_event);
-	if (pg_fsync(fd) != 0)
+	if ((data_only ? pg_fdatasync(fd) : pg_fsync(fd)) != 0)
 	{
 		int			save_errno = errno;
 
@@ -1979,25 +1980,9 @@ sync_file(int fd, const char *path, uint32 wait_event)
 		errno = save_errno;
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
+				 data_only ?
+				 errmsg("could not fdatasync file \"%s\": %m", path) :
 				 errmsg("could not fsync file \"%s\": %m", path)));
-	}
-	pgstat_report_wait_end();
-}
-
-/* Makes a log segment's data durable: its blocks, and its size if it grew. */
-static void
-sync_file_data(int fd, const char *path)
-{
-	pgstat_report_wait_start(WAIT_EVENT_WAL_SYNC);
-	if (pg_fdatasync(fd) != 0)
-	{
-		int			save_errno = errno;
-
-		pgstat_report_wait_end();
-		errno = save_errno;
-		ereport(data_sync_elevel(ERROR),
-				(errcode_for_file_access(),
-				 errmsg("could not fdatasync file \"%s\": %m", path)));
 	}
 	pgstat_report_wait_end();
 }

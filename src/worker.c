@@ -2035,29 +2035,41 @@ measure_lag(RaftMemberInfo *mi, MemberTrack *t, const raft_status *st,
 }
 
 /*
- * Sends commit news that no append carried within NEWS_DELAY_US
- * (raft_commit_news_waits), so that followers apply a commit within a
- * millisecond or so rather than at the next tick.
+ * Whether news that waits (waits) is to go now: once no message has
+ * carried it for NEWS_DELAY_US.  *at is when it goes, 0 while none waits.
+ */
+static bool
+news_due(bool waits, TimestampTz *at)
+{
+	TimestampTz now;
+
+	if (!waits)
+	{
+		*at = 0;
+		return false;
+	}
+	now = GetCurrentTimestamp();
+	if (*at == 0)
+		*at = now + NEWS_DELAY_US;
+	if (now < *at)
+		return false;
+	*at = 0;
+	return true;
+}
+
+/*
+ * Sends commit news that no append carried (raft_commit_news_waits), so
+ * that followers apply a commit within a millisecond or so rather than at
+ * the next tick.
  */
 static void
 send_commit_news(void)
 {
-	TimestampTz now;
-
-	if (!raft_commit_news_waits(W.r))
-	{
-		W.commit_news_at = 0;
-		return;
-	}
-	now = GetCurrentTimestamp();
-	if (W.commit_news_at == 0)
-		W.commit_news_at = now + NEWS_DELAY_US;
-	if (now < W.commit_news_at)
+	if (!news_due(raft_commit_news_waits(W.r), &W.commit_news_at))
 		return;
 	raft_send_commit_news(W.r);
 	while (raft_has_ready(W.r))
 		handle_ready();
-	W.commit_news_at = 0;
 }
 
 /*
@@ -2083,31 +2095,21 @@ notice_leader_gone(void)
 
 /*
  * Tells the leader how far this follower applied when no message to it
- * carried that within NEWS_DELAY_US (raft_send_progress): the
- * leader's replay_lag runs until it hears.
+ * carried that (raft_send_progress): the leader's replay_lag runs until it
+ * hears.
  */
 static void
 send_progress(void)
 {
 	raft_status st;
-	TimestampTz now;
 
 	raft_get_status(W.r, &st);
-	if (st.role != RAFT_FOLLOWER || st.leader == RAFT_NO_NODE ||
-		!RaftTransportAppliedUnsent(st.leader))
-	{
-		W.progress_at = 0;
-		return;
-	}
-	now = GetCurrentTimestamp();
-	if (W.progress_at == 0)
-		W.progress_at = now + NEWS_DELAY_US;
-	if (now < W.progress_at)
+	if (!news_due(st.role == RAFT_FOLLOWER && st.leader != RAFT_NO_NODE &&
+				  RaftTransportAppliedUnsent(st.leader), &W.progress_at))
 		return;
 	raft_send_progress(W.r);
 	while (raft_has_ready(W.r))
 		handle_ready();
-	W.progress_at = 0;
 }
 
 /*

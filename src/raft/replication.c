@@ -343,23 +343,6 @@ raft_send_commit_news(raft *r)
 			raft_send_append(r, &r->progress[i], true);
 }
 
-void
-raft_send_progress(raft *r)
-{
-	raft_msg   *resp;
-
-	if (r->role != RAFT_FOLLOWER || r->leader == RAFT_NO_NODE)
-		return;
-	resp = raft_out_msg(r, RAFT_MSG_APPEND_RESP, r->leader);
-	if (resp == NULL)
-		return;
-	/* committed entries are in every later leader's log, as they are here */
-	resp->index = r->commit < r->persisted ? r->commit : r->persisted;
-	resp->reject = false;
-	resp->log_term = 0;
-	resp->context = 0;
-	resp->commit = r->commit;
-}
 
 /* Finds the largest index <= index whose term is <= term (fast back-off). */
 static raft_index_t
@@ -376,19 +359,42 @@ find_conflict_by_term(const raft *r, raft_index_t index, raft_term_t term)
 	return index;
 }
 
+/*
+ * Sends an append response: index acknowledged, or with reject the hint
+ * (index, hint_term) for the append after rejected.
+ */
 static void
-reply_append(raft *r, const raft_msg *m, raft_index_t index, bool reject,
-			 raft_term_t hint_term)
+send_append_resp(raft *r, raft_id_t to, raft_index_t index, bool reject,
+				 raft_term_t hint_term, raft_index_t rejected)
 {
-	raft_msg   *resp = raft_out_msg(r, RAFT_MSG_APPEND_RESP, m->from);
+	raft_msg   *resp = raft_out_msg(r, RAFT_MSG_APPEND_RESP, to);
 
 	if (resp == NULL)
 		return;
 	resp->index = index;
 	resp->reject = reject;
 	resp->log_term = hint_term;
-	resp->context = reject ? m->index : 0;
+	resp->context = rejected;
 	resp->commit = r->commit;
+}
+
+static void
+reply_append(raft *r, const raft_msg *m, raft_index_t index, bool reject,
+			 raft_term_t hint_term)
+{
+	send_append_resp(r, m->from, index, reject, hint_term,
+					 reject ? m->index : 0);
+}
+
+void
+raft_send_progress(raft *r)
+{
+	if (r->role != RAFT_FOLLOWER || r->leader == RAFT_NO_NODE)
+		return;
+	/* committed entries are in every later leader's log, as they are here */
+	send_append_resp(r, r->leader,
+					 r->commit < r->persisted ? r->commit : r->persisted,
+					 false, 0, 0);
 }
 
 /* Drops our entries from index on: a leader's log overrides ours. */
