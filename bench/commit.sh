@@ -56,14 +56,7 @@ measure()
 run_physical()
 {
 	local port
-	instance_init primary "$primary" "$LOGICAL_CONF"
-	pgbench_init "$primary"
-	standby_init s1 "${standbys[0]}" "$primary"
-	standby_init s2 "${standbys[1]}" "$primary"
-	node_sql "$primary" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
-	node_sql "$primary" "SELECT pg_reload_conf()" > /dev/null
-	wait_until "s1 and s2 to stream as quorum standbys" 60 "$primary" \
-		"SELECT count(*) = 2 FROM pg_stat_replication WHERE sync_state = 'quorum'"
+	physical_init "$primary" "${standbys[@]}"
 	for c in $clients; do
 		measure physical "$primary" "$c" -T "$seconds"
 		echo "physical sync, $c clients: ${tps[physical.$c]} TPS, ${latency[physical.$c]} ms"
@@ -74,11 +67,7 @@ run_physical()
 run_raft()
 {
 	local port leader term_before term_after samples="$RAFT_BASE/raft.lag_ms" log
-	for port in "${raft[@]}"; do
-		node_init "node_$port" "$port"
-		pgbench_init "$port"
-	done
-	cluster_form --no-copy "${raft[@]}"
+	raft_pgbench_init "${raft[@]}"
 	leader=$(wait_for_leader "${raft[@]}") || fail "no writable leader"
 	term_before=$(node_sql "$leader" "SELECT term FROM raft.status")
 	for c in $clients; do

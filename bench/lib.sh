@@ -102,6 +102,10 @@ wait_for_leader()
 #   wait_until WHAT TIMEOUT_S PORT SQL poll SQL on PORT every 0.1 s until t
 #   pgbench_init PORT                  pgbench -i at scale $scale (default 10)
 #   standby_init NAME PORT PRIMARY     a streaming standby of port PRIMARY
+#   physical_init PRIMARY S1 S2        a primary with pgbench data and two
+#                                      standbys s1, s2, ANY 1 (s1, s2) synchronous
+#   raft_pgbench_init PORT...          pg_raft members, each given the same
+#                                      pgbench data, formed without copies
 
 sampler=""
 bench_cleanup()
@@ -146,4 +150,27 @@ standby_init()
 		> "$dir.basebackup.log" 2>&1 || fail "pg_basebackup for $name failed, see $dir.basebackup.log"
 	printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" >> "$dir/postgresql.conf"
 	node_start "$port"
+}
+
+raft_pgbench_init()
+{
+	local port
+	for port in "$@"; do
+		node_init "node_$port" "$port"
+		pgbench_init "$port"
+	done
+	cluster_form --no-copy "$@"
+}
+
+physical_init()
+{
+	local primary="$1"
+	instance_init primary "$primary" "$LOGICAL_CONF"
+	pgbench_init "$primary"
+	standby_init s1 "$2" "$primary"
+	standby_init s2 "$3" "$primary"
+	node_sql "$primary" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
+	node_sql "$primary" "SELECT pg_reload_conf()" > /dev/null
+	wait_until "s1 and s2 to stream as quorum standbys" 60 "$primary" \
+		"SELECT count(*) = 2 FROM pg_stat_replication WHERE application_name IN ('s1', 's2') AND sync_state = 'quorum'"
 }

@@ -192,14 +192,7 @@ run_plain()
 # ---------------------------------------------------------------- 2. physical
 run_physical()
 {
-	instance_init primary "$primary" "$LOGICAL_CONF"
-	pgbench_init "$primary"
-	standby_init s1 "${standbys[0]}" "$primary"
-	standby_init s2 "${standbys[1]}" "$primary"
-	node_sql "$primary" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
-	node_sql "$primary" "SELECT pg_reload_conf()" > /dev/null
-	wait_until "s1 and s2 to stream as quorum standbys" 60 "$primary" \
-		"SELECT count(*) = 2 FROM pg_stat_replication WHERE application_name IN ('s1', 's2') AND sync_state = 'quorum'"
+	physical_init "$primary" "${standbys[@]}"
 	measure_tps physical "physical sync, ANY 1 of 2 standbys" "$primary"
 	for port in "$primary" "${standbys[@]}"; do node_stop "$port"; done
 }
@@ -268,11 +261,7 @@ raft_verify()
 run_raft()
 {
 	local port
-	for port in "${raft[@]}"; do
-		node_init "node_$port" "$port"
-		pgbench_init "$port"
-	done
-	cluster_form --no-copy "${raft[@]}"
+	raft_pgbench_init "${raft[@]}"
 	leader=$(wait_for_leader "${raft[@]}") || fail "the pg_raft cluster elected no writable leader"
 	[ "$(node_sql "$leader" "SHOW synchronous_standby_names")" = pg_raft ] \
 		|| fail "the pg_raft cluster is not in synchronous mode"
