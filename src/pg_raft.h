@@ -328,6 +328,7 @@ extern void RaftTransportSend(raft_id_t to, const uint8 *msg, size_t len);
 extern void RaftTransportSetApplied(uint64 applied_index);
 extern bool RaftTransportAppliedUnsent(raft_id_t to);
 extern bool RaftTransportPeerGone(raft_id_t id);
+extern bool RaftTransportSettled(void);
 extern void RaftTransportPoll(void);
 extern int	RaftTransportWaitSockets(RaftWaitSocket *out, int max);
 extern void RaftTransportShutdown(void);

@@ -398,6 +398,26 @@ RaftTransportPeerGone(raft_id_t id)
 	return p != NULL && p->lost_at != 0 && p->refused_at >= p->lost_at;
 }
 
+/*
+ * Whether nothing in the transport waits on a clock: every peer connected,
+ * with nothing queued or awaiting its result, and no probe under way.
+ */
+bool
+RaftTransportSettled(void)
+{
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+	{
+		const Peer *p = &peers[i];
+
+		if (p->state != PEER_READY || p->head != NULL || p->in_flight > 0 ||
+			p->probe_fd >= 0)
+			return false;
+	}
+	return true;
+}
+
 /* Whether the applied index moved since the last frame to this peer. */
 bool
 RaftTransportAppliedUnsent(raft_id_t to)

@@ -137,6 +137,9 @@ options_valid(const raft_options *opts)
 		opts->election_timeout_ticks >= 2 &&
 		opts->heartbeat_ticks >= 1 &&
 		opts->heartbeat_ticks < opts->election_timeout_ticks &&
+		(opts->quiet_heartbeat_ticks == 0 ||
+		 (opts->quiet_heartbeat_ticks >= opts->heartbeat_ticks &&
+		  2 * (uint64_t) opts->quiet_heartbeat_ticks <= opts->election_timeout_ticks)) &&
 		opts->max_inflight_msgs >= 1 &&
 		opts->max_inflight_msgs <= RAFT_MAX_INFLIGHT &&
 		opts->max_entries_per_msg >= 1 &&
@@ -247,12 +250,13 @@ raft_init(void *mem, size_t size, const raft_options *opts, raft **out)
 
 int
 raft_set_timeouts(raft *r, uint32_t election_timeout_ticks,
-				  uint32_t heartbeat_ticks)
+				  uint32_t heartbeat_ticks, uint32_t quiet_heartbeat_ticks)
 {
 	raft_options opts = r->opts;
 
 	opts.election_timeout_ticks = election_timeout_ticks;
 	opts.heartbeat_ticks = heartbeat_ticks;
+	opts.quiet_heartbeat_ticks = quiet_heartbeat_ticks;
 	if (!options_valid(&opts))
 		return RAFT_ERR_INVALID_ARG;
 	r->opts = opts;
@@ -517,6 +521,40 @@ raft_append_local(raft *r, uint8_t type, const void *data, uint32_t len,
 	return RAFT_OK;
 }
 
+/*
+ * A leader is quiet when nothing is under way that a heartbeat round
+ * would help along: its log is committed and every member holds all of
+ * it, no append is in flight, no read waits for a round, no transfer runs.
+ */
+static bool
+leader_quiet(const raft *r)
+{
+	raft_index_t last = raft_log_last_index(&r->log);
+	uint32_t	i;
+
+	if (r->commit != last || r->n_reads > 0 || r->transfer_target != RAFT_NO_NODE)
+		return false;
+	for (i = 0; i < r->n_progress; i++)
+	{
+		const raft_progress *pr = &r->progress[i];
+
+		if (pr->id != r->id &&
+			(pr->match != last || pr->inflight_count > 0 ||
+			 pr->state != RAFT_PROGRESS_REPLICATE))
+			return false;
+	}
+	return true;
+}
+
+/* Ticks between a leader's heartbeat rounds, as things stand. */
+static uint32_t
+heartbeat_period(const raft *r)
+{
+	if (r->opts.quiet_heartbeat_ticks != 0 && leader_quiet(r))
+		return r->opts.quiet_heartbeat_ticks;
+	return r->opts.heartbeat_ticks;
+}
+
 int
 raft_tick(raft *r)
 {
@@ -564,7 +602,7 @@ raft_tick(raft *r)
 		}
 	}
 	if (r->role == RAFT_LEADER &&
-		++r->heartbeat_elapsed >= r->opts.heartbeat_ticks)
+		++r->heartbeat_elapsed >= heartbeat_period(r))
 	{
 		r->heartbeat_elapsed = 0;
 		/* a new context: its answers acknowledge every read before it */
@@ -606,7 +644,7 @@ raft_ticks_until_due(const raft *r)
 	if (raft_log_last_term(&r->log) != r->term)
 		return 1;				/* the no-op still waits for room */
 	due = min_u32(due, ticks_left(r->opts.election_timeout_ticks, r->election_elapsed));
-	due = min_u32(due, ticks_left(r->opts.heartbeat_ticks, r->heartbeat_elapsed));
+	due = min_u32(due, ticks_left(heartbeat_period(r), r->heartbeat_elapsed));
 	if (r->transfer_target != RAFT_NO_NODE)
 		due = min_u32(due, ticks_left(r->opts.election_timeout_ticks,
 								  r->transfer_elapsed));

@@ -277,6 +277,14 @@ typedef struct raft_options
 	raft_id_t	id;
 	uint32_t	election_timeout_ticks; /* base; randomised in [t, 2t) */
 	uint32_t	heartbeat_ticks;
+	/*
+	 * Ticks between heartbeat rounds while the leader is quiet: every
+	 * entry committed and held by every member, no read, no transfer.
+	 * Fewer rounds then cost less; a follower still hears from its leader
+	 * at least twice per election timeout, and the lease and check-quorum
+	 * a round per election timeout need.  0: always heartbeat_ticks.
+	 */
+	uint32_t	quiet_heartbeat_ticks;
 	uint64_t	random_seed;
 	uint32_t	max_inflight_msgs;		/* appends in flight per peer */
 	uint32_t	max_entries_per_msg;	/* <= RAFT_MAX_ENTRIES_PER_MSG */
@@ -295,11 +303,12 @@ extern void raft_options_default(raft_options *opts, raft_id_t id, uint64_t seed
 typedef struct raft raft;
 
 /*
- * Changes the election timeout and heartbeat interval of a running core
+ * Changes the election timeout and heartbeat intervals of a running core
  * (after a configuration reload).  Same limits as raft_init.
  */
 extern int	raft_set_timeouts(raft *r, uint32_t election_timeout_ticks,
-							  uint32_t heartbeat_ticks);
+							  uint32_t heartbeat_ticks,
+							  uint32_t quiet_heartbeat_ticks);
 
 /* Bytes needed for a core with these options; 0 when they are invalid. */
 extern size_t raft_size(const raft_options *opts);

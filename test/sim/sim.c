@@ -64,6 +64,7 @@ seed_options(raft_options *opts, uint64_t seed)
 	opts->max_entries_per_msg = batch[h % 3];
 	opts->max_inflight_msgs = window[(h >> 8) % 2];
 	opts->pre_vote = (h >> 16) % 2 == 0;
+	opts->quiet_heartbeat_ticks = (h >> 24) % 2 == 0 ? 0 : opts->election_timeout_ticks / 2;
 }
 
 static void

@@ -502,6 +502,8 @@ static void spoil_hb_eq(raft_options *o) { o->heartbeat_ticks = o->election_time
 static void spoil_hb_gt(raft_options *o) { o->heartbeat_ticks = o->election_timeout_ticks + 1; }
 static void spoil_hb_zero(raft_options *o) { o->heartbeat_ticks = 0; }
 static void spoil_et_zero(raft_options *o) { o->election_timeout_ticks = 0; o->heartbeat_ticks = 0; }
+static void spoil_quiet_short(raft_options *o) { o->heartbeat_ticks = 2; o->quiet_heartbeat_ticks = 1; }
+static void spoil_quiet_long(raft_options *o) { o->quiet_heartbeat_ticks = o->election_timeout_ticks / 2 + 1; }
 static void spoil_epm_zero(raft_options *o) { o->max_entries_per_msg = 0; }
 static void spoil_epm_big(raft_options *o) { o->max_entries_per_msg = RAFT_MAX_ENTRIES_PER_MSG + 1; }
 static void spoil_inflight_big(raft_options *o) { o->max_inflight_msgs = 65; }
@@ -521,6 +523,8 @@ test_options_invalid(void)
 		{"heartbeat > election timeout", spoil_hb_gt},
 		{"heartbeat 0", spoil_hb_zero},
 		{"election timeout 0", spoil_et_zero},
+		{"quiet heartbeat < heartbeat", spoil_quiet_short},
+		{"quiet heartbeat > half the election timeout", spoil_quiet_long},
 		{"max_entries_per_msg 0", spoil_epm_zero},
 		{"max_entries_per_msg > RAFT_MAX_ENTRIES_PER_MSG", spoil_epm_big},
 		{"max_inflight_msgs > 64", spoil_inflight_big},
@@ -2788,6 +2792,7 @@ typedef struct bad_timeouts
 {
 	uint32_t	election;
 	uint32_t	heartbeat;
+	uint32_t	quiet;
 	const char *what;
 } bad_timeouts;
 
@@ -2801,13 +2806,16 @@ test_set_timeouts_invalid(void)
 {
 	static const raft_id_t ids[] = {1, 2, 3};
 	static const bad_timeouts bad[] = {
-		{0, 0, "election timeout 0, heartbeat 0"},
-		{1, 1, "election timeout 1 (below 2)"},
-		{1, 0, "election timeout 1, heartbeat 0"},
-		{10, 0, "heartbeat 0"},
-		{5, 5, "heartbeat == election timeout"},
-		{4, 6, "heartbeat > election timeout"},
-		{2, UINT32_MAX, "heartbeat UINT32_MAX"},
+		{0, 0, 0, "election timeout 0, heartbeat 0"},
+		{1, 1, 0, "election timeout 1 (below 2)"},
+		{1, 0, 0, "election timeout 1, heartbeat 0"},
+		{10, 0, 0, "heartbeat 0"},
+		{5, 5, 0, "heartbeat == election timeout"},
+		{4, 6, 0, "heartbeat > election timeout"},
+		{2, UINT32_MAX, 0, "heartbeat UINT32_MAX"},
+		{10, 3, 2, "quiet heartbeat below the heartbeat"},
+		{10, 3, 6, "quiet heartbeat over half the election timeout"},
+		{10, 3, UINT32_MAX, "quiet heartbeat UINT32_MAX"},
 	};
 	const size_t n_bad = sizeof(bad) / sizeof(bad[0]);
 	bool		refused[sizeof(bad) / sizeof(bad[0])];
@@ -2844,7 +2852,8 @@ test_set_timeouts_invalid(void)
 			raft_status before = status_of(&b);
 			raft_status after;
 
-			if (raft_set_timeouts(b.r, bad[i].election, bad[i].heartbeat) !=
+			if (raft_set_timeouts(b.r, bad[i].election, bad[i].heartbeat,
+								  bad[i].quiet) !=
 				RAFT_ERR_INVALID_ARG)
 				refused[i] = false;
 			after = status_of(&b);
@@ -2903,7 +2912,7 @@ test_set_timeouts_window(void)
 			raft_options_default(&opts, 1, seed);
 			if (!node_bootstrap(&n, &opts, ids, 3))
 				return;
-			if (raft_set_timeouts(n.r, t, windows[w][1]) != RAFT_OK)
+			if (raft_set_timeouts(n.r, t, windows[w][1], 0) != RAFT_OK)
 				accepted = false;
 			for (round = 0; round < 3; round++)
 			{
@@ -2947,12 +2956,12 @@ test_set_timeouts_heartbeat(void)
 	raft_campaign_now(n1.r);
 	pump(&n1, &n2);
 	CHECK(status_of(&n1).role == RAFT_LEADER, "set_timeouts: node 1 leads");
-	CHECK_RC(raft_set_timeouts(n1.r, 10, 3), RAFT_OK,
+	CHECK_RC(raft_set_timeouts(n1.r, 10, 3, 0), RAFT_OK,
 			 "set_timeouts: the leader takes heartbeat 3, election timeout 10");
 	for (i = 0; i < 24; i++)
 	{
 		if (i == 12)
-			CHECK_RC(raft_set_timeouts(n1.r, 10, 0), RAFT_ERR_INVALID_ARG,
+			CHECK_RC(raft_set_timeouts(n1.r, 10, 0, 0), RAFT_ERR_INVALID_ARG,
 					 "set_timeouts: heartbeat 0 is refused on the leader");
 		raft_tick(n1.r);
 		seen[i] = pending_msg(&n1, RAFT_MSG_HEARTBEAT).type == RAFT_MSG_HEARTBEAT ? 'H' : '.';
@@ -2965,6 +2974,65 @@ test_set_timeouts_heartbeat(void)
 		diag("heartbeats by tick: %s, expected %s", seen, want);
 	CHECK(status_of(&n1).role == RAFT_LEADER && n1.errors == 0 && n2.errors == 0,
 		  "set_timeouts: node 1 still leads (node 2 answered every heartbeat)");
+	node_free(&n1);
+	node_free(&n2);
+}
+
+/*
+ * A quiet leader (everything committed and held by its follower) sends a
+ * heartbeat every quiet_heartbeat_ticks; an entry not yet acknowledged,
+ * or a read waiting, brings back one every heartbeat_ticks.
+ */
+static void
+test_quiet_heartbeat(void)
+{
+	static const raft_id_t ids[] = {1, 2};
+	raft_options o1 = test_options(1);
+	raft_options o2 = test_options(2);
+	node		n1;
+	node		n2;
+	char		seen[31];
+	char		want[31];
+	uint32_t	i;
+
+	o1.election_timeout_ticks = o2.election_timeout_ticks = 12;
+	o1.heartbeat_ticks = o2.heartbeat_ticks = 2;
+	o1.quiet_heartbeat_ticks = o2.quiet_heartbeat_ticks = 6;
+	if (!CHECK(node_bootstrap(&n1, &o1, ids, 2) && node_bootstrap(&n2, &o2, ids, 2),
+			   "quiet heartbeat: nodes 1 and 2 of {1,2}"))
+		return;
+	raft_campaign_now(n1.r);
+	pump(&n1, &n2);
+	CHECK(status_of(&n1).role == RAFT_LEADER, "quiet heartbeat: node 1 leads");
+
+	/*
+	 * Ticks 0-11 quiet; at tick 12 an entry whose appends to node 2 are
+	 * lost until tick 18; the next heartbeat's answer then shows it
+	 * missing, and quiet comes back once node 2 holds it.
+	 */
+	for (i = 0; i < 30; i++)
+	{
+		if (i == 12)
+			CHECK_RC(raft_propose(n1.r, RAFT_ENTRY_NORMAL, "q", 1, NULL), RAFT_OK,
+					 "quiet heartbeat: the leader takes an entry");
+		raft_tick(n1.r);
+		seen[i] = pending_msg(&n1, RAFT_MSG_HEARTBEAT).type == RAFT_MSG_HEARTBEAT ? 'H' : '.';
+		if (i < 12 || i >= 18)
+			pump(&n1, &n2);
+		else
+			drain(&n1, NULL);
+	}
+	seen[30] = '\0';
+	/*
+	 * Quiet: every 6th tick.  From tick 12, every 2nd, until the answer
+	 * to tick 19's round brings the entry to node 2; quiet after that.
+	 */
+	memcpy(want, ".....H.....H.H.H.H.H.....H....", 31);
+	if (!CHECK(strcmp(seen, want) == 0,
+			   "quiet heartbeat: every 6th tick while quiet, every 2nd while an entry waits"))
+		diag("heartbeats by tick: %s, expected %s", seen, want);
+	CHECK(status_of(&n1).role == RAFT_LEADER && status_of(&n2).commit_index == status_of(&n1).commit_index,
+		  "quiet heartbeat: node 1 still leads and node 2 holds its commit index");
 	node_free(&n1);
 	node_free(&n2);
 }
@@ -3541,6 +3609,7 @@ main(void)
 	test_set_timeouts_invalid();
 	test_set_timeouts_window();
 	test_set_timeouts_heartbeat();
+	test_quiet_heartbeat();
 	test_two_nodes();
 	test_member_commit_index();
 	test_commit_notice();
