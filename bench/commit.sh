@@ -11,7 +11,8 @@
 #     pgbench -i data before the cluster forms (copy_data => false).
 # On each, pgbench (TPC-B like, scale 10, -n, over TCP to 127.0.0.1) runs
 # SECONDS (default 20) at every client count in CLIENTS (default "2 8"),
-# -j equal to -c.  On pg_raft it then runs at -R 200 while psql samples
+# -j equal to -c.  On pg_raft it then waits for the followers to apply
+# what those runs left behind, and runs at -R 200 while psql samples
 # raft.nodes.replay_lag of the followers every 100 ms (p50/p99/max), and
 # the script counts the elections over all runs (the term before and
 # after; an election under load is a spurious one).
@@ -74,6 +75,9 @@ run_raft()
 		measure raft "$leader" "$c" -T "$seconds"
 		echo "pg_raft, $c clients: ${tps[raft.$c]} TPS, ${latency[raft.$c]} ms"
 	done
+	# the lag at 200 TPS, not the backlog the saturating runs left behind
+	wait_until "the followers to apply the backlog" 120 "$leader" \
+		"SELECT bool_and(lag_entries = 0) FROM raft.nodes WHERE NOT is_leader"
 	"$PG_BIN/psql" -X -q -A -t -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres \
 		<<< "SELECT extract(epoch FROM replay_lag) * 1000 FROM raft.nodes WHERE NOT is_leader \\watch 0.1" \
 		> "$samples" 2>&1 &
