@@ -31,21 +31,6 @@ trap cleanup EXIT
 mkdir -p "$RAFT_BASE"
 hz=$(getconf CLK_TCK)
 
-# the processes of the instance on PORT: its postmaster and its children
-instance_pids() { local pm; pm="$(node_pid "$1")"; echo "$pm" $(pgrep -P "$pm" || true); }
-
-# cpu_ticks PID...: "PID TICKS NAME" per live process
-cpu_ticks()
-{
-	local pid
-	for pid in "$@"; do
-		[ -r "/proc/$pid/stat" ] || continue
-		# fields after the command's closing parenthesis: utime is 12th, stime 13th
-		awk -v pid="$pid" -v name="$(tr '\0' ' ' < "/proc/$pid/cmdline" | sed 's/ *$//')" \
-			'{ sub(/^.*\) /, ""); print pid, $12 + $13, name }' "/proc/$pid/stat"
-	done
-}
-
 # share TICKS: TICKS over the measured time, in percent of one core
 share() { awk -v t="$1" -v hz="$hz" -v s="$seconds" 'BEGIN { printf "%.2f", t * 100 / (hz * s) }'; }
 

@@ -58,6 +58,35 @@ node_stop() { "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" -m fast -w stop > /dev/null
 node_start() { "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" -l "$(node_dir "$1").log" -w start > /dev/null; }
 node_pid() { head -n 1 "$(node_dir "$1")/postmaster.pid"; }
 
+# the processes of the instance on PORT: its postmaster and its children
+instance_pids() { local pm; pm="$(node_pid "$1")"; echo "$pm" $(pgrep -P "$pm" || true); }
+
+# cpu_ticks PID...: "PID TICKS NAME" per live process (user + system time)
+cpu_ticks()
+{
+	local pid
+	for pid in "$@"; do
+		[ -r "/proc/$pid/stat" ] || continue
+		# fields after the command's closing parenthesis: utime is 12th, stime 13th
+		awk -v pid="$pid" -v name="$(tr '\0' ' ' < "/proc/$pid/cmdline" | sed 's/ *$//')" \
+			'{ sub(/^.*\) /, ""); print pid, $12 + $13, name }' "/proc/$pid/stat"
+	done
+}
+
+# instance_cpu_ticks PORT: the CPU time, in clock ticks, that the instance
+# on PORT has used so far: its live processes', and that of the children
+# that ended (the postmaster's cutime and cstime, fields 14 and 15 after
+# the parenthesis), so that backends ending within a run are counted
+instance_cpu_ticks()
+{
+	local pm
+	pm="$(node_pid "$1")"
+	{
+		cpu_ticks $(instance_pids "$1") | awk '{ print $2 }'
+		awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$pm/stat"
+	} | awk '{ t += $1 } END { print t + 0 }'
+}
+
 cluster_form()
 {
 	local copy="" first port
