@@ -2934,6 +2934,21 @@ test_set_timeouts_window(void)
 	}
 }
 
+/* Nodes 1 and 2 of {1,2}, node 1 elected; false (and checks failed) if not. */
+static bool
+leader_of_two(node *n1, node *n2, const raft_options *o1, const raft_options *o2,
+			  const char *what)
+{
+	static const raft_id_t ids[] = {1, 2};
+
+	if (!CHECK(node_bootstrap(n1, o1, ids, 2) && node_bootstrap(n2, o2, ids, 2),
+			   "%s: nodes 1 and 2 of {1,2}", what))
+		return false;
+	raft_campaign_now(n1->r);
+	pump(n1, n2);
+	return CHECK(status_of(n1).role == RAFT_LEADER, "%s: node 1 leads", what);
+}
+
 /*
  * A leader's heartbeats follow the interval raft_set_timeouts gives it; a
  * refused call keeps the interval.
@@ -2941,7 +2956,6 @@ test_set_timeouts_window(void)
 static void
 test_set_timeouts_heartbeat(void)
 {
-	static const raft_id_t ids[] = {1, 2};
 	raft_options o1 = test_options(1);
 	raft_options o2 = test_options(2);
 	node		n1;
@@ -2950,12 +2964,8 @@ test_set_timeouts_heartbeat(void)
 	char		want[25];
 	uint32_t	i;
 
-	if (!CHECK(node_bootstrap(&n1, &o1, ids, 2) && node_bootstrap(&n2, &o2, ids, 2),
-			   "set_timeouts: nodes 1 and 2 of {1,2}"))
+	if (!leader_of_two(&n1, &n2, &o1, &o2, "set_timeouts"))
 		return;
-	raft_campaign_now(n1.r);
-	pump(&n1, &n2);
-	CHECK(status_of(&n1).role == RAFT_LEADER, "set_timeouts: node 1 leads");
 	CHECK_RC(raft_set_timeouts(n1.r, 10, 3, 0), RAFT_OK,
 			 "set_timeouts: the leader takes heartbeat 3, election timeout 10");
 	for (i = 0; i < 24; i++)
@@ -2980,13 +2990,12 @@ test_set_timeouts_heartbeat(void)
 
 /*
  * A quiet leader (everything committed and held by its follower) sends a
- * heartbeat every quiet_heartbeat_ticks; an entry not yet acknowledged,
- * or a read waiting, brings back one every heartbeat_ticks.
+ * heartbeat every quiet_heartbeat_ticks; an entry its follower does not
+ * hold brings back one every heartbeat_ticks.
  */
 static void
 test_quiet_heartbeat(void)
 {
-	static const raft_id_t ids[] = {1, 2};
 	raft_options o1 = test_options(1);
 	raft_options o2 = test_options(2);
 	node		n1;
@@ -2998,12 +3007,8 @@ test_quiet_heartbeat(void)
 	o1.election_timeout_ticks = o2.election_timeout_ticks = 12;
 	o1.heartbeat_ticks = o2.heartbeat_ticks = 2;
 	o1.quiet_heartbeat_ticks = o2.quiet_heartbeat_ticks = 6;
-	if (!CHECK(node_bootstrap(&n1, &o1, ids, 2) && node_bootstrap(&n2, &o2, ids, 2),
-			   "quiet heartbeat: nodes 1 and 2 of {1,2}"))
+	if (!leader_of_two(&n1, &n2, &o1, &o2, "quiet heartbeat"))
 		return;
-	raft_campaign_now(n1.r);
-	pump(&n1, &n2);
-	CHECK(status_of(&n1).role == RAFT_LEADER, "quiet heartbeat: node 1 leads");
 
 	/*
 	 * Ticks 0-11 quiet; at tick 12 an entry whose appends to node 2 are
