@@ -97,9 +97,13 @@ run_raft()
 	# the lag at 200 TPS, not the backlog the saturating runs left behind
 	wait_until "the followers to apply the backlog" 120 "$leader" \
 		"SELECT bool_and(lag_entries = 0) FROM raft.nodes WHERE NOT is_leader"
-	"$PG_BIN/psql" -X -q -A -t -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres \
-		<<< "SELECT extract(epoch FROM replay_lag) * 1000 FROM raft.nodes WHERE NOT is_leader \\watch 0.1" \
-		> "$samples" 2>&1 &
+	# from a second into the run: replay_lag keeps the last entry's figure
+	# while nothing is written, and pgbench takes a moment to connect
+	(
+		sleep 1
+		exec "$PG_BIN/psql" -X -q -A -t -h "$RAFT_BASE" -p "$leader" -U postgres -d postgres \
+			<<< "SELECT extract(epoch FROM replay_lag) * 1000 FROM raft.nodes WHERE NOT is_leader \\watch 0.1"
+	) > "$samples" 2>&1 &
 	sampler=$!
 	measure raft_rate "$leader" 2 -R 200 -T "$seconds"
 	kill "$sampler" 2> /dev/null || true
