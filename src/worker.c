@@ -2452,6 +2452,14 @@ RaftWorkerMain(Datum main_arg)
 			/* the ticks that passed while it slept come before the news */
 			tick();
 			drain_inbox();
+			/*
+			 * Again, before the answers go: a leader that stepped down on
+			 * a message just now has its old slot to settle, and its first
+			 * answers must not say that it holds the log's data (the new
+			 * leader would count it towards its data majority, and take
+			 * writes only to stop when the next answer says otherwise).
+			 */
+			report_data_state();
 			notice_leader_gone();
 			maintain_membership();
 			while (raft_has_ready(W.r))

@@ -100,6 +100,15 @@ $first->safe_psql('postgres', q{INSERT INTO t VALUES (13, 'first new leader')});
 my ($second) = grep { $_ != $first } @rest;
 $first->safe_psql('postgres', "SELECT raft.transfer_leadership('" . $second->name . "')");
 is(RaftCluster::wait_for_leader(@rest)->name, $second->name, 'leadership changes a second time');
+# The first new leader settles the slot of its short leadership before it
+# says it holds the log's data.  Until then the second counts the killed
+# member towards its data majority only while its last word is recent, and
+# may stop taking writes for a moment when that ages out: wait for it.
+$second->poll_query_until('postgres',
+	"SELECT applied_index > 0 FROM raft.nodes WHERE node_name = '" . $first->name . "'")
+  or die 'the first new leader never said it holds the log\'s data';
+$second->poll_query_until('postgres', 'SELECT writable FROM raft.status')
+  or die 'the second new leader does not take writes';
 $second->safe_psql('postgres', q{UPDATE t SET note = 'second new leader' WHERE id IN (3, 13)});
 RaftCluster::restart_after_kill9($old);
 ok($old->wait_for_log(qr/found 1 transactions that committed on this node while it led/),
