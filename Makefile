@@ -22,9 +22,11 @@ OBJS = \
 	$(patsubst %.c,%.o,$(wildcard src/raft/*.c)) \
 	$(patsubst %.c,%.o,$(wildcard src/changes/*.c))
 
-# The workers and join_cluster() speak libpq to the other members.
+# The workers and join_cluster() speak libpq to the other members; the
+# health API (src/http.c) serves HTTP with GNU libmicrohttpd.
 PG_CPPFLAGS = -DPG_RAFT_VERSION='"$(PG_RAFT_VERSION)"' -I$(libpq_srcdir) -Isrc
 SHLIB_LINK_INTERNAL = $(libpq)
+SHLIB_LINK = -lmicrohttpd
 # PostgreSQL's own flags already give -Wall and more.  Of -Wextra, only
 # -Wunused-parameter trips on the server headers (static inline functions).
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter

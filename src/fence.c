@@ -150,6 +150,35 @@ read_fence_state(FenceState *fs)
 }
 
 /*
+ * Whether a write that began now would be taken as a member's write: this
+ * instance is a member, leads, takes writes and holds its lease, exactly
+ * as the fence decides for a session.  Otherwise says why in reason.  For
+ * the health API's /leader (http.c).
+ */
+bool
+RaftFenceTakesWrites(char *reason, size_t reason_len)
+{
+	FenceState	fs;
+
+	if (!RaftShmem->member)
+	{
+		strlcpy(reason, "this instance is not a member of a raft cluster", reason_len);
+		return false;
+	}
+	read_fence_state(&fs);
+	if (!fs.fenced && !fs.lease_over)
+		return true;
+	if (fs.reason[0] != '\0')
+		strlcpy(reason, fs.reason, reason_len);
+	else if (fs.leader_known)
+		snprintf(reason, reason_len, "this member follows; the leader is \"%s\"",
+				 fs.leader_name);
+	else
+		strlcpy(reason, "this member does not lead and knows no leader", reason_len);
+	return false;
+}
+
+/*
  * Whether this session restores the copy of raft.join_cluster: a
  * superuser's session named so while the copy runs, on a node that is a
  * learner and would refuse its writes otherwise.

@@ -22,8 +22,9 @@
  *	  Settings use the prefix "raft."; it is reserved, so a misspelt
  *	  setting is reported instead of silently kept as a placeholder.
  *
- *	  _PG_init also registers the raft worker (worker.c) and asks for the
- *	  shared memory described in pg_raft.h.
+ *	  _PG_init also registers the raft worker (worker.c), the apply worker
+ *	  (apply.c) and, when raft.http_listen is set, the health API's worker
+ *	  (http.c), and asks for the shared memory described in pg_raft.h.
  *
  * IDENTIFICATION
  *	  src/pg_raft.c
@@ -32,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "fmgr.h"
@@ -57,6 +59,7 @@ char	   *raft_database = NULL;
 char	   *raft_local_databases = NULL;
 int			raft_election_timeout_ms = 1000;
 int			raft_heartbeat_interval_ms = 100;
+char	   *raft_http_listen = NULL;
 
 RaftShared *RaftShmem = NULL;
 
@@ -69,6 +72,8 @@ static void raft_shmem_request(void);
 static void raft_shmem_startup(void);
 static void register_raft_worker(void);
 static void register_apply_worker(void);
+static void register_http_worker(void);
+static bool check_http_listen(char **newval, void **extra, GucSource source);
 
 /*
  * _PG_init
@@ -121,6 +126,14 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("raft.http_listen",
+							   "Address and port (address:port) on which the health API answers HTTP checks.",
+							   "Empty: no health API.  For example 127.0.0.1:8008, [::1]:8008, or *:8008 for every IPv4 address.",
+							   &raft_http_listen,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   check_http_listen, NULL, NULL);
 	MarkGUCPrefixReserved("raft");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -130,6 +143,8 @@ _PG_init(void)
 
 	register_raft_worker();
 	register_apply_worker();
+	if (raft_http_listen[0] != '\0')
+		register_http_worker();
 	/* the fence's hook runs first: a fenced node refuses before shipping */
 	RaftDdlInit();
 	RaftFenceInit();
@@ -228,6 +243,43 @@ register_apply_worker(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft apply worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft apply worker");
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * register_http_worker
+ *		Registers the health API's worker (http.c), when raft.http_listen
+ *		is set.
+ */
+static void
+register_http_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftHttpMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft http");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft http");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* raft.http_listen: empty, or an address:port the health API can bind. */
+static bool
+check_http_listen(char **newval, void **extra, GucSource source)
+{
+	struct sockaddr_storage addr;
+	socklen_t	addr_len;
+	char		problem[256];
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (RaftHttpParseListen(*newval, &addr, &addr_len, problem, sizeof(problem)))
+		return true;
+	GUC_check_errdetail("%s", problem);
+	return false;
 }
 
 /*

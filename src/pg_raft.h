@@ -90,6 +90,7 @@ extern char *raft_database;
 extern char *raft_local_databases;
 extern int	raft_election_timeout_ms;
 extern int	raft_heartbeat_interval_ms;
+extern char *raft_http_listen;
 
 /* One member as the views show it. */
 typedef struct RaftMemberInfo
@@ -352,6 +353,7 @@ extern void RaftFenceEndSyncWaiters(void);
 extern bool RaftFenceSyncWaiters(void);
 extern bool RaftFenceStatementsRunning(TimestampTz began_before, Latch *requester);
 extern void RaftFenceEndIdleTransactions(TimestampTz began_before);
+extern bool RaftFenceTakesWrites(char *reason, size_t reason_len);
 
 /*
  * capture.c: the leader's consumer of its own logical decoding stream, in
@@ -394,6 +396,12 @@ extern RaftApplyState *RaftApplyBegin(MemoryContext parent);
 extern void RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len);
 extern void RaftApplyEnd(RaftApplyState *state);
 extern PGDLLEXPORT void RaftApplyWorkerMain(Datum main_arg);
+
+/* http.c: the health API */
+extern PGDLLEXPORT void RaftHttpMain(Datum main_arg);
+struct sockaddr_storage;
+extern bool RaftHttpParseListen(const char *value, struct sockaddr_storage *addr,
+								socklen_t *addr_len, char *problem, size_t problem_len);
 
 /* sql.c: backends hand work to the worker and wait for it */
 extern void RaftRunRequest(RaftRequest *req, int timeout_ms);

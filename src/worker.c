@@ -84,7 +84,10 @@
 /* Everyone who ever was a member, so that names outlive removals. */
 #define MAX_DIRECTORY 64
 
-/* Append times of the leader's recent entries, for replay_lag. */
+/*
+ * When this node appended its recent entries: for the leader's replay_lag,
+ * and a follower's own lag (the health API).
+ */
 #define LAG_SAMPLES 4096
 
 /*
@@ -1180,15 +1183,6 @@ tick(void)
 		W.next_tick = now + tick_us();
 }
 
-static bool
-is_leader(void)
-{
-	raft_status st;
-
-	raft_get_status(W.r, &st);
-	return st.role == RAFT_LEADER;
-}
-
 static void
 note_append_time(raft_index_t index, TimestampTz now)
 {
@@ -1295,10 +1289,8 @@ handle_ready(void)
 	raft_ready	rd;
 	raft_index_t i;
 	TimestampTz now = GetCurrentTimestamp();
-	bool		leader;
 
 	raft_ready_get(W.r, &rd);
-	leader = is_leader();
 	if (rd.send_before_persist)
 		send_messages(&rd);
 
@@ -1342,8 +1334,7 @@ handle_ready(void)
 				elog(ERROR, "raft entry %llu vanished before it was persisted",
 					 (unsigned long long) i);
 			directory_learn(e);
-			if (leader)
-				note_append_time(i, now);
+			note_append_time(i, now);
 		}
 		RaftLogAppend(W.log, entries, n);
 		RaftLogSync(W.log);
@@ -2015,6 +2006,24 @@ node_writable(const raft_status *st, char *reason, size_t reason_size,
 }
 
 /*
+ * A follower's own measure of how far its data is behind, for the health
+ * API (http.c): how long the oldest committed entry it has not applied
+ * has been here; 0 when it applied every entry it knows committed, -1
+ * when it does not know when that entry came.  The leader's view of it
+ * (measure_lag) counts from the leader's append instead.
+ */
+static int64
+own_replay_lag(const RaftView *v, TimestampTz now)
+{
+	TimestampTz at;
+
+	if (v->applied_index >= v->commit_index)
+		return 0;
+	at = append_time(v->applied_index + 1);
+	return at != 0 ? now - at : -1;
+}
+
+/*
  * The leader's measure of how far a member's data is behind its log: the
  * entries and bytes the member has not applied, and replay_lag, how long
  * ago the oldest of them was appended here (or, once it caught up, how
@@ -2324,6 +2333,8 @@ publish_view(void)
 			{
 				/* only the leader knows how far each member is */
 				mi->match_index = self ? match : 0;
+				if (self)
+					mi->replay_lag_us = own_replay_lag(v, now);
 				continue;
 			}
 			mi->match_index = match;

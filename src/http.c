@@ -1,0 +1,415 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *	  The health API: HTTP checks for load balancers and orchestrators.
+ *
+ * NOTES
+ *	  When raft.http_listen is set (address:port), a background worker,
+ *	  "pg_raft http", serves on that address:
+ *
+ *		GET /leader (/primary, /read-write)	200 on the leader while it takes
+ *											writes, 503 otherwise
+ *		GET /replica (/read-only)			200 on a follower that applies
+ *											normally; ?lag=<bound> within it
+ *		GET /health							200 while the raft worker runs
+ *
+ *	  HAProxy, Kubernetes probes and the like point their checks there.
+ *	  /leader asks the fence itself (RaftFenceTakesWrites), so the check
+ *	  never sends a write where the fence would refuse it, and stops
+ *	  sending to a leader whose lease ran out.
+ *
+ *	  GNU libmicrohttpd does the HTTP, in its external event loop mode
+ *	  with epoll: it creates no thread, the worker waits on its epoll
+ *	  descriptor and its latch, and the answers run in the worker's own
+ *	  thread, where they may read shared memory under the LWLock.  The
+ *	  library does not block on a socket; a client that sends slowly is
+ *	  closed after HTTP_CONNECTION_TIMEOUT_S, and at most
+ *	  HTTP_CONNECTION_LIMIT are served at once.  It answers malformed
+ *	  requests with 400 itself.
+ *
+ * IDENTIFICATION
+ *	  src/http.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "common/string.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "pg_raft.h"
+
+#define HTTP_CONNECTION_LIMIT 64
+#define HTTP_CONNECTION_TIMEOUT_S 5
+/* how long the raft worker may go without publishing its view and be up */
+#define HTTP_WORKER_SILENCE_MS 5000
+
+/*
+ * Parses address:port ("127.0.0.1:8008", "[::1]:8008", "*:8008" for every
+ * IPv4 address) into addr.  On failure returns false with a message in
+ * problem.
+ */
+bool
+RaftHttpParseListen(const char *value, struct sockaddr_storage *addr,
+					socklen_t *addr_len, char *problem, size_t problem_len)
+{
+	const char *colon = strrchr(value, ':');
+	char		host[256];
+	size_t		host_len;
+	char	   *end;
+	long		port;
+
+	memset(addr, 0, sizeof(*addr));
+	if (colon == NULL)
+	{
+		snprintf(problem, problem_len, "It must be address:port, such as 127.0.0.1:8008.");
+		return false;
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 1 || port > 65535)
+	{
+		snprintf(problem, problem_len, "The port must be a number from 1 to 65535.");
+		return false;
+	}
+	host_len = colon - value;
+	if (host_len >= 2 && value[0] == '[' && value[host_len - 1] == ']')
+	{
+		value++;
+		host_len -= 2;
+	}
+	if (host_len >= sizeof(host))
+	{
+		snprintf(problem, problem_len, "The address is too long.");
+		return false;
+	}
+	memcpy(host, value, host_len);
+	host[host_len] = '\0';
+
+	if (strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0)
+	{
+		struct sockaddr_in *in = (struct sockaddr_in *) addr;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_ANY);
+		in->sin_port = htons((uint16) port);
+		*addr_len = sizeof(*in);
+		return true;
+	}
+	else
+	{
+		struct sockaddr_in *in = (struct sockaddr_in *) addr;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) addr;
+
+		if (inet_pton(AF_INET, host, &in->sin_addr) == 1)
+		{
+			in->sin_family = AF_INET;
+			in->sin_port = htons((uint16) port);
+			*addr_len = sizeof(*in);
+			return true;
+		}
+		if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1)
+		{
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = htons((uint16) port);
+			*addr_len = sizeof(*in6);
+			return true;
+		}
+	}
+	snprintf(problem, problem_len,
+			 "\"%s\" is not an IP address; use a numeric IPv4 or IPv6 address, or * for all IPv4 addresses.",
+			 host);
+	return false;
+}
+
+/*
+ * Parses a replica's lag bound: a bare number of entries ("100"), or a
+ * duration with a unit ("500ms", "2s", "1min") as PostgreSQL settings
+ * take them.  Returns false when it is neither.
+ */
+static bool
+parse_lag_bound(const char *text, int64 *entries, int64 *lag_us)
+{
+	char	   *end;
+	double		number;
+	const char *hint;
+
+	*entries = -1;
+	*lag_us = -1;
+	errno = 0;
+	number = strtod(text, &end);
+	if (end == text || errno != 0 || number < 0 || isnan(number))
+		return false;
+	if (*end == '\0')
+	{
+		if (number != floor(number) || number > (double) PG_INT64_MAX)
+			return false;
+		*entries = (int64) number;
+		return true;
+	}
+	if (!parse_real(text, &number, GUC_UNIT_MS, &hint) || number < 0)
+		return false;
+	*lag_us = (int64) (number * 1000.0);
+	return true;
+}
+
+/* What the worker's view says about this member, for one answer. */
+typedef struct MemberState
+{
+	bool		member;			/* in a cluster (even with its worker down) */
+	bool		configured;		/* the raft worker runs the cluster */
+	bool		worker_up;		/* ... and published its view lately */
+	raft_role	role;
+	bool		leader_heard;	/* a follower that hears from its leader */
+	uint64		commit_index;
+	uint64		applied_index;
+	int64		replay_lag_us;	/* of this member's data; -1 unknown */
+	bool		resyncing;
+	bool		copying;		/* a join's copy of the leader's data runs */
+	char		apply_error[RAFT_ERROR_BYTES];
+} MemberState;
+
+static void
+read_member_state(MemberState *ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	const RaftView *v = &RaftShmem->view;
+	uint32		i;
+
+	memset(ms, 0, sizeof(*ms));
+	ms->replay_lag_us = -1;
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	ms->member = RaftShmem->member;
+	ms->configured = v->configured;
+	ms->worker_up = RaftShmem->worker_pid != 0 &&
+		!TimestampDifferenceExceeds(v->updated, now, HTTP_WORKER_SILENCE_MS);
+	ms->role = v->role;
+	ms->commit_index = v->commit_index;
+	ms->applied_index = v->applied_index;
+	for (i = 0; i < v->n_members; i++)
+	{
+		const RaftMemberInfo *mi = &v->members[i];
+
+		if (mi->id == v->node_id)
+			ms->replay_lag_us = mi->replay_lag_us;
+		else if (mi->is_leader)
+			ms->leader_heard = mi->reachable;
+	}
+	ms->resyncing = RaftShmem->apply.resyncing;
+	ms->copying = RaftShmem->copying;
+	strlcpy(ms->apply_error, RaftShmem->apply.apply_error, RAFT_ERROR_BYTES);
+	LWLockRelease(RaftShmem->lock);
+}
+
+/* Queues an answer of status with body as text. */
+static enum MHD_Result
+answer(struct MHD_Connection *connection, unsigned int status, const char *body)
+{
+	struct MHD_Response *response;
+	enum MHD_Result ret;
+
+	response = MHD_create_response_from_buffer(strlen(body), (void *) body,
+											   MHD_RESPMEM_MUST_COPY);
+	if (response == NULL)
+		return MHD_NO;
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+							"text/plain; charset=utf-8");
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(connection, status, response);
+	MHD_destroy_response(response);
+	return ret;
+}
+
+/* GET /leader: whether a write sent here now would be taken. */
+static enum MHD_Result
+answer_leader(struct MHD_Connection *connection)
+{
+	char		reason[RAFT_ERROR_BYTES];
+	char		body[RAFT_ERROR_BYTES + 64];
+
+	if (RaftFenceTakesWrites(reason, sizeof(reason)))
+		return answer(connection, MHD_HTTP_OK, "leader: takes writes\n");
+	snprintf(body, sizeof(body), "not the writable leader: %s\n", reason);
+	return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+}
+
+/*
+ * GET /replica[?lag=bound]: a follower that hears from its leader and
+ * applies normally, and, with a bound, whose data is within it: entries
+ * committed and not yet applied here, or how long the oldest of them has
+ * waited since it arrived.
+ */
+static enum MHD_Result
+answer_replica(struct MHD_Connection *connection)
+{
+	const char *lag = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "lag");
+	int64		max_entries = -1;
+	int64		max_lag_us = -1;
+	MemberState ms;
+	int64		behind;
+	char		body[RAFT_ERROR_BYTES + 128];
+
+	if (lag != NULL && !parse_lag_bound(lag, &max_entries, &max_lag_us))
+		return answer(connection, MHD_HTTP_BAD_REQUEST,
+					  "lag must be a number of entries (100) or a duration with a unit (500ms, 2s, 1min)\n");
+	read_member_state(&ms);
+	if (!ms.member || !ms.configured || !ms.worker_up)
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
+					  "not a replica: this instance is not a running member of a raft cluster\n");
+	if (ms.role == RAFT_LEADER)
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "not a replica: this member leads\n");
+	if (!ms.leader_heard)
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
+					  "not a replica: no leader heard from within the election timeout, so how far behind it is is not known\n");
+	if (ms.resyncing || ms.copying)
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
+					  "not a replica: its data is being copied from the leader\n");
+	if (ms.apply_error[0] != '\0')
+	{
+		snprintf(body, sizeof(body), "not a replica: applying fails: %s\n", ms.apply_error);
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+	}
+	behind = ms.commit_index > ms.applied_index ? (int64) (ms.commit_index - ms.applied_index) : 0;
+	if (max_entries >= 0 && behind > max_entries)
+	{
+		snprintf(body, sizeof(body), "lagging: " INT64_FORMAT " entries not applied, over " INT64_FORMAT "\n",
+				 behind, max_entries);
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+	}
+	if (max_lag_us >= 0 && (ms.replay_lag_us < 0 || ms.replay_lag_us > max_lag_us))
+	{
+		snprintf(body, sizeof(body), "lagging: replay lag %.1f ms, over %.1f ms\n",
+				 ms.replay_lag_us / 1000.0, max_lag_us / 1000.0);
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+	}
+	snprintf(body, sizeof(body), "replica: " INT64_FORMAT " entries behind, replay lag %.1f ms\n",
+			 behind, Max(ms.replay_lag_us, 0) / 1000.0);
+	return answer(connection, MHD_HTTP_OK, body);
+}
+
+/* GET /health: this PostgreSQL runs (it serves this) and so does its raft worker. */
+static enum MHD_Result
+answer_health(struct MHD_Connection *connection)
+{
+	MemberState ms;
+
+	read_member_state(&ms);
+	if (!ms.worker_up)
+		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
+					  "unhealthy: the raft worker is not running\n");
+	return answer(connection, MHD_HTTP_OK, "healthy\n");
+}
+
+/* libmicrohttpd's request handler: one call per request, no body taken. */
+static enum MHD_Result
+handle_request(void *cls, struct MHD_Connection *connection, const char *url,
+			   const char *method, const char *version, const char *upload_data,
+			   size_t *upload_data_size, void **request_state)
+{
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+		strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return answer(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
+	if (strcmp(url, "/leader") == 0 || strcmp(url, "/primary") == 0 ||
+		strcmp(url, "/read-write") == 0)
+		return answer_leader(connection);
+	if (strcmp(url, "/replica") == 0 || strcmp(url, "/read-only") == 0)
+		return answer_replica(connection);
+	if (strcmp(url, "/health") == 0)
+		return answer_health(connection);
+	return answer(connection, MHD_HTTP_NOT_FOUND,
+				  "not found: the paths are /leader, /primary, /read-write, /replica, /read-only and /health\n");
+}
+
+/* libmicrohttpd's messages go to the server log. */
+static void
+log_library_message(void *cls, const char *format, va_list ap)
+{
+	char		message[1024];
+
+	vsnprintf(message, sizeof(message), format, ap);
+	(void) pg_strip_crlf(message);
+	ereport(LOG,
+			(errmsg("pg_raft http: %s", message)));
+}
+
+void
+RaftHttpMain(Datum main_arg)
+{
+	struct sockaddr_storage addr;
+	socklen_t	addr_len;
+	char		problem[256];
+	struct MHD_Daemon *daemon;
+	const union MHD_DaemonInfo *info;
+	int			epoll_fd;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	if (!RaftHttpParseListen(raft_http_listen, &addr, &addr_len, problem, sizeof(problem)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"raft.http_listen\": \"%s\"", raft_http_listen),
+				 errdetail_internal("%s", problem)));
+	daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+							  (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+							  0, NULL, NULL,
+							  handle_request, NULL,
+							  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+							  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) HTTP_CONNECTION_LIMIT,
+							  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_CONNECTION_TIMEOUT_S,
+							  MHD_OPTION_EXTERNAL_LOGGER, log_library_message, NULL,
+							  MHD_OPTION_END);
+	if (daemon == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("pg_raft http could not listen on \"%s\"", raft_http_listen),
+				 errhint("Check that raft.http_listen is an address of this host and that no other program uses the port.")));
+	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (info == NULL)
+		ereport(ERROR,
+				(errmsg("pg_raft http could not set up its event loop")));
+	epoll_fd = info->epoll_fd;
+	ereport(LOG,
+			(errmsg("pg_raft http listens on %s", raft_http_listen)));
+
+	while (!ShutdownRequestPending)
+	{
+		MHD_UNSIGNED_LONG_LONG library_ms;
+		long		timeout_ms = 1000;
+
+		ResetLatch(MyLatch);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MHD_run(daemon);
+		if (MHD_get_timeout(daemon, &library_ms) == MHD_YES)
+			timeout_ms = Min(timeout_ms, (long) library_ms);
+		(void) WaitLatchOrSocket(MyLatch,
+								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
+								 WL_EXIT_ON_PM_DEATH,
+								 epoll_fd, timeout_ms, PG_WAIT_EXTENSION);
+	}
+	MHD_stop_daemon(daemon);
+
+	/* as the raft worker: 1, so that the postmaster starts it again */
+	proc_exit(1);
+}
