@@ -70,9 +70,7 @@ PG_FUNCTION_INFO_V1(pg_raft_version);
 
 static void raft_shmem_request(void);
 static void raft_shmem_startup(void);
-static void register_raft_worker(void);
-static void register_apply_worker(void);
-static void register_http_worker(void);
+static void register_worker(const char *name, const char *function, int flags);
 static bool check_http_listen(char **newval, void **extra, GucSource source);
 
 /*
@@ -141,10 +139,13 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = raft_shmem_startup;
 
-	register_raft_worker();
-	register_apply_worker();
+	/* the raft worker (worker.c), the apply worker (apply.c) in raft.database */
+	register_worker("pg_raft worker", "RaftWorkerMain", BGWORKER_SHMEM_ACCESS);
+	register_worker("pg_raft apply worker", "RaftApplyWorkerMain",
+					BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION);
+	/* the health API (http.c), when asked for */
 	if (raft_http_listen[0] != '\0')
-		register_http_worker();
+		register_worker("pg_raft http", "RaftHttpMain", BGWORKER_SHMEM_ACCESS);
 	/* the fence's hook runs first: a fenced node refuses before shipping */
 	RaftDdlInit();
 	RaftFenceInit();
@@ -203,66 +204,26 @@ raft_shmem_startup(void)
 }
 
 /*
- * register_raft_worker
- *		Registers the raft worker, one per instance.
+ * register_worker
+ *		Registers one of pg_raft's background workers, started once the
+ *		server accepts connections.
  *
  * The postmaster restarts it a second after it exits with an error, so a
  * worker that stops on a transient problem comes back by itself.
  */
 static void
-register_raft_worker(void)
+register_worker(const char *name, const char *function, int flags)
 {
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_flags = flags;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft worker");
-	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * register_apply_worker
- *		Registers the apply worker, one per instance, in raft.database.
- */
-static void
-register_apply_worker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftApplyWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft apply worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft apply worker");
-	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * register_http_worker
- *		Registers the health API's worker (http.c), when raft.http_listen
- *		is set.
- */
-static void
-register_http_worker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftHttpMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft http");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft http");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
 }
 
