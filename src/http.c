@@ -20,7 +20,8 @@
  *
  *	  GNU libmicrohttpd does the HTTP, in its external event loop mode
  *	  with epoll: it creates no thread, the worker waits on its epoll
- *	  descriptor and its latch, and the answers run in the worker's own
+ *	  descriptor and its latch (in a wait set made once; with no client,
+ *	  it sleeps until one comes), and the answers run in the worker's own
  *	  thread, where they may read shared memory under the LWLock.  The
  *	  library does not block on a socket; a client that sends slowly is
  *	  closed after HTTP_CONNECTION_TIMEOUT_S, and at most
@@ -49,6 +50,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "pg_raft.h"
@@ -356,7 +358,7 @@ RaftHttpMain(Datum main_arg)
 	char		problem[256];
 	struct MHD_Daemon *daemon;
 	const union MHD_DaemonInfo *info;
-	int			epoll_fd;
+	WaitEventSet *wait_set;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -385,14 +387,19 @@ RaftHttpMain(Datum main_arg)
 	if (info == NULL)
 		ereport(ERROR,
 				(errmsg("pg_raft http could not set up its event loop")));
-	epoll_fd = info->epoll_fd;
+	/* made once: the latch, the postmaster, and the library's epoll */
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, info->epoll_fd, NULL, NULL);
 	ereport(LOG,
 			(errmsg("pg_raft http listens on %s", raft_http_listen)));
 
 	while (!ShutdownRequestPending)
 	{
 		MHD_UNSIGNED_LONG_LONG library_ms;
-		long		timeout_ms = 1000;
+		long		timeout_ms = -1;	/* no connection with a timeout */
+		WaitEvent	event;
 
 		ResetLatch(MyLatch);
 		if (ConfigReloadPending)
@@ -402,12 +409,10 @@ RaftHttpMain(Datum main_arg)
 		}
 		MHD_run(daemon);
 		if (MHD_get_timeout(daemon, &library_ms) == MHD_YES)
-			timeout_ms = Min(timeout_ms, (long) library_ms);
-		(void) WaitLatchOrSocket(MyLatch,
-								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
-								 WL_EXIT_ON_PM_DEATH,
-								 epoll_fd, timeout_ms, PG_WAIT_EXTENSION);
+			timeout_ms = (long) Min(library_ms, (MHD_UNSIGNED_LONG_LONG) LONG_MAX);
+		(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
 	}
+	FreeWaitEventSet(wait_set);
 	MHD_stop_daemon(daemon);
 
 	/* as the raft worker: 1, so that the postmaster starts it again */

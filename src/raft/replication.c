@@ -343,7 +343,6 @@ raft_send_commit_news(raft *r)
 			raft_send_append(r, &r->progress[i], true);
 }
 
-
 /* Finds the largest index <= index whose term is <= term (fast back-off). */
 static raft_index_t
 find_conflict_by_term(const raft *r, raft_index_t index, raft_term_t term)
