@@ -115,9 +115,22 @@ LANGUAGE C STRICT VOLATILE;
 CREATE VIEW raft.nodes AS SELECT * FROM raft.nodes_info();
 COMMENT ON VIEW raft.nodes IS
 'one row per member; match, lag and replay_lag are measured by the leader';
+
+CREATE FUNCTION raft.metrics_info(
+	OUT metric text, OUT member text, OUT le double precision,
+	OUT value double precision, OUT type text, OUT help text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_raft_metrics_info'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW raft.metrics AS SELECT * FROM raft.metrics_info();
+COMMENT ON VIEW raft.metrics IS
+'one row per sample of the Prometheus metrics that the health API''s /metrics serves, with the same names';
+
 REVOKE ALL ON FUNCTION raft.status_info() FROM PUBLIC;
 REVOKE ALL ON FUNCTION raft.nodes_info() FROM PUBLIC;
-GRANT SELECT ON raft.status, raft.nodes TO raft_peer, pg_monitor;
+REVOKE ALL ON FUNCTION raft.metrics_info() FROM PUBLIC;
+GRANT SELECT ON raft.status, raft.nodes, raft.metrics TO raft_peer, pg_monitor;
 
 -- Renders a stream of the pg_raft output plugin (decoder.c) as text, one
 -- line per message; for example

@@ -8,6 +8,8 @@ CREATE EXTENSION pg_raft;
 -- Outside a cluster: no status row, and nothing to do.
 SELECT count(*) AS status_rows FROM raft.status;
 SELECT count(*) AS node_rows FROM raft.nodes;
+SELECT value AS in_cluster FROM raft.metrics WHERE metric = 'pg_raft_in_cluster';
+SELECT count(*) AS leader_samples FROM raft.metrics WHERE metric = 'pg_raft_leader';
 SELECT raft.barrier('1s');
 SELECT raft.remove_node('n1');
 SELECT raft.transfer_leadership();
@@ -45,6 +47,27 @@ SELECT node_name, node_id, conninfo = :'conninfo' AS conninfo_ok, voting,
 	   match_index = (SELECT last_index FROM raft.status) AS matched,
 	   lag_entries, lag_bytes, replay_lag IS NOT NULL AS has_replay_lag
   FROM raft.nodes;
+-- raft.metrics: what /metrics shows, with the same names and values.
+SELECT m.metric, m.value
+  FROM raft.metrics m
+ WHERE m.member IS NULL AND m.metric IN ('pg_raft_in_cluster', 'pg_raft_leader',
+		'pg_raft_voter', 'pg_raft_leader_known', 'pg_raft_members', 'pg_raft_elections_won_total')
+ ORDER BY m.metric;
+SELECT (SELECT value FROM raft.metrics WHERE metric = 'pg_raft_term') =
+	   (SELECT term FROM raft.status) AS term_matches;
+SELECT member, value AS reachable FROM raft.metrics WHERE metric = 'pg_raft_member_reachable';
+-- Every histogram: buckets that never go down, the last one (+Inf) equal to
+-- the count, and log syncs counted.
+SELECT h.metric, count(*) AS buckets,
+	   bool_and(b.value >= coalesce(b.before, 0)) AS cumulative,
+	   max(b.value) FILTER (WHERE b.le = 'Infinity') =
+	   (SELECT value FROM raft.metrics WHERE metric = h.metric || '_count') AS inf_is_count
+  FROM (VALUES ('pg_raft_log_sync_seconds'), ('pg_raft_commit_seconds')) h(metric),
+	   LATERAL (SELECT le, value, lag(value) OVER (ORDER BY le) AS before
+				  FROM raft.metrics WHERE metric = h.metric || '_bucket') b
+ GROUP BY h.metric ORDER BY h.metric;
+SELECT value > 0 AS log_synced FROM raft.metrics WHERE metric = 'pg_raft_log_sync_seconds_count';
+SELECT DISTINCT type FROM raft.metrics ORDER BY type;
 SELECT attname, format_type(atttypid, atttypmod)
   FROM pg_attribute WHERE attrelid = 'raft.status'::regclass AND attnum > 0
  ORDER BY attnum;

@@ -1876,6 +1876,7 @@ record_apply_error(ErrorData *edata)
 	RaftShmem->apply.apply_failures++;
 	strlcpy(RaftShmem->apply.apply_error, text, RAFT_ERROR_BYTES);
 	LWLockRelease(RaftShmem->lock);
+	RaftCount(&RaftShmem->counters.apply_errors, 1);
 }
 
 /* The apply worker goes on again: a failure before is over. */

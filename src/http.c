@@ -12,6 +12,14 @@
  *		GET /replica (/read-only)			200 on a follower that applies
  *											normally; ?lag=<bound> within it
  *		GET /health							200 while the raft worker runs
+ *		GET /status							JSON: what raft.status and raft.nodes
+ *											show
+ *		GET /metrics						Prometheus's text format (metrics.c)
+ *
+ *	  /status and /metrics ask for HTTP basic authentication when
+ *	  raft.http_user is set; with raft.http_ssl_cert_file and
+ *	  raft.http_ssl_key_file the whole API speaks HTTPS.  The checks stay
+ *	  open: load balancers probe them often and learn nothing secret.
  *
  *	  HAProxy, Kubernetes probes and the like point their checks there.
  *	  /leader asks the fence itself (RaftFenceTakesWrites), so the check
@@ -43,22 +51,24 @@
 #include <microhttpd.h>
 
 #include "common/string.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "pg_raft.h"
+#include "sql.h"
 
 #define HTTP_CONNECTION_LIMIT 64
 #define HTTP_CONNECTION_TIMEOUT_S 5
-/* how long the raft worker may go without publishing its view and be up */
-#define HTTP_WORKER_SILENCE_MS 5000
 
 /*
  * Parses address:port ("127.0.0.1:8008", "[::1]:8008", "*:8008" for every
@@ -198,7 +208,7 @@ read_member_state(MemberState *ms)
 	ms->member = RaftShmem->member;
 	ms->configured = v->configured;
 	ms->worker_up = RaftShmem->worker_pid != 0 &&
-		!TimestampDifferenceExceeds(v->updated, now, HTTP_WORKER_SILENCE_MS);
+		!TimestampDifferenceExceeds(v->updated, now, RAFT_WORKER_SILENCE_MS);
 	ms->role = v->role;
 	ms->commit_index = v->commit_index;
 	ms->applied_index = v->applied_index;
@@ -217,25 +227,33 @@ read_member_state(MemberState *ms)
 	LWLockRelease(RaftShmem->lock);
 }
 
-/* Queues an answer of status with body as text. */
+/* Queues an answer of status with body, of content_type. */
 static enum MHD_Result
-answer(struct MHD_Connection *connection, unsigned int status, const char *body)
+answer_typed(struct MHD_Connection *connection, unsigned int status,
+			 const char *content_type, const char *body, size_t len)
 {
 	struct MHD_Response *response;
 	enum MHD_Result ret;
 
-	response = MHD_create_response_from_buffer(strlen(body), (void *) body,
+	response = MHD_create_response_from_buffer(len, (void *) body,
 											   MHD_RESPMEM_MUST_COPY);
 	if (response == NULL)
 		return MHD_NO;
-	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-							"text/plain; charset=utf-8");
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	ret = MHD_queue_response(connection, status, response);
 	MHD_destroy_response(response);
 	return ret;
+}
+
+/* Queues an answer of status with body as text. */
+static enum MHD_Result
+answer(struct MHD_Connection *connection, unsigned int status, const char *body)
+{
+	return answer_typed(connection, status, "text/plain; charset=utf-8",
+						body, strlen(body));
 }
 
 /* GET /leader: whether a write sent here now would be taken. */
@@ -318,6 +336,221 @@ answer_health(struct MHD_Connection *connection)
 	return answer(connection, MHD_HTTP_OK, "healthy\n");
 }
 
+/* Compares without returning early, so that timing tells nothing of b. */
+static bool
+same_secret(const char *a, const char *b)
+{
+	size_t		a_len = strlen(a);
+	size_t		b_len = strlen(b);
+	unsigned char diff = a_len != b_len;
+	size_t		i;
+
+	for (i = 0; i < a_len; i++)
+		diff |= (unsigned char) a[i] ^ (unsigned char) b[i % Max(b_len, 1)];
+	return diff == 0;
+}
+
+/*
+ * Whether the request may see /status and /metrics: always when
+ * raft.http_user is empty, else with that user and raft.http_password
+ * (a user with an empty password never gets in).
+ */
+static bool
+authorized(struct MHD_Connection *connection)
+{
+	char	   *password = NULL;
+	char	   *user;
+	bool		ok;
+
+	if (raft_http_user[0] == '\0')
+		return true;
+	user = MHD_basic_auth_get_username_password(connection, &password);
+	ok = user != NULL && password != NULL && raft_http_password[0] != '\0' &&
+		same_secret(user, raft_http_user) & same_secret(password, raft_http_password);
+	MHD_free(user);
+	MHD_free(password);
+	return ok;
+}
+
+static enum MHD_Result
+refuse_unauthorized(struct MHD_Connection *connection)
+{
+	static const char body[] = "authentication required\n";
+	struct MHD_Response *response;
+	enum MHD_Result ret;
+
+	response = MHD_create_response_from_buffer(strlen(body), (void *) body,
+											   MHD_RESPMEM_PERSISTENT);
+	if (response == NULL)
+		return MHD_NO;
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+							"text/plain; charset=utf-8");
+	ret = MHD_queue_basic_auth_fail_response(connection, "pg_raft", response);
+	MHD_destroy_response(response);
+	return ret;
+}
+
+static void
+json_key(StringInfo out, const char *key)
+{
+	escape_json(out, key);
+	appendStringInfoChar(out, ':');
+}
+
+static void
+json_text(StringInfo out, const char *key, const char *value)
+{
+	json_key(out, key);
+	if (value == NULL)
+		appendStringInfoString(out, "null");
+	else
+		escape_json(out, value);
+	appendStringInfoChar(out, ',');
+}
+
+static void
+json_uint(StringInfo out, const char *key, uint64 value)
+{
+	json_key(out, key);
+	appendStringInfo(out, UINT64_FORMAT ",", value);
+}
+
+static void
+json_bool(StringInfo out, const char *key, bool value)
+{
+	json_key(out, key);
+	appendStringInfoString(out, value ? "true," : "false,");
+}
+
+/* seconds, or null when unknown (negative) */
+static void
+json_seconds(StringInfo out, const char *key, int64 us)
+{
+	json_key(out, key);
+	if (us < 0)
+		appendStringInfoString(out, "null,");
+	else
+		appendStringInfo(out, "%.6f,", us / 1e6);
+}
+
+/* Drops the comma after the last member of an object or array. */
+static void
+json_close(StringInfo out, char closing)
+{
+	if (out->len > 0 && out->data[out->len - 1] == ',')
+		out->data[--out->len] = '\0';
+	appendStringInfoChar(out, closing);
+}
+
+/*
+ * GET /status: this member's view as JSON, with the fields of raft.status
+ * and raft.nodes (conninfo strings left out: they may hold passwords).
+ */
+static enum MHD_Result
+answer_status(struct MHD_Connection *connection)
+{
+	RaftView   *v = palloc(sizeof(RaftView));
+	MemberState ms;
+	StringInfoData out;
+	char		reason[RAFT_ERROR_BYTES];
+	bool		takes_writes;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		diverged;
+	uint32		i;
+
+	read_member_state(&ms);
+	RaftGetView(v);
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	diverged = RaftShmem->apply.diverged_transactions;
+	LWLockRelease(RaftShmem->lock);
+	takes_writes = RaftFenceTakesWrites(reason, sizeof(reason));
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	json_bool(&out, "member", ms.member && v->configured);
+	json_bool(&out, "worker_running", ms.worker_up);
+	if (v->configured)
+	{
+		json_text(&out, "cluster_id", psprintf("%016llx", (unsigned long long) v->cluster_id));
+		json_text(&out, "node_name", v->node_name);
+		json_uint(&out, "node_id", v->node_id);
+		json_text(&out, "role", RaftRoleName(v));
+		json_uint(&out, "term", v->term);
+		json_text(&out, "leader_name", v->leader_name[0] != '\0' ? v->leader_name : NULL);
+		json_bool(&out, "writable", takes_writes);
+		json_text(&out, "not_writable_reason", takes_writes ? NULL : reason);
+		json_uint(&out, "commit_index", v->commit_index);
+		json_uint(&out, "applied_index", v->applied_index);
+		json_uint(&out, "first_index", v->first_index);
+		json_uint(&out, "last_index", v->last_index);
+		json_uint(&out, "log_bytes", v->log_bytes);
+		json_seconds(&out, "replay_lag_seconds", ms.replay_lag_us);
+		json_bool(&out, "copying", ms.resyncing || ms.copying);
+		json_text(&out, "apply_error", ms.apply_error[0] != '\0' ? ms.apply_error : NULL);
+		json_uint(&out, "diverged_transactions", diverged);
+		json_key(&out, "members");
+		appendStringInfoChar(&out, '[');
+		for (i = 0; i < v->n_members; i++)
+		{
+			const RaftMemberInfo *m = &v->members[i];
+			bool		measured = v->role == RAFT_LEADER;
+
+			appendStringInfoChar(&out, '{');
+			json_text(&out, "name", m->name);
+			json_uint(&out, "id", m->id);
+			json_bool(&out, "voting", m->voter);
+			json_bool(&out, "is_leader", m->is_leader);
+			json_bool(&out, "reachable", m->reachable);
+			json_seconds(&out, "last_contact_seconds_ago",
+						 m->last_contact != 0 ? Max(now - m->last_contact, 0) : -1);
+			/* what only the leader measures is null elsewhere */
+			if (measured || m->id == v->node_id)
+			{
+				json_uint(&out, "match_index", m->match_index);
+				json_uint(&out, "applied_index", m->applied_index);
+			}
+			else
+			{
+				json_text(&out, "match_index", NULL);
+				json_text(&out, "applied_index", NULL);
+			}
+			if (measured)
+			{
+				json_uint(&out, "lag_entries", m->lag_entries);
+				json_uint(&out, "lag_bytes", m->lag_bytes);
+				json_seconds(&out, "replay_lag_seconds", m->replay_lag_us);
+			}
+			else
+			{
+				json_text(&out, "lag_entries", NULL);
+				json_text(&out, "lag_bytes", NULL);
+				json_text(&out, "replay_lag_seconds", NULL);
+			}
+			json_close(&out, '}');
+			appendStringInfoChar(&out, ',');
+		}
+		json_close(&out, ']');
+		appendStringInfoChar(&out, ',');
+	}
+	json_close(&out, '}');
+	appendStringInfoChar(&out, '\n');
+	return answer_typed(connection, MHD_HTTP_OK, "application/json", out.data, out.len);
+}
+
+/* GET /metrics: Prometheus's text format, version 0.0.4. */
+static enum MHD_Result
+answer_metrics(struct MHD_Connection *connection)
+{
+	RaftMetricSample *samples;
+	int			n = RaftMetricsCollect(&samples);
+	StringInfoData out;
+
+	initStringInfo(&out);
+	RaftMetricsRender(&out, samples, n);
+	return answer_typed(connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+						out.data, out.len);
+}
+
 /* libmicrohttpd's request handler: one call per request, no body taken. */
 static enum MHD_Result
 handle_request(void *cls, struct MHD_Connection *connection, const char *url,
@@ -334,8 +567,15 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 		return answer_replica(connection);
 	if (strcmp(url, "/health") == 0)
 		return answer_health(connection);
+	if (strcmp(url, "/status") == 0 || strcmp(url, "/metrics") == 0)
+	{
+		if (!authorized(connection))
+			return refuse_unauthorized(connection);
+		return strcmp(url, "/status") == 0 ?
+			answer_status(connection) : answer_metrics(connection);
+	}
 	return answer(connection, MHD_HTTP_NOT_FOUND,
-				  "not found: the paths are /leader, /primary, /read-write, /replica, /read-only and /health\n");
+				  "not found: the paths are /leader, /primary, /read-write, /replica, /read-only, /health, /status and /metrics\n");
 }
 
 /* libmicrohttpd's messages go to the server log. */
@@ -348,6 +588,69 @@ log_library_message(void *cls, const char *format, va_list ap)
 	(void) pg_strip_crlf(message);
 	ereport(LOG,
 			(errmsg("pg_raft http: %s", message)));
+}
+
+/* The whole of a certificate or key file, for libmicrohttpd's TLS. */
+static char *
+read_pem_file(const char *path, const char *setting)
+{
+	FILE	   *file = AllocateFile(path, "r");
+	StringInfoData text;
+	char		chunk[4096];
+	size_t		n;
+
+	if (file == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\" named by \"%s\": %m", path, setting)));
+	initStringInfo(&text);
+	while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0)
+		appendBinaryStringInfo(&text, chunk, n);
+	if (ferror(file))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read file \"%s\": %m", path)));
+	FreeFile(file);
+	return text.data;
+}
+
+/*
+ * Starts libmicrohttpd on addr: with TLS when raft.http_ssl_cert_file and
+ * raft.http_ssl_key_file are set.
+ */
+static struct MHD_Daemon *
+start_daemon(struct sockaddr_storage *addr)
+{
+	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+		(addr->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+	bool		tls = raft_http_ssl_cert_file[0] != '\0' || raft_http_ssl_key_file[0] != '\0';
+	char	   *cert = NULL;
+	char	   *key = NULL;
+
+	if (tls)
+	{
+		if (raft_http_ssl_cert_file[0] == '\0' || raft_http_ssl_key_file[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("raft.http_ssl_cert_file and raft.http_ssl_key_file must be set together")));
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("this build of libmicrohttpd does not support TLS")));
+		cert = read_pem_file(raft_http_ssl_cert_file, "raft.http_ssl_cert_file");
+		key = read_pem_file(raft_http_ssl_key_file, "raft.http_ssl_key_file");
+		flags |= MHD_USE_TLS;
+	}
+	return MHD_start_daemon(flags, 0, NULL, NULL,
+							handle_request, NULL,
+							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) addr,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) HTTP_CONNECTION_LIMIT,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_CONNECTION_TIMEOUT_S,
+							MHD_OPTION_EXTERNAL_LOGGER, log_library_message, NULL,
+							/* without TLS, the list ends here */
+							tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+							MHD_OPTION_HTTPS_MEM_KEY, key,
+							MHD_OPTION_END);
 }
 
 void
@@ -369,15 +672,7 @@ RaftHttpMain(Datum main_arg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for parameter \"raft.http_listen\": \"%s\"", raft_http_listen),
 				 errdetail_internal("%s", problem)));
-	daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-							  (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-							  0, NULL, NULL,
-							  handle_request, NULL,
-							  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-							  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) HTTP_CONNECTION_LIMIT,
-							  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_CONNECTION_TIMEOUT_S,
-							  MHD_OPTION_EXTERNAL_LOGGER, log_library_message, NULL,
-							  MHD_OPTION_END);
+	daemon = start_daemon(&addr);
 	if (daemon == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),

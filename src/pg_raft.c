@@ -60,6 +60,10 @@ char	   *raft_local_databases = NULL;
 int			raft_election_timeout_ms = 1000;
 int			raft_heartbeat_interval_ms = 100;
 char	   *raft_http_listen = NULL;
+char	   *raft_http_user = NULL;
+char	   *raft_http_password = NULL;
+char	   *raft_http_ssl_cert_file = NULL;
+char	   *raft_http_ssl_key_file = NULL;
 
 RaftShared *RaftShmem = NULL;
 
@@ -132,6 +136,38 @@ _PG_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   check_http_listen, NULL, NULL);
+	DefineCustomStringVariable("raft.http_user",
+							   "User name that /status and /metrics of the health API ask for (HTTP basic authentication).",
+							   "Empty: they answer anyone.  The health checks never ask.",
+							   &raft_http_user,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("raft.http_password",
+							   "Password of raft.http_user for /status and /metrics of the health API.",
+							   NULL,
+							   &raft_http_password,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("raft.http_ssl_cert_file",
+							   "Certificate (PEM) with which the health API speaks HTTPS.",
+							   "Empty: plain HTTP.  Set raft.http_ssl_key_file too.  Relative to the data directory.",
+							   &raft_http_ssl_cert_file,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("raft.http_ssl_key_file",
+							   "Private key (PEM) of raft.http_ssl_cert_file.",
+							   NULL,
+							   &raft_http_ssl_key_file,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("raft");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -193,6 +229,7 @@ raft_shmem_startup(void)
 		pg_atomic_init_u64(&RaftShmem->sequence_generation, 0);
 		pg_atomic_init_u32(&RaftShmem->apply_origin, 0);	/* InvalidRepOriginId */
 		pg_atomic_init_u64(&RaftShmem->commits_until, 0);
+		RaftCountersInit(&RaftShmem->counters);
 		RaftRingInit(&RaftShmem->inbox, RaftShmem->inbox_data, RAFT_INBOX_BYTES);
 		/* the postmaster runs in the data directory */
 		RaftShmem->member = stat(RAFT_IDENTITY_PATH, &st) == 0;

@@ -25,6 +25,7 @@
 #define PG_RAFT_H
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -75,6 +76,9 @@
 /* an operator asked for a new copy of the leader's data (raft.recopy) */
 #define RAFT_RECOPY_FILE "recopy"
 
+/* how long the raft worker may go without publishing its view and count as up */
+#define RAFT_WORKER_SILENCE_MS 5000
+
 /* failures in a row after which the apply worker counts as stuck */
 #define RAFT_APPLY_STUCK_FAILURES 3
 
@@ -91,6 +95,10 @@ extern char *raft_local_databases;
 extern int	raft_election_timeout_ms;
 extern int	raft_heartbeat_interval_ms;
 extern char *raft_http_listen;
+extern char *raft_http_user;
+extern char *raft_http_password;
+extern char *raft_http_ssl_cert_file;
+extern char *raft_http_ssl_key_file;
 
 /* One member as the views show it. */
 typedef struct RaftMemberInfo
@@ -256,6 +264,32 @@ typedef struct RaftQueuedEntry
 	uint8		type;
 } RaftQueuedEntry;
 
+/*
+ * A latency histogram in shared memory (metrics.c): counts per bucket of
+ * RaftLatencyBounds (not cumulative; the last bucket is above them all),
+ * their sum in microseconds, updated without a lock.
+ */
+#define RAFT_LATENCY_BUCKETS 13
+typedef struct RaftHistogram
+{
+	pg_atomic_uint64 buckets[RAFT_LATENCY_BUCKETS + 1];
+	pg_atomic_uint64 sum_us;
+} RaftHistogram;
+
+/*
+ * Counters for /metrics and raft.metrics, kept across restarts of the
+ * workers (not of the server): monitoring takes the rate of them.
+ */
+typedef struct RaftCounters
+{
+	pg_atomic_uint64 elections;		/* campaigns this member started */
+	pg_atomic_uint64 elections_won;
+	pg_atomic_uint64 leader_changes;	/* a leader other than the last one seen */
+	pg_atomic_uint64 apply_errors;	/* failed attempts of the apply worker */
+	RaftHistogram log_sync;		/* durable appends to the log (fdatasync) */
+	RaftHistogram commit;		/* leader: entry appended to a majority holding it */
+} RaftCounters;
+
 typedef struct RaftShared
 {
 	LWLock	   *lock;
@@ -290,6 +324,7 @@ typedef struct RaftShared
 	RaftSenderSeq senders[RAFT_MAX_MEMBERS * 2];
 
 	RaftApplyQueue apply;
+	RaftCounters counters;
 
 	RaftRequest requests[RAFT_MAX_REQUESTS];
 	RaftView	view;
@@ -396,6 +431,31 @@ extern RaftApplyState *RaftApplyBegin(MemoryContext parent);
 extern void RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len);
 extern void RaftApplyEnd(RaftApplyState *state);
 extern PGDLLEXPORT void RaftApplyWorkerMain(Datum main_arg);
+
+/* metrics.c: counters, latency histograms, and the samples of /metrics */
+extern const double RaftLatencyBounds[RAFT_LATENCY_BUCKETS];
+extern void RaftCountersInit(RaftCounters *counters);
+extern void RaftHistogramObserve(RaftHistogram *histogram, int64 elapsed_us);
+extern void RaftCount(pg_atomic_uint64 *counter, uint64 n);
+
+typedef struct RaftMetricFamily
+{
+	const char *name;
+	const char *type;			/* gauge, counter or histogram */
+	const char *help;
+} RaftMetricFamily;
+
+typedef struct RaftMetricSample
+{
+	const RaftMetricFamily *family;
+	const char *suffix;			/* "", or _bucket, _sum, _count of a histogram */
+	char		member[RAFT_NAME_BYTES];	/* the member label; "" none */
+	double		le;				/* a bucket's bound; NaN for other samples */
+	double		value;
+} RaftMetricSample;
+
+extern int	RaftMetricsCollect(RaftMetricSample **samples);
+extern void RaftMetricsRender(StringInfo out, const RaftMetricSample *samples, int n);
 
 /* http.c: the health API */
 extern PGDLLEXPORT void RaftHttpMain(Datum main_arg);

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include <math.h>
 #include <signal.h>
 
 #include "access/htup_details.h"
@@ -53,6 +54,7 @@ PG_FUNCTION_INFO_V1(pg_raft_transfer_leadership);
 PG_FUNCTION_INFO_V1(pg_raft_barrier);
 PG_FUNCTION_INFO_V1(pg_raft_status_info);
 PG_FUNCTION_INFO_V1(pg_raft_nodes_info);
+PG_FUNCTION_INFO_V1(pg_raft_metrics_info);
 PG_FUNCTION_INFO_V1(pg_raft_wait_for_index);
 PG_FUNCTION_INFO_V1(pg_raft_table_checksum);
 PG_FUNCTION_INFO_V1(pg_raft_recopy);
@@ -513,8 +515,9 @@ pg_raft_barrier(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64((int64) req->result_index);
 }
 
-static const char *
-role_name(const RaftView *v)
+/* The role as raft.status and /status name it. */
+const char *
+RaftRoleName(const RaftView *v)
 {
 	if (v->is_learner)
 		return "learner";
@@ -568,7 +571,7 @@ pg_raft_status_info(PG_FUNCTION_ARGS)
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = CStringGetTextDatum(v->node_name);
 	values[1] = Int32GetDatum((int32) v->node_id);
-	values[2] = CStringGetTextDatum(role_name(v));
+	values[2] = CStringGetTextDatum(RaftRoleName(v));
 	values[3] = Int64GetDatum((int64) v->term);
 	if (v->leader_id != RAFT_NO_NODE && v->leader_name[0] != '\0')
 		values[4] = CStringGetTextDatum(v->leader_name);
@@ -671,6 +674,44 @@ pg_raft_nodes_info(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[11] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * raft.metrics_info(): the rows of view raft.metrics, one per sample of
+ * what /metrics shows (metrics.c), with the same names.
+ */
+Datum
+pg_raft_metrics_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RaftMetricSample *samples;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	n = RaftMetricsCollect(&samples);
+	for (i = 0; i < n; i++)
+	{
+		const RaftMetricSample *s = &samples[i];
+		Datum		values[6];
+		bool		nulls[6];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = CStringGetTextDatum(psprintf("%s%s", s->family->name, s->suffix));
+		if (s->member[0] != '\0')
+			values[1] = CStringGetTextDatum(s->member);
+		else
+			nulls[1] = true;
+		if (!isnan(s->le))
+			values[2] = Float8GetDatum(s->le);
+		else
+			nulls[2] = true;
+		values[3] = Float8GetDatum(s->value);
+		values[4] = CStringGetTextDatum(s->family->type);
+		values[5] = CStringGetTextDatum(s->family->help);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

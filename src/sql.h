@@ -19,6 +19,7 @@ extern void RaftCheckNewMember(const char *name, const char *conninfo);
 extern PGconn *RaftConnect(const char *conninfo, const char *what);
 extern PGconn *RaftConnectReplication(const char *conninfo, const char *what);
 extern void RaftGetView(RaftView *view);
+extern const char *RaftRoleName(const RaftView *view);
 extern void RaftCheckReplicationSettings(void);
 extern void RaftConfigureSynchronousCommit(void);
 extern void RaftSetSynchronousStandbyNames(const char *value);

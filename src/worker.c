@@ -204,6 +204,11 @@ typedef struct RaftWorker
 
 	/* the next committed entry to hand to the apply worker */
 	raft_index_t next_to_queue;
+
+	/* what the metrics counted last (count_events) */
+	uint64		elections_counted;
+	uint64		elections_won_counted;
+	raft_id_t	leader_seen;
 } RaftWorker;
 
 static RaftWorker W;
@@ -576,6 +581,8 @@ start_node(void)
 	rc = raft_init(W.core_mem, size, &opts, &W.r);
 	if (rc != RAFT_OK)
 		elog(ERROR, "could not initialise the raft core: %s", raft_strerror(rc));
+	/* a new core counts its elections from 0 (count_events) */
+	W.elections_counted = W.elections_won_counted = 0;
 	rc = raft_load(W.r, &hs, &W.base, loaded.entries, loaded.n_entries,
 				   hs.commit);
 	if (rc != RAFT_OK)
@@ -1201,6 +1208,29 @@ append_time(raft_index_t index)
 }
 
 /*
+ * A leader's commit index moved from before to after: each entry's time
+ * from its append here to a majority holding it goes into the commit
+ * latency histogram (entries appended before this leadership, or too long
+ * ago to be remembered, are left out).
+ */
+static void
+observe_commit_latency(raft_index_t before, raft_index_t after)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	raft_index_t i;
+
+	if (after > before + LAG_SAMPLES)
+		before = after - LAG_SAMPLES;
+	for (i = before + 1; i <= after; i++)
+	{
+		TimestampTz at = append_time(i);
+
+		if (at != 0 && W.lead_term != 0 && i >= W.lead_start)
+			RaftHistogramObserve(&RaftShmem->counters.commit, now - at);
+	}
+}
+
+/*
  * Remembers when a heartbeat context went out (to the first follower of
  * its round), before the transport sends it: the lease counts from there.
  */
@@ -1325,6 +1355,7 @@ handle_ready(void)
 	{
 		size_t		n = rd.persist_to - rd.persist_from + 1;
 		raft_entry *entries = palloc(sizeof(raft_entry) * n);
+		TimestampTz sync_began;
 
 		for (i = rd.persist_from; i <= rd.persist_to; i++)
 		{
@@ -1336,8 +1367,11 @@ handle_ready(void)
 			directory_learn(e);
 			note_append_time(i, now);
 		}
+		sync_began = GetCurrentTimestamp();
 		RaftLogAppend(W.log, entries, n);
 		RaftLogSync(W.log);
+		RaftHistogramObserve(&RaftShmem->counters.log_sync,
+							 GetCurrentTimestamp() - sync_began);
 		W.durable_last = rd.persist_to;
 		pfree(entries);
 	}
@@ -1345,7 +1379,11 @@ handle_ready(void)
 	if (!rd.send_before_persist)
 		send_messages(&rd);
 	if (rd.hard_state_changed)
+	{
+		if (raft_get_role(W.r) == RAFT_LEADER)
+			observe_commit_latency(W.latest_commit, rd.hard_state.commit);
 		W.latest_commit = rd.hard_state.commit;
+	}
 
 	/*
 	 * Applying: the apply worker takes committed entries from the apply
@@ -2253,6 +2291,27 @@ RaftNewConnectionNumber(void)
 	return ++connections_started;
 }
 
+/*
+ * Adds to the metrics' counters what happened since the last view: the
+ * elections the core started and won, and a leader other than the last
+ * one seen (the first one seen counts too).
+ */
+static void
+count_events(const raft_status *st)
+{
+	RaftCounters *c = &RaftShmem->counters;
+
+	RaftCount(&c->elections, st->elections_started - W.elections_counted);
+	RaftCount(&c->elections_won, st->elections_won - W.elections_won_counted);
+	W.elections_counted = st->elections_started;
+	W.elections_won_counted = st->elections_won;
+	if (st->leader != RAFT_NO_NODE && st->leader != W.leader_seen)
+	{
+		RaftCount(&c->leader_changes, 1);
+		W.leader_seen = st->leader;
+	}
+}
+
 /* Copies the worker's view into shared memory for the SQL views. */
 static void
 publish_view(void)
@@ -2270,6 +2329,7 @@ publish_view(void)
 		DirectoryEntry *leader;
 
 		raft_get_status(W.r, &st);
+		count_events(&st);
 		v->cluster_id = W.cluster_id;
 		v->node_id = W.node_id;
 		strlcpy(v->node_name, W.node_name, RAFT_NAME_BYTES);

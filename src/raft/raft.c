@@ -440,6 +440,7 @@ raft_become_candidate(raft *r, bool pre)
 		r->role = RAFT_CANDIDATE;
 		r->term++;
 		r->vote = r->id;
+		r->elections_started++;
 	}
 	r->leader = RAFT_NO_NODE;
 	for (i = 0; i < r->n_progress; i++)
@@ -462,6 +463,7 @@ raft_become_leader(raft *r)
 
 	RAFT_ASSERT(r->role == RAFT_CANDIDATE);
 	r->role = RAFT_LEADER;
+	r->elections_won++;
 	r->leader = r->id;
 	r->transfer_target = RAFT_NO_NODE;
 	r->gone_rounds = 0;
@@ -1057,6 +1059,12 @@ lease_context(const raft *r)
 	return n == 0 ? 0 : acked[n / 2];
 }
 
+raft_role
+raft_get_role(const raft *r)
+{
+	return r->role;
+}
+
 void
 raft_get_status(const raft *r, raft_status *st)
 {
@@ -1078,6 +1086,8 @@ raft_get_status(const raft *r, raft_status *st)
 	st->persisted_index = r->persisted;
 	st->transfer_target = r->transfer_target;
 	st->conf_pending = r->config_index > r->commit;
+	st->elections_started = r->elections_started;
+	st->elections_won = r->elections_won;
 	st->config = r->config;
 	for (i = 0; i < r->n_progress; i++)
 	{

@@ -465,6 +465,9 @@ typedef struct raft_status
 	raft_index_t persisted_index;
 	raft_id_t	transfer_target;
 	bool		conf_pending;
+	/* elections this node started as a candidate, and won, since raft_new or raft_load */
+	uint64_t	elections_started;
+	uint64_t	elections_won;
 	raft_config config;
 	raft_member_status progress[RAFT_MAX_MEMBERS];
 
@@ -484,6 +487,8 @@ typedef struct raft_status
 } raft_status;
 
 extern void raft_get_status(const raft *r, raft_status *st);
+/* The role alone, without the copying of raft_get_status. */
+extern raft_role raft_get_role(const raft *r);
 
 /*
  * The wire format (wire.c).  Every message is framed as a fixed header

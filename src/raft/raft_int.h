@@ -162,6 +162,10 @@ struct raft
 	 */
 	uint32_t	gone_rounds;
 
+	/* elections this node started (as a candidate, not a pre-candidate), and won */
+	uint64_t	elections_started;
+	uint64_t	elections_won;
+
 	raft_id_t	transfer_target;
 	uint32_t	transfer_elapsed;
 	bool		transfer_told;	/* TimeoutNow went to the target */
