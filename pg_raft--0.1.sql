@@ -130,6 +130,9 @@ COMMENT ON VIEW raft.metrics IS
 REVOKE ALL ON FUNCTION raft.status_info() FROM PUBLIC;
 REVOKE ALL ON FUNCTION raft.nodes_info() FROM PUBLIC;
 REVOKE ALL ON FUNCTION raft.metrics_info() FROM PUBLIC;
+-- a view's functions run with the privileges of whoever reads the view
+GRANT EXECUTE ON FUNCTION raft.status_info(), raft.nodes_info(), raft.metrics_info()
+	TO raft_peer, pg_monitor;
 GRANT SELECT ON raft.status, raft.nodes, raft.metrics TO raft_peer, pg_monitor;
 
 -- Renders a stream of the pg_raft output plugin (decoder.c) as text, one

@@ -101,6 +101,17 @@ SELECT raft.deliver(decode('5246524d01000000' || repeat('00', 70000000), 'hex'))
 CREATE ROLE raft_outsider;
 SET ROLE raft_outsider;
 SELECT raft.deliver('\x00'::bytea);
+-- ... and only they and the members of pg_monitor read the views.
+SELECT count(*) FROM raft.metrics;
+RESET ROLE;
+CREATE ROLE raft_monitor IN ROLE pg_monitor;
+SET ROLE raft_monitor;
+SELECT count(*) AS status_rows FROM raft.status;
+SELECT count(*) AS node_rows FROM raft.nodes;
+SELECT count(*) > 0 AS has_metrics FROM raft.metrics;
+RESET ROLE;
+DROP ROLE raft_monitor;
+SET ROLE raft_outsider;
 SELECT raft.create_cluster('n2', 'dbname=postgres');
 SELECT raft.barrier();
 SELECT count(*) FROM raft.status;
