@@ -8,9 +8,11 @@
 # trial kills the leader and measures two times: until a survivor commits
 # raft.barrier(), and until an INSERT is accepted through a multi-host
 # libpq conninfo with target_session_attrs=read-write (DESIGN.md's
-# failover figure); then the old leader restarts and catches up.  Prints
-# every trial and p50/p90/max.  The times include the polling (a psql per
-# attempt, about 20 ms).  With LOAD=1, pgbench (scale 10, 2 clients) writes
+# failover figure); then the old leader restarts and catches up.  A third
+# time, measured at once beside the second: until an INSERT is accepted
+# through HAProxy's write port, checked with the health API's /leader as
+# docs/operations.md configures it.  Prints every trial and p50/p90/max.
+# The times include the polling (a psql per attempt, about 20 ms).  With LOAD=1, pgbench (scale 10, 2 clients) writes
 # through the leader when it is killed.  Run as a normal user with pg_raft
 # installed (demo/main_job.sh shows how as root).
 
@@ -19,12 +21,17 @@ trials="${1:-20}"
 tree="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_bench_failover}"
 source "$tree/bench/lib.sh"
-# below the range of ports the kernel hands to outgoing connections
+source "$tree/bench/haproxy.sh"
+# below the range of ports the kernel hands to outgoing connections; the
+# health API listens 10 above each
 ports=(25331 25332 25333)
+haproxy_port=25350
 mkdir -p "$RAFT_BASE"
-trap 'for p in "${ports[@]}"; do node_stop "$p"; done' EXIT
+trap 'haproxy_stop; for p in "${ports[@]}"; do node_stop "$p"; done' EXIT
 
-for port in "${ports[@]}"; do node_init "node_$port" "$port"; done
+for port in "${ports[@]}"; do
+	node_init "node_$port" "$port" "raft.http_listen = '127.0.0.1:$((port + 10))'"
+done
 # the others copy the tables when they join
 node_sql "${ports[0]}" "CREATE TABLE bench_failover (trial int, at timestamptz DEFAULT now())"
 if [ -n "${LOAD:-}" ]; then
@@ -32,11 +39,20 @@ if [ -n "${LOAD:-}" ]; then
 fi
 cluster_form "${ports[@]}"
 multi_host="host=127.0.0.1,127.0.0.1,127.0.0.1 port=$(IFS=,; echo "${ports[*]}") dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=2"
+# docs/operations.md's write port
+haproxy_start "$RAFT_BASE/haproxy" "$haproxy_port" "    retries 0
+    option httpchk
+    http-check send meth GET uri /leader
+    http-check expect status 200
+    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions" \
+	$(for p in "${ports[@]}"; do echo "node_$p:$p:$((p + 10))"; done)
 
 results="$RAFT_BASE/failover_ms"
 inserts="$RAFT_BASE/insert_ms"
+via_haproxy="$RAFT_BASE/haproxy_ms"
 : > "$results"
 : > "$inserts"
+: > "$via_haproxy"
 for trial in $(seq 1 "$trials"); do
 	leader=$(wait_for_leader "${ports[@]}")
 	node_sql "$leader" "SELECT raft.barrier()" > /dev/null
@@ -50,6 +66,9 @@ for trial in $(seq 1 "$trials"); do
 	fi
 	start=$(date +%s%N)
 	kill -9 "$(node_pid "$leader")"
+	rm -f "$RAFT_BASE/haproxy_trial_ms"
+	haproxy_poll_insert "$haproxy_port" "$start" bench_failover "$trial" "$RAFT_BASE/haproxy_trial_ms" &
+	poller=$!
 	done_ms=""
 	while [ -z "$done_ms" ]; do
 		for port in "${survivors[@]}"; do
@@ -61,11 +80,14 @@ for trial in $(seq 1 "$trials"); do
 	done
 	until "$PG_BIN/psql" -X -q -d "$multi_host" -c "INSERT INTO bench_failover VALUES ($trial)" > /dev/null 2>&1; do :; done
 	insert_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	wait "$poller"
+	haproxy_ms=$(cat "$RAFT_BASE/haproxy_trial_ms")
 	if [ -n "$load" ]; then kill "$load" 2> /dev/null || true; wait "$load" 2> /dev/null || true; fi
 	echo "$done_ms" >> "$results"
 	echo "$insert_ms" >> "$inserts"
-	printf 'trial %2d: leader %s killed; barrier committed after %d ms, INSERT accepted after %d ms\n' \
-		"$trial" "$leader" "$done_ms" "$insert_ms"
+	echo "$haproxy_ms" >> "$via_haproxy"
+	printf 'trial %2d: leader %s killed; barrier committed after %d ms, INSERT accepted after %d ms (libpq), %d ms (HAProxy)\n' \
+		"$trial" "$leader" "$done_ms" "$insert_ms" "$haproxy_ms"
 	until node_start "$leader" 2> /dev/null; do sleep 0.2; done
 	new=$(wait_for_leader "${survivors[@]}")
 	until [ "$(node_sql "$new" "SELECT bool_and(reachable AND lag_entries = 0) FROM raft.nodes" 2> /dev/null)" = t ]; do
@@ -84,3 +106,4 @@ summary()
 }
 summary "$results" "barrier committed"
 summary "$inserts" "INSERT accepted via target_session_attrs=read-write"
+summary "$via_haproxy" "INSERT accepted via HAProxy's write port, /leader checks every 200 ms"

@@ -26,8 +26,11 @@
 # its defaults do (restart it in place, mostly).  Then the trial loops
 # psql -c "INSERT ..." on
 # "host=127.0.0.1,127.0.0.1 port=P1,P2 ... target_session_attrs=read-write
-# connect_timeout=2" until one succeeds.  The times include the polling (a
-# psql per attempt).  Each trial has a hard timeout (TRIAL_TIMEOUT, 180 s) and
+# connect_timeout=2" until one succeeds.  For Patroni, a second poller
+# measures at the same time the first INSERT accepted through HAProxy's
+# write port, with the checks of Patroni's documentation at their defaults
+# (OPTIONS /primary, inter 3s fall 3 rise 2).  The times include the
+# polling (a psql per attempt).  Each trial has a hard timeout (TRIAL_TIMEOUT, 180 s) and
 # each wait for health one of HEALTH_TIMEOUT (300 s); a peer that cannot be
 # set up or measured is reported as "not measured: <reason>".  Prints every
 # trial and one summary line per peer, in bench/failover.sh's format.
@@ -41,6 +44,7 @@
 
 set -uo pipefail
 trials="${1:-3}"
+source "$(dirname "${BASH_SOURCE[0]}")/haproxy.sh"
 which_peers="${2:-all}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 BASE="${PEERS_BASE:-/tmp/peers_bench_failover}"
@@ -91,7 +95,7 @@ cleanup()
 	datadirs=()
 	return 0
 }
-trap cleanup EXIT
+trap 'haproxy_stop; cleanup' EXIT
 trap 'exit 130' INT TERM
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -150,8 +154,10 @@ kill_tree()
 # START_AGENT_FN DIR starts that node's agent again after a trial.
 run_trials()
 {
-	local peer="$1" health="$2" datadir_of="$3" start_agent="$4" p1="$5" p2="$6"
+	local peer="$1" health="$2" datadir_of="$3" start_agent="$4" p1="$5" p2="$6" haproxy_port="${7:-}"
 	local results="$BASE/$peer.failover_ms" conninfo primary start deadline pid trial ms served dir
+	local via_haproxy="$BASE/$peer.haproxy_ms" poller="" haproxy_ms=""
+	: > "$via_haproxy"
 	conninfo="host=127.0.0.1,127.0.0.1 port=$p1,$p2 dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=2"
 	: > "$results"
 	for trial in $(seq 1 "$trials"); do
@@ -174,6 +180,11 @@ run_trials()
 			kill_tree "${agent_of[$dir]}"
 		fi
 		kill -9 "$pid" 2> /dev/null
+		if [ -n "$haproxy_port" ]; then
+			rm -f "$BASE/haproxy_trial_ms"
+			haproxy_poll_insert "$haproxy_port" "${start}000000" bench_failover "$trial" "$BASE/haproxy_trial_ms" &
+			poller=$!
+		fi
 		ms=""
 		while [ -z "$ms" ]; do
 			if psql -X -q -d "$conninfo" -c "INSERT INTO bench_failover VALUES ($trial)" > /dev/null 2>&1; then
@@ -187,13 +198,27 @@ run_trials()
 		done
 		served=$(psql -X -A -t -d "$conninfo" -c "SELECT current_setting('port')" 2> /dev/null)
 		echo "$ms" >> "$results"
-		printf '%s trial %d: primary %s lost (%s); INSERT accepted after %d ms (by the node on port %s)\n' \
-			"$peer" "$trial" "$primary" "$MODE" "$ms" "${served:-?}"
+		if [ -n "$poller" ]; then
+			wait "$poller"
+			haproxy_ms=$(cat "$BASE/haproxy_trial_ms")
+			echo "$haproxy_ms" >> "$via_haproxy"
+			haproxy_ms=", $haproxy_ms ms through HAProxy"
+		fi
+		printf '%s trial %d: primary %s lost (%s); INSERT accepted after %d ms (by the node on port %s)%s\n' \
+			"$peer" "$trial" "$primary" "$MODE" "$ms" "${served:-?}" "$haproxy_ms"
 		if [ "$MODE" = node ]; then
 			"$start_agent" "$dir"
 		fi
 	done
 	summary "$peer" "$results"
+	if [ -s "$via_haproxy" ]; then
+		sort -n "$via_haproxy" | awk -v peer="$peer" '
+			{ v[NR] = $1 }
+			END {
+				p50 = v[int((NR + 1) * 0.50)]; p90 = v[int((NR * 0.90) + 0.5)]
+				printf "%s failover (kill -9 primary -> INSERT accepted via HAProxy, REST checks at the documented defaults), %d trials: p50 %d ms, p90 %d ms, max %d ms\n", peer, NR, p50, p90, v[NR]
+			}'
+	fi
 }
 
 # ---------------------------------------------------------------- pg_auto_failover
@@ -286,6 +311,7 @@ pgaf_setup()
 
 # ---------------------------------------------------------------- Patroni
 pat_ports=(55441 55442)
+pat_haproxy_port=55450
 pat_dir() { echo "$BASE/patroni/node_$1"; }
 
 pat_health()
@@ -383,7 +409,16 @@ for peer in "${peers[@]}"; do
 		fi ;;
 	patroni)
 		if pat_setup > "$BASE/why"; then
-			run_trials patroni pat_health pat_dir pat_start_agent "${pat_ports[@]}"
+			# Patroni's documented HAProxy write port
+			if [ -x "$HAPROXY" ] && haproxy_start "$BASE/haproxy" "$pat_haproxy_port" "    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions" \
+				"node_${pat_ports[0]}:${pat_ports[0]}:8008" "node_${pat_ports[1]}:${pat_ports[1]}:8009"; then
+				run_trials patroni pat_health pat_dir pat_start_agent "${pat_ports[@]}" "$pat_haproxy_port"
+				haproxy_stop
+			else
+				run_trials patroni pat_health pat_dir pat_start_agent "${pat_ports[@]}"
+			fi
 		else
 			not_measured patroni "$(cat "$BASE/why")"
 		fi ;;

@@ -16,7 +16,9 @@
 #     speaks HTTPS (curl checks the certificate), and plain HTTP gets no
 #     answer;
 #   - prometheus-postgres-exporter with docs/prometheus-postgres-exporter.yaml
-#     serves pg_raft's metrics, parsed by promtool.
+#     serves pg_raft's metrics, parsed by promtool;
+#   - docs/prometheus-alerts.yml passes promtool check rules, and its
+#     tests (test/prometheus/alerts_test.yml) pass promtool test rules.
 
 use strict;
 use warnings;
@@ -34,6 +36,8 @@ use RaftCluster;
 use Test::More;
 use Time::HiRes qw(usleep);
 
+# the Debian packages put some of them in /usr/sbin
+$ENV{PATH} .= ':/usr/sbin' unless ":$ENV{PATH}:" =~ m{:/usr/sbin:};
 foreach my $tool (qw(promtool curl openssl prometheus-postgres-exporter))
 {
 	BAIL_OUT("$tool is not installed (.ci/install-deps installs it)")
@@ -321,6 +325,16 @@ like($scraped, qr/^pg_raft_member_lag_entries\{member="n\d",[^}]*\} \d+$/m,
 like($scraped, qr/^pg_raft_latency_commit_seconds_bucket\{[^}]*le="0.01"\} \d+$/m,
 	'... and the commit latency histogram');
 unlike($exp_err, qr/level=error/, '... and logs no error');
+
+# The alerting rules shipped in docs/ load, and fire as their tests say.
+foreach my $check ([ 'check', 'rules', "$FindBin::RealBin/../../docs/prometheus-alerts.yml" ],
+	[ 'test', 'rules', "$FindBin::RealBin/../prometheus/alerts_test.yml" ])
+{
+	my ($tool_out, $tool_err) = ('', '');
+	IPC::Run::run([ 'promtool', @$check ], '>', \$tool_out, '2>', \$tool_err);
+	is($? >> 8, 0, "promtool $check->[0] $check->[1] passes on the shipped alerting rules")
+	  or diag($tool_out . $tool_err);
+}
 
 $_->stop foreach @nodes;
 done_testing();

@@ -5,10 +5,10 @@
 #   - the read port balances over the followers within a lag bound
 #     (/replica?lag=1s): a follower held back (its apply worker stopped) is
 #     taken out, no read reaches it, and it is put back once it catches up;
-#   - the write port sends to the leader (/leader): a writer's rows land
-#     on the leader before and after kill -9 of the leader (killed while
-#     the writer runs), and every acknowledged row is on every member
-#     afterwards.
+#   - the write port sends to the leader (/leader): rows written through
+#     it, and through PgBouncer in front of it, land on the leader before
+#     and after kill -9 of the leader (killed while the writers run), and
+#     every acknowledged row is on every member afterwards.
 
 use strict;
 use warnings;
@@ -25,8 +25,13 @@ use RaftCluster;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-BAIL_OUT('haproxy is not installed (.ci/install-deps installs it)')
-  if system('command -v haproxy > /dev/null') != 0;
+# the Debian packages put some of them in /usr/sbin
+$ENV{PATH} .= ':/usr/sbin' unless ":$ENV{PATH}:" =~ m{:/usr/sbin:};
+foreach my $tool (qw(haproxy pgbouncer))
+{
+	BAIL_OUT("$tool is not installed (.ci/install-deps installs it)")
+	  if system("command -v $tool > /dev/null") != 0;
+}
 
 my %http_port;
 my @nodes;
@@ -64,7 +69,7 @@ defaults
     # a connection to a member that died fails at once, and the client
     # tries again (HAProxy's own retries wait a second each)
     retries 0
-    default-server inter 200ms fall 2 rise 2 on-marked-down shutdown-sessions
+    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions
 
 listen write
     bind 127.0.0.1:$write_port
@@ -186,21 +191,49 @@ foreach (1 .. 10)
 }
 ok($read_by{ $held->name }, '... and takes reads again');
 
-# Writes: a writer goes on through the write port, one row per
-# transaction, while the leader is killed (kill -9) under it.  It notes
-# each row once its COMMIT is acknowledged, and who took it.
-my $acked_file = "$dir/acked";
+# PgBouncer in front of the write port, as docs/operations.md sets it up.
+my $bouncer_port = PostgreSQL::Test::Cluster::get_free_port();
+my $user = $leader->safe_psql('postgres', 'SELECT current_user');
+PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt", qq{"$user" ""\n});
+PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", <<"EOF");
+[databases]
+postgres = host=127.0.0.1 port=$write_port dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+server_check_query = select 1
+server_check_delay = 1
+server_connect_timeout = 3
+server_login_retry = 1
+EOF
+my ($bouncer_out, $bouncer_err) = ('', '');
+my $bouncer = IPC::Run::start([ 'timeout', '900', 'pgbouncer', "$dir/pgbouncer.ini" ],
+	'>', \$bouncer_out, '2>', \$bouncer_err);
+
+# Writes: two writers go on, one through HAProxy's write port, one through
+# PgBouncer, one row per transaction, while the leader is killed (kill -9)
+# under them.  Each notes a row once its COMMIT is acknowledged, and who
+# took it.
 my $stop_file = "$dir/stop";
-PostgreSQL::Test::Utils::append_to_file($acked_file, '');
-my $writer = fork() // die "fork: $!";
-if ($writer == 0)
+
+# start_writer(NAME, PORT, FIRST_ID): a child process writing through PORT
+sub start_writer
 {
-	my $id = 100;
+	my ($name, $port, $id) = @_;
+	my $acked_file = "$dir/acked_$name";
+	PostgreSQL::Test::Utils::append_to_file($acked_file, '');
+	my $pid = fork() // die "fork: $!";
+	return $pid if $pid != 0;
 	my $deadline = time() + 2 * $PostgreSQL::Test::Utils::timeout_default;
 	while (!-e $stop_file && time() < $deadline)
 	{
 		$id++;
-		my ($rc, $who) = through($write_port,
+		my ($rc, $who) = through($port,
 			"INSERT INTO t VALUES ($id, (SELECT node_name FROM raft.status)) RETURNING served_by");
 		if ($rc == 0)
 		{
@@ -216,26 +249,42 @@ if ($writer == 0)
 	POSIX::_exit(0);
 }
 
-# acked(): [id, member, time] of every acknowledged row so far
+# acked(NAME): [id, member, time] of every row acknowledged to that writer
 sub acked
 {
-	return [ map { [ split / / ] } split /\n/, slurp_file($acked_file) ];
+	my ($name) = @_;
+	return [ map { [ split / / ] } split /\n/, slurp_file("$dir/acked_$name") ];
 }
 
-ok(wait_until(sub { @{ acked() } >= 20 }), 'the writer\'s rows are taken through the write port');
-is(scalar(grep { $_->[1] ne $leader->name } @{ acked() }), 0, '... by the leader');
+my %writers = (
+	haproxy => start_writer('haproxy', $write_port, 100_000),
+	pgbouncer => start_writer('pgbouncer', $bouncer_port, 200_000));
+foreach my $name (sort keys %writers)
+{
+	ok(wait_until(sub { @{ acked($name) } >= 20 }), "rows written through $name are taken");
+	is(scalar(grep { $_->[1] ne $leader->name } @{ acked($name) }), 0, '... by the leader');
+}
 
 $leader->kill9;
 my $killed_at = time();
 my $new_leader = RaftCluster::wait_for_leader(@followers);
-ok(wait_until(sub { (grep { $_->[2] > $killed_at } @{ acked() }) >= 20 }),
-	'after kill -9 of the leader, the writer\'s rows are taken again');
+my %acked;
+foreach my $name (sort keys %writers)
+{
+	ok(wait_until(sub { (grep { $_->[2] > $killed_at } @{ acked($name) }) >= 20 }),
+		"after kill -9 of the leader, rows written through $name are taken again");
+}
 PostgreSQL::Test::Utils::append_to_file($stop_file, '');
-waitpid($writer, 0);
-my @after = grep { $_->[2] > $killed_at } @{ acked() };
-note(sprintf('first row taken %.2f s after the kill', $after[0][2] - $killed_at));
-is(scalar(grep { $_->[1] ne $new_leader->name } @after), 0, '... all by the new leader');
-my %acked = map { $_->[0] => 1 } @{ acked() };
+foreach my $name (sort keys %writers)
+{
+	waitpid($writers{$name}, 0);
+	my @after = grep { $_->[2] > $killed_at } @{ acked($name) };
+	note(sprintf('%s: first row taken %.2f s after the kill', $name, $after[0][2] - $killed_at));
+	is(scalar(grep { $_->[1] ne $new_leader->name } @after), 0,
+		"... through $name, all by the new leader");
+	$acked{ $_->[0] } = 1 foreach @{ acked($name) };
+}
+$bouncer->kill_kill;
 
 # Every acknowledged row is on every member, the killed one included.
 RaftCluster::restart_after_kill9($leader);
@@ -245,11 +294,10 @@ foreach my $node (@nodes)
 	$node->poll_query_until('postgres', "SELECT applied_index >= $last FROM raft.status")
 	  or die $node->name . ' did not apply the barrier';
 }
-my $want = join ',', sort { $a <=> $b } keys %acked;
 foreach my $node (@nodes)
 {
 	my $have = $node->safe_psql('postgres',
-		'SELECT string_agg(id::text, \',\' ORDER BY id) FROM t WHERE id > 100');
+		'SELECT string_agg(id::text, \',\' ORDER BY id) FROM t WHERE id >= 100000');
 	my %have = map { $_ => 1 } split /,/, $have;
 	my @missing = grep { !$have{$_} } keys %acked;
 	is(scalar @missing, 0, $node->name . ' holds every acknowledged row')
