@@ -662,6 +662,7 @@ RaftHttpMain(Datum main_arg)
 	struct MHD_Daemon *daemon;
 	const union MHD_DaemonInfo *info;
 	WaitEventSet *wait_set;
+	MemoryContext request_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -683,6 +684,9 @@ RaftHttpMain(Datum main_arg)
 		ereport(ERROR,
 				(errmsg("pg_raft http could not set up its event loop")));
 	/* made once: the latch, the postmaster, and the library's epoll */
+	/* what the answers allocate, freed after each round of the library */
+	request_cxt = AllocSetContextCreate(TopMemoryContext, "pg_raft http requests",
+										ALLOCSET_DEFAULT_SIZES);
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -702,7 +706,10 @@ RaftHttpMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		MemoryContextSwitchTo(request_cxt);
 		MHD_run(daemon);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(request_cxt);
 		if (MHD_get_timeout(daemon, &library_ms) == MHD_YES)
 			timeout_ms = (long) Min(library_ms, (MHD_UNSIGNED_LONG_LONG) LONG_MAX);
 		(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);

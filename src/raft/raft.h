@@ -465,7 +465,7 @@ typedef struct raft_status
 	raft_index_t persisted_index;
 	raft_id_t	transfer_target;
 	bool		conf_pending;
-	/* elections this node started as a candidate, and won, since raft_new or raft_load */
+	/* elections this node started as a candidate, and won, since raft_init */
 	uint64_t	elections_started;
 	uint64_t	elections_won;
 	raft_config config;

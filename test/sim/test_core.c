@@ -3042,6 +3042,45 @@ test_quiet_heartbeat(void)
 	node_free(&n2);
 }
 
+/*
+ * The status counts the elections a node started as a candidate (a
+ * pre-vote round is not one) and those it won; raft_get_role agrees with
+ * the status.
+ */
+static void
+test_election_counters(void)
+{
+	raft_options o1 = test_options(1);
+	raft_options o2 = test_options(2);
+	node		n1;
+	node		n2;
+	raft_status s1;
+	raft_status s2;
+
+	if (!leader_of_two(&n1, &n2, &o1, &o2, "election counters"))
+		return;
+	s1 = status_of(&n1);
+	s2 = status_of(&n2);
+	CHECK(s1.elections_started == 1 && s1.elections_won == 1,
+		  "election counters: the leader started one election and won it");
+	CHECK(s2.elections_started == 0 && s2.elections_won == 0,
+		  "election counters: the follower started none");
+	CHECK(raft_get_role(n1.r) == RAFT_LEADER && raft_get_role(n2.r) == RAFT_FOLLOWER,
+		  "election counters: raft_get_role gives each node's role");
+
+	/* node 2 takes over: one more election, on its side */
+	raft_transfer_leadership(n1.r, 2);
+	pump(&n1, &n2);
+	s1 = status_of(&n1);
+	s2 = status_of(&n2);
+	CHECK(s2.role == RAFT_LEADER && s2.elections_started == 1 && s2.elections_won == 1,
+		  "election counters: after a transfer the new leader counts its election");
+	CHECK(s1.elections_started == 1 && s1.elections_won == 1,
+		  "election counters: the old leader's counts stay");
+	node_free(&n1);
+	node_free(&n2);
+}
+
 /* ----------------------------------------------------------------
  *		Two nodes by hand
  * ----------------------------------------------------------------
@@ -3615,6 +3654,7 @@ main(void)
 	test_set_timeouts_window();
 	test_set_timeouts_heartbeat();
 	test_quiet_heartbeat();
+	test_election_counters();
 	test_two_nodes();
 	test_member_commit_index();
 	test_commit_notice();

@@ -8,7 +8,8 @@
 #   - /status is JSON with what raft.status and raft.nodes show;
 #   - /metrics passes promtool's parser and linter on the leader, on a
 #     follower and on a follower with its apply worker stopped, and agrees
-#     with raft.metrics;
+#     with raft.metrics; scraping it and /status does not grow the
+#     worker's memory;
 #   - after kill -9 of the leader, the new leader counts the election it
 #     won, the others a leader change, and commits fill the commit latency
 #     histogram;
@@ -34,7 +35,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RaftCluster;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 # the Debian packages put some of them in /usr/sbin
 $ENV{PATH} .= ':/usr/sbin' unless ":$ENV{PATH}:" =~ m{:/usr/sbin:};
@@ -127,18 +127,6 @@ sub sample
 	return $text =~ /^\Q$name\E$labels (\S+)$/m ? $1 + 0 : undef;
 }
 
-sub wait_until
-{
-	my ($check) = @_;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	while (time() < $deadline)
-	{
-		return 1 if $check->();
-		usleep(100_000);
-	}
-	return 0;
-}
-
 $nodes[0]->safe_psql('postgres', q{CREATE TABLE t (id integer PRIMARY KEY)});
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
@@ -208,12 +196,31 @@ is(sample($fmetrics, 'pg_raft_leader_known'), 1, '... it hears its leader');
 ok(!defined sample($fmetrics, 'pg_raft_member_lag_entries', $leader->name),
 	'... and shows no lag per member (only the leader measures it)');
 
+# Answers allocate per request, and free it: 500 more scrapes of /metrics
+# and /status leave the worker's resident memory where it was (each
+# allocated tens of kilobytes).
+sub rss_kb
+{
+	my ($pid) = @_;
+	return slurp_file("/proc/$pid/status") =~ /^VmRSS:\s+(\d+) kB/m ? $1 : die "no VmRSS for $pid";
+}
+# the worker has no PGPROC, so it is not in pg_stat_activity: find it by its title
+my ($http_pid) = grep { slurp_file("/proc/$_/cmdline") =~ /pg_raft http/ }
+  split ' ', `pgrep -P $leader->{_pid}`;
+die 'the health API\'s worker is not found' unless defined $http_pid;
+get_ok($leader, $_ % 2 ? '/metrics' : '/status') foreach 1 .. 50;
+my $rss_before = rss_kb($http_pid);
+get_ok($leader, $_ % 2 ? '/metrics' : '/status') foreach 1 .. 500;
+my $rss_after = rss_kb($http_pid);
+ok($rss_after - $rss_before < 2048,
+	"500 scrapes leave the health API's memory bounded ($rss_before kB, then $rss_after kB)");
+
 # A follower whose apply worker is stopped: its lag shows.
 my $apply_pid = $follower->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_raft apply worker'");
 kill 'STOP', $apply_pid;
 $leader->safe_psql('postgres', "INSERT INTO t VALUES (100)");
-ok(wait_until(sub {
+ok(RaftCluster::wait_until(sub {
 			my $m = get_ok($follower, '/metrics');
 			return sample($m, 'pg_raft_replay_lag_seconds') > 0.5
 			  && sample($m, 'pg_raft_commit_index') > sample($m, 'pg_raft_applied_index');
@@ -221,20 +228,20 @@ ok(wait_until(sub {
 	'with its apply worker stopped, a follower\'s replay lag and unapplied entries show');
 ($rc, $out) = promtool_check(get_ok($follower, '/metrics'));
 is($rc, 0, '... and promtool still passes') or diag($out);
-ok(wait_until(sub {
+ok(RaftCluster::wait_until(sub {
 			my $m = get_ok($leader, '/metrics');
 			my $lag = sample($m, 'pg_raft_member_replay_lag_seconds', $follower->name);
 			return defined $lag && $lag > 0.5;
 		}),
 	'... the leader sees that member\'s replay lag too');
 kill 'CONT', $apply_pid;
-ok(wait_until(sub { sample(get_ok($follower, '/metrics'), 'pg_raft_replay_lag_seconds') == 0 }),
+ok(RaftCluster::wait_until(sub { sample(get_ok($follower, '/metrics'), 'pg_raft_replay_lag_seconds') == 0 }),
 	'applying again, its replay lag is back to 0');
 
 # A reload changes the password.
 $_->append_conf('postgresql.conf', "raft.http_password = 'secret two'\n") foreach @nodes;
 $_->reload foreach @nodes;
-ok(wait_until(sub { get($leader, '/status', 'monitor:secret one')->{status} == 401 }),
+ok(RaftCluster::wait_until(sub { get($leader, '/status', 'monitor:secret one')->{status} == 401 }),
 	'after a reload, the old password is refused');
 is(get($leader, '/status', 'monitor:secret two')->{status}, 200, '... and the new one taken');
 $password = 'secret two';
@@ -269,7 +276,7 @@ my $new_leader = RaftCluster::wait_for_leader(@survivors);
 # one entry per transaction, each observed once a majority holds it
 $new_leader->safe_psql('postgres', "INSERT INTO t VALUES ($_)") foreach 200 .. 204;
 my $nm;
-ok(wait_until(sub {
+ok(RaftCluster::wait_until(sub {
 			$nm = get_ok($new_leader, '/metrics');
 			return sample($nm, 'pg_raft_commit_seconds_count') >= 5;
 		}),
@@ -307,7 +314,7 @@ my $exporter = IPC::Run::start(
 		  . ' dbname=postgres user=exporter sslmode=disable';
 	});
 my $scraped = '';
-ok(wait_until(sub {
+ok(RaftCluster::wait_until(sub {
 			my $r = $http->get("http://127.0.0.1:$exporter_port/metrics");
 			$scraped = $r->{content} // '';
 			return $r->{status} == 200 && $scraped =~ /^pg_raft_term\{/m;

@@ -115,18 +115,6 @@ sub server_states
 	return \%states;
 }
 
-sub wait_until
-{
-	my ($check) = @_;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	while (time() < $deadline)
-	{
-		return 1 if $check->();
-		usleep(100_000);
-	}
-	return 0;
-}
-
 # through(PORT, SQL): psql's exit status and output, through HAProxy
 sub through
 {
@@ -141,7 +129,7 @@ sub through
 }
 
 my @followers = grep { $_ != $leader } @nodes;
-ok(wait_until(sub {
+ok(RaftCluster::wait_until(sub {
 			my $w = server_states('write');
 			my $r = server_states('read');
 			return $w->{ $leader->name } eq 'UP'
@@ -167,7 +155,7 @@ my $apply_pid = $held->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_raft apply worker'");
 kill 'STOP', $apply_pid;
 $leader->safe_psql('postgres', "INSERT INTO t VALUES ($_, 'direct')") foreach 1 .. 3;
-ok(wait_until(sub { server_states('read')->{ $held->name } eq 'DOWN' }),
+ok(RaftCluster::wait_until(sub { server_states('read')->{ $held->name } eq 'DOWN' }),
 	'a follower held back past the lag bound is taken out of the read pool');
 my %held_reads = (hits => 0, rows => 0);
 foreach (1 .. 10)
@@ -181,7 +169,7 @@ foreach (1 .. 10)
 is($held_reads{hits}, 0, '... no read reaches it, all go to the other follower');
 is($held_reads{rows}, 10, '... and every read sees the rows just written');
 kill 'CONT', $apply_pid;
-ok(wait_until(sub { server_states('read')->{ $held->name } eq 'UP' }),
+ok(RaftCluster::wait_until(sub { server_states('read')->{ $held->name } eq 'UP' }),
 	'caught up again, it is put back');
 %read_by = ();
 foreach (1 .. 10)
@@ -261,7 +249,7 @@ my %writers = (
 	pgbouncer => start_writer('pgbouncer', $bouncer_port, 200_000));
 foreach my $name (sort keys %writers)
 {
-	ok(wait_until(sub { @{ acked($name) } >= 20 }), "rows written through $name are taken");
+	ok(RaftCluster::wait_until(sub { @{ acked($name) } >= 20 }), "rows written through $name are taken");
 	is(scalar(grep { $_->[1] ne $leader->name } @{ acked($name) }), 0, '... by the leader');
 }
 
@@ -271,7 +259,7 @@ my $new_leader = RaftCluster::wait_for_leader(@followers);
 my %acked;
 foreach my $name (sort keys %writers)
 {
-	ok(wait_until(sub { (grep { $_->[2] > $killed_at } @{ acked($name) }) >= 20 }),
+	ok(RaftCluster::wait_until(sub { (grep { $_->[2] > $killed_at } @{ acked($name) }) >= 20 }),
 		"after kill -9 of the leader, rows written through $name are taken again");
 }
 PostgreSQL::Test::Utils::append_to_file($stop_file, '');
@@ -303,7 +291,7 @@ foreach my $node (@nodes)
 	is(scalar @missing, 0, $node->name . ' holds every acknowledged row')
 	  or diag('missing: ' . join(',', sort @missing));
 }
-ok(wait_until(sub { server_states('write')->{ $new_leader->name } eq 'UP'
+ok(RaftCluster::wait_until(sub { server_states('write')->{ $new_leader->name } eq 'UP'
 			  && server_states('write')->{ $leader->name } eq 'DOWN' }),
 	'HAProxy keeps the restarted old leader out of the write pool');
 

@@ -303,4 +303,18 @@ sub same_everywhere
 	return;
 }
 
+# wait_until(CHECK): calls CHECK every 100 ms until it returns true (1) or
+# the tests' timeout passes (0)
+sub wait_until
+{
+	my ($check) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		return 1 if $check->();
+		usleep(100_000);
+	}
+	return 0;
+}
+
 1;
