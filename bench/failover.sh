@@ -40,12 +40,8 @@ fi
 cluster_form "${ports[@]}"
 multi_host="host=127.0.0.1,127.0.0.1,127.0.0.1 port=$(IFS=,; echo "${ports[*]}") dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=2"
 # docs/operations.md's write port
-haproxy_start "$RAFT_BASE/haproxy" "$haproxy_port" "    retries 0
-    option httpchk
-    http-check send meth GET uri /leader
-    http-check expect status 200
-    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions" \
-	$(for p in "${ports[@]}"; do echo "node_$p:$p:$((p + 10))"; done)
+haproxy_start "$RAFT_BASE/haproxy" "$(haproxy_listen write "$haproxy_port" "$PG_RAFT_WRITE_CHECKS" \
+	$(for p in "${ports[@]}"; do echo "node_$p:$p:$((p + 10))"; done))"
 
 results="$RAFT_BASE/failover_ms"
 inserts="$RAFT_BASE/insert_ms"

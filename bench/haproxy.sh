@@ -1,13 +1,15 @@
-# bench/haproxy.sh: an HAProxy write port in front of a cluster, for the
-# failover benchmarks (bench/failover.sh, bench/peers_failover.sh).  Source
-# it; run as a normal user with Debian's haproxy installed.
+# bench/haproxy.sh: HAProxy in front of a cluster, for the benchmarks
+# (bench/failover.sh, bench/peers_failover.sh, bench/idle.sh).  Source it;
+# run as a normal user with Debian's haproxy installed.
 #
-#   haproxy_start DIR PORT CHECKS SERVER...
-#       writes DIR/haproxy.cfg and starts HAProxy in the background (it
-#       stops by itself after an hour; haproxy_stop stops it): a TCP proxy
-#       on 127.0.0.1:PORT to the servers whose HTTP check passes.  CHECKS
-#       are the config lines of the check (the peer's documented ones);
-#       each SERVER is NAME:PG_PORT:CHECK_PORT.  Sets HAPROXY_PID.
+#   haproxy_listen NAME PORT CHECKS SERVER...
+#       prints a TCP proxy section: 127.0.0.1:PORT to the servers whose
+#       HTTP check passes.  CHECKS are the config lines of the check (the
+#       peer's documented ones); each SERVER is NAME:PG_PORT:CHECK_PORT.
+#   haproxy_start DIR SECTIONS
+#       writes DIR/haproxy.cfg with those sections and starts HAProxy in
+#       the background (it stops by itself after an hour; haproxy_stop
+#       stops it).  Sets HAPROXY_PID.
 #   haproxy_stop
 #   haproxy_poll_insert PORT START_NS TABLE VALUE OUT
 #       loops INSERT INTO TABLE VALUES (VALUE) through 127.0.0.1:PORT until
@@ -17,13 +19,22 @@
 HAPROXY_PID=""
 HAPROXY="${HAPROXY:-/usr/sbin/haproxy}"
 
+haproxy_listen()
+{
+	local name="$1" port="$2" checks="$3" server server_name pg_port check_port
+	shift 3
+	printf '\nlisten %s\n    bind 127.0.0.1:%s\n%s\n' "$name" "$port" "$checks"
+	for server in "$@"; do
+		IFS=: read -r server_name pg_port check_port <<< "$server"
+		echo "    server $server_name 127.0.0.1:$pg_port check port $check_port"
+	done
+}
+
 haproxy_start()
 {
-	local dir="$1" port="$2" checks="$3" server name pg_port check_port
-	shift 3
+	local dir="$1" sections="$2"
 	mkdir -p "$dir"
-	{
-		cat <<CFG
+	cat > "$dir/haproxy.cfg" <<CFG
 global
     maxconn 200
 
@@ -33,16 +44,8 @@ defaults
     timeout client 30m
     timeout server 30m
     timeout check 1s
-
-listen write
-    bind 127.0.0.1:$port
-$checks
+$sections
 CFG
-		for server in "$@"; do
-			IFS=: read -r name pg_port check_port <<< "$server"
-			echo "    server $name 127.0.0.1:$pg_port check port $check_port"
-		done
-	} > "$dir/haproxy.cfg"
 	"$HAPROXY" -c -q -f "$dir/haproxy.cfg" || return 1
 	timeout 3600 "$HAPROXY" -db -f "$dir/haproxy.cfg" > "$dir/haproxy.log" 2>&1 &
 	HAPROXY_PID=$!
@@ -64,3 +67,16 @@ haproxy_poll_insert()
 	done
 	echo $(( ($(date +%s%N) - start) / 1000000 )) > "$out"
 }
+
+# The checks of docs/operations.md's configuration for pg_raft.
+PG_RAFT_WRITE_CHECKS="    retries 0
+    option httpchk
+    http-check send meth GET uri /leader
+    http-check expect status 200
+    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions"
+PG_RAFT_READ_CHECKS="    retries 0
+    balance roundrobin
+    option httpchk
+    http-check send meth GET uri /replica?lag=1s
+    http-check expect status 200
+    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions"

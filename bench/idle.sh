@@ -9,7 +9,10 @@
 #   1. one plain instance;
 #   2. a primary with physical streaming replication to two standbys
 #      (pg_basebackup -R);
-#   3. pg_raft, 3 nodes, once the cluster has formed and a leader leads.
+#   3. pg_raft, 3 nodes, once the cluster has formed and a leader leads;
+#   4. the same, with HAProxy checking each member's health API as
+#      docs/operations.md configures it (a write and a read port, a check
+#      every 200 ms each).
 #
 # After 5 s of settling, the CPU time (user + system, from /proc/PID/stat)
 # of every process of each instance, the postmaster and all it started, is
@@ -24,9 +27,10 @@ seconds="${1:-30}"
 tree="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_bench_idle}"
 source "$tree/bench/lib.sh"
+source "$tree/bench/haproxy.sh"
 
 ports=()
-cleanup() { for p in "${ports[@]}"; do node_stop "$p"; done; }
+cleanup() { haproxy_stop; for p in "${ports[@]}"; do node_stop "$p"; done; }
 trap cleanup EXIT
 mkdir -p "$RAFT_BASE"
 hz=$(getconf CLK_TCK)
@@ -83,8 +87,16 @@ cleanup
 
 echo "== 3. pg_raft, 3 nodes"
 ports=(5521 5522 5523)
-for port in "${ports[@]}"; do node_init "node_$port" "$port"; done
+for port in "${ports[@]}"; do
+	node_init "node_$port" "$port" "raft.http_listen = '127.0.0.1:$((port + 100))'"
+done
 cluster_form "${ports[@]}"
 leader="$(wait_for_leader "${ports[@]}")"
 echo "leader: port $leader"
 measure "pg_raft" "${ports[@]}"
+
+echo "== 4. pg_raft, 3 nodes, checked by HAProxy"
+servers=$(for p in "${ports[@]}"; do echo "node_$p:$p:$((p + 100))"; done)
+haproxy_start "$RAFT_BASE/haproxy" "$(haproxy_listen write 5530 "$PG_RAFT_WRITE_CHECKS" $servers)
+$(haproxy_listen read 5531 "$PG_RAFT_READ_CHECKS" $servers)"
+measure "pg_raft + HAProxy" "${ports[@]}"

@@ -410,10 +410,11 @@ for peer in "${peers[@]}"; do
 	patroni)
 		if pat_setup > "$BASE/why"; then
 			# Patroni's documented HAProxy write port
-			if [ -x "$HAPROXY" ] && haproxy_start "$BASE/haproxy" "$pat_haproxy_port" "    option httpchk OPTIONS /primary
+			if [ -x "$HAPROXY" ] && haproxy_start "$BASE/haproxy" "$(haproxy_listen write "$pat_haproxy_port" \
+				"    option httpchk OPTIONS /primary
     http-check expect status 200
     default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions" \
-				"node_${pat_ports[0]}:${pat_ports[0]}:8008" "node_${pat_ports[1]}:${pat_ports[1]}:8009"; then
+				"node_${pat_ports[0]}:${pat_ports[0]}:8008" "node_${pat_ports[1]}:${pat_ports[1]}:8009")"; then
 				run_trials patroni pat_health pat_dir pat_start_agent "${pat_ports[@]}" "$pat_haproxy_port"
 				haproxy_stop
 			else

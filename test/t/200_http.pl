@@ -8,7 +8,8 @@
 #   - /replica?lag=: a follower whose apply worker is stopped goes over a
 #     bound of 1 s and of 2 entries (503), and comes back within them;
 #   - a leader whose followers are gone loses its lease: /leader 503, as
-#     the fence refuses its writes; 200 again once they are back;
+#     the fence refuses its writes, and /status and /metrics say so; 200
+#     again once they are back;
 #   - bad requests get 400, 404 or 405; a client that sends half a request
 #     and waits stalls no one;
 #   - a raft.http_listen that is no address:port is reported in the log,
@@ -154,6 +155,12 @@ my ($ret, undef, $stderr) = $leader->psql('postgres',
 	"SET statement_timeout = '30s'; INSERT INTO t VALUES (100)");
 ok($ret != 0 && $stderr =~ /read-only transaction/, '... and the fence refuses its writes');
 is(status_of($leader, '/health'), 200, '... while /health stays 200');
+($code, $body) = get($leader, '/status');
+ok($code == 200 && $body =~ /"role":"leader"/ && $body =~ /"writable":false/,
+	'... /status says it leads and does not take writes');
+($code, $body) = get($leader, '/metrics');
+ok($code == 200 && $body =~ /^pg_raft_leader 1$/m && $body =~ /^pg_raft_writable 0$/m,
+	'... and /metrics too');
 $_->start foreach @followers;
 $leader = RaftCluster::wait_for_leader(@nodes);
 ok(wait_for_status($leader, '/leader', 200), 'with the followers back, the leader\'s /leader is 200');
