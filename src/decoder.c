@@ -28,6 +28,17 @@
  *	  Each callback works in a private memory context that is reset after
  *	  every change, so a transaction of any size decodes in bounded memory.
  *
+ *	  With the option "streaming", a transaction that outgrows
+ *	  logical_decoding_work_mem comes while it runs, through the stream
+ *	  callbacks: blocks of its changes (stream start ... stream stop), each
+ *	  change after a mark of the subtransaction it belongs to whenever that
+ *	  changes, then a stream commit or abort; a subtransaction's abort says
+ *	  which.  Blocks of several transactions interleave with each other and
+ *	  with whole transactions, so the relations described are kept per
+ *	  streamed transaction, in a memory context of its own dropped at its
+ *	  end, and forgotten when a subtransaction aborts (its changes may have
+ *	  carried descriptions that the reader drops with them).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -54,12 +65,25 @@ extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
 PG_FUNCTION_INFO_V1(pg_raft_decode_changes);
 
+/* A transaction streamed while it runs, from its first block to its end. */
+typedef struct StreamedTxn
+{
+	TransactionId xid;
+	MemoryContext cxt;			/* holds described; deleted at its end */
+	List	   *described;		/* relids described in its blocks so far */
+} StreamedTxn;
+
 typedef struct DecoderState
 {
 	MemoryContext change_cxt;	/* reset after every callback */
 	MemoryContext txn_cxt;		/* lives for one transaction */
 	List	   *described;		/* relids described in this transaction */
+	MemoryContext described_cxt;	/* ... allocated here */
 	ReorderBufferTXN *pending_begin;	/* begin not written yet */
+	bool		streaming;		/* the client asked for streaming */
+	List	   *streamed;		/* StreamedTxn of transactions not ended */
+	StreamedTxn *block;			/* the one whose block is being written */
+	TransactionId block_subxid; /* the (sub)transaction its last change had */
 } DecoderState;
 
 /* The append callback of a chg_writer that writes into a StringInfo. */
@@ -97,18 +121,35 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	{
 		DefElem    *option = lfirst(lc);
 
+		if (strcmp(option->defname, "streaming") == 0)
+		{
+			if (option->arg == NULL)
+				state->streaming = true;
+			else if (!parse_bool(strVal(option->arg), &state->streaming))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("could not parse value \"%s\" for parameter \"%s\"",
+								strVal(option->arg), option->defname)));
+			continue;
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"%s\" is not recognized by output plugin pg_raft",
 						option->defname),
-				 errhint("The pg_raft output plugin takes no options.")));
+				 errhint("The pg_raft output plugin takes one option, \"streaming\".")));
 	}
+	/*
+	 * Streaming: transactions larger than logical_decoding_work_mem come
+	 * in blocks while they run, through the stream callbacks.
+	 */
+	ctx->streaming &= state->streaming;
 	state->change_cxt = AllocSetContextCreate(ctx->context,
 											  "pg_raft decoder change",
 											  ALLOCSET_DEFAULT_SIZES);
 	state->txn_cxt = AllocSetContextCreate(ctx->context,
 										   "pg_raft decoder transaction",
 										   ALLOCSET_SMALL_SIZES);
+	state->described_cxt = state->txn_cxt;
 	ctx->output_plugin_private = state;
 	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
 	opt->receive_rewrites = false;
@@ -157,19 +198,36 @@ decoder_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	state->pending_begin = txn;
 }
 
+/*
+ * What goes before a change of txn (the subtransaction it belongs to): in
+ * a streamed block, its id when it differs from the last change's;
+ * otherwise the transaction's begin, if not written yet.
+ */
 static void
-write_pending_begin(LogicalDecodingContext *ctx, DecoderState *state)
+before_change(LogicalDecodingContext *ctx, DecoderState *state,
+			  ReorderBufferTXN *txn)
 {
-	ReorderBufferTXN *txn = state->pending_begin;
+	ReorderBufferTXN *begin = state->pending_begin;
 	chg_writer	w;
 
-	if (txn == NULL)
+	if (state->block != NULL)
+	{
+		if (txn->xid == state->block_subxid)
+			return;
+		state->block_subxid = txn->xid;
+		OutputPluginPrepareWrite(ctx, false);
+		writer_for(ctx, &w);
+		chg_write_subtransaction(&w, txn->xid);
+		OutputPluginWrite(ctx, false);
+		return;
+	}
+	if (begin == NULL)
 		return;
 	state->pending_begin = NULL;
 	OutputPluginPrepareWrite(ctx, false);
 	writer_for(ctx, &w);
 	chg_write_version(&w);
-	chg_write_begin(&w, txn->xid, txn->final_lsn, txn->xact_time.commit_time);
+	chg_write_begin(&w, begin->xid, begin->final_lsn, begin->xact_time.commit_time);
 	OutputPluginWrite(ctx, false);
 }
 
@@ -230,7 +288,7 @@ describe_relation(LogicalDecodingContext *ctx, DecoderState *state,
 					   make_str(RelationGetRelationName(relation)),
 					   relation->rd_rel->relreplident, n, columns);
 
-	old = MemoryContextSwitchTo(state->txn_cxt);
+	old = MemoryContextSwitchTo(state->described_cxt);
 	state->described = lappend_oid(state->described, RelationGetRelid(relation));
 	MemoryContextSwitchTo(old);
 }
@@ -359,7 +417,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 							  !has_replica_key(relation))))
 		refuse_unidentified(relation, change->action);
 
-	write_pending_begin(ctx, state);
+	before_change(ctx, state, change->txn);
 	OutputPluginPrepareWrite(ctx, true);
 	writer_for(ctx, &w);
 	describe_relation(ctx, state, relation, &w);
@@ -398,6 +456,32 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);
+}
+
+/*
+ * The (sub)transaction of a transactional message at lsn, of which the
+ * callback names only the toplevel txn: the subtransaction whose first
+ * change came last before it.  One that ended before the message by
+ * aborting is gone from the list; one that ended by RELEASE SAVEPOINT
+ * shares the fate of its parent, which the message belongs to, so a reader
+ * that drops everything from an aborted subtransaction's first change on
+ * drops the message exactly when it should.
+ */
+static ReorderBufferTXN *
+message_txn(ReorderBufferTXN *txn, XLogRecPtr lsn)
+{
+	ReorderBufferTXN *found = txn;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &txn->subtxns)
+	{
+		ReorderBufferTXN *sub = dlist_container(ReorderBufferTXN, node, iter.cur);
+
+		if (sub->first_lsn != InvalidXLogRecPtr && sub->first_lsn <= lsn &&
+			(found == txn || sub->first_lsn > found->first_lsn))
+			found = sub;
+	}
+	return found;
 }
 
 /*
@@ -446,14 +530,14 @@ decoder_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		OutputPluginWrite(ctx, true);
 		return;
 	}
-	write_pending_begin(ctx, state);
+	before_change(ctx, state, message_txn(txn, message_lsn));
 	OutputPluginPrepareWrite(ctx, true);
 	appendBinaryStringInfo(ctx->out, message, (int) message_size);
 	OutputPluginWrite(ctx, true);
 	if (m.kind == CHG_DDL)
 	{
 		state->described = NIL;
-		MemoryContextReset(state->txn_cxt);
+		MemoryContextReset(state->described_cxt);
 	}
 }
 
@@ -469,7 +553,7 @@ decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	chg_writer	w;
 	int			i;
 
-	write_pending_begin(ctx, state);
+	before_change(ctx, state, change->txn);
 	OutputPluginPrepareWrite(ctx, true);
 	writer_for(ctx, &w);
 	for (i = 0; i < nrelations; i++)
@@ -488,6 +572,154 @@ decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(state->change_cxt);
 }
 
+/* ----------------------------------------------------------------
+ * Streaming: a large transaction in blocks while it runs
+ * ----------------------------------------------------------------
+ */
+
+/* The toplevel transaction of txn. */
+static ReorderBufferTXN *
+toplevel(ReorderBufferTXN *txn)
+{
+	return txn->toptxn != NULL ? txn->toptxn : txn;
+}
+
+static StreamedTxn *
+find_streamed(DecoderState *state, TransactionId xid)
+{
+	ListCell   *lc;
+
+	foreach(lc, state->streamed)
+	{
+		StreamedTxn *st = lfirst(lc);
+
+		if (st->xid == xid)
+			return st;
+	}
+	return NULL;
+}
+
+/* Forgets a streamed transaction that ended (committed or aborted). */
+static void
+forget_streamed(DecoderState *state, TransactionId xid)
+{
+	StreamedTxn *st = find_streamed(state, xid);
+
+	if (st == NULL)
+		return;
+	state->streamed = list_delete_ptr(state->streamed, st);
+	MemoryContextDelete(st->cxt);
+	pfree(st);
+}
+
+/*
+ * A block begins: the relations described in the transaction's earlier
+ * blocks stand, those of other transactions do not.
+ */
+static void
+decoder_stream_start(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	bool		first = !rbtxn_is_streamed(txn);
+	StreamedTxn *st = find_streamed(state, txn->xid);
+	chg_writer	w;
+
+	Assert(state->block == NULL);
+	if (st == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(ctx->context);
+
+		st = palloc0(sizeof(StreamedTxn));
+		st->xid = txn->xid;
+		st->cxt = AllocSetContextCreate(ctx->context, "pg_raft decoder streamed transaction",
+										ALLOCSET_SMALL_SIZES);
+		state->streamed = lappend(state->streamed, st);
+		MemoryContextSwitchTo(old);
+	}
+	else if (first)
+	{
+		/* decoding began again: the client drops what it kept of it */
+		MemoryContextReset(st->cxt);
+		st->described = NIL;
+	}
+	state->block = st;
+	state->block_subxid = InvalidTransactionId;
+	state->described = st->described;
+	state->described_cxt = st->cxt;
+
+	OutputPluginPrepareWrite(ctx, false);
+	writer_for(ctx, &w);
+	chg_write_version(&w);
+	chg_write_stream_start(&w, txn->xid, first);
+	OutputPluginWrite(ctx, false);
+}
+
+static void
+decoder_stream_stop(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	chg_writer	w;
+
+	Assert(state->block != NULL);
+	state->block->described = state->described;
+	state->block = NULL;
+	state->described = NIL;
+	state->described_cxt = state->txn_cxt;
+
+	OutputPluginPrepareWrite(ctx, true);
+	writer_for(ctx, &w);
+	chg_write_stream_stop(&w);
+	OutputPluginWrite(ctx, true);
+}
+
+/*
+ * A streamed transaction, or one of its subtransactions, aborted.  A
+ * subtransaction's changes may have held relation descriptions: describe
+ * every relation again before its next change.
+ */
+static void
+decoder_stream_abort(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+					 XLogRecPtr abort_lsn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	TransactionId xid = toplevel(txn)->xid;
+	chg_writer	w;
+
+	if (txn->xid == xid)
+		forget_streamed(state, xid);
+	else
+	{
+		StreamedTxn *st = find_streamed(state, xid);
+
+		if (st != NULL)
+		{
+			MemoryContextReset(st->cxt);
+			st->described = NIL;
+		}
+	}
+	OutputPluginPrepareWrite(ctx, true);
+	writer_for(ctx, &w);
+	chg_write_version(&w);
+	chg_write_stream_abort(&w, xid, txn->xid);
+	OutputPluginWrite(ctx, true);
+}
+
+static void
+decoder_stream_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+					  XLogRecPtr commit_lsn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+	chg_writer	w;
+
+	forget_streamed(state, txn->xid);
+	OutputPluginPrepareWrite(ctx, true);
+	writer_for(ctx, &w);
+	chg_write_version(&w);
+	chg_write_stream_commit(&w, txn->xid, commit_lsn, txn->end_lsn,
+							txn->xact_time.commit_time);
+	OutputPluginWrite(ctx, true);
+}
+
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
@@ -499,6 +731,13 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->commit_cb = decoder_commit;
 	cb->filter_by_origin_cb = decoder_filter_by_origin;
 	cb->shutdown_cb = decoder_shutdown;
+	cb->stream_start_cb = decoder_stream_start;
+	cb->stream_stop_cb = decoder_stream_stop;
+	cb->stream_abort_cb = decoder_stream_abort;
+	cb->stream_commit_cb = decoder_stream_commit;
+	cb->stream_change_cb = decoder_change;
+	cb->stream_message_cb = decoder_message;
+	cb->stream_truncate_cb = decoder_truncate;
 }
 
 /* ----------------------------------------------------------------
@@ -631,9 +870,27 @@ append_tuple(StringInfo out, const DescribedRelation *rel, const chg_tuple *t,
 }
 
 /*
+ * The number of a transaction id in the order ids were first seen in the
+ * stream (1, 2, ...): ids vary from run to run, their order does not.
+ */
+static int
+xid_number(List **xids, uint32 xid)
+{
+	int			n = list_length(*xids);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if ((uint32) list_nth_oid(*xids, i) == xid)
+			return i + 1;
+	*xids = lappend_oid(*xids, (Oid) xid);
+	return n + 1;
+}
+
+/*
  * raft.decode_changes(stream bytea): one line of text per message of a
- * change stream, values rendered through their types.  Ids, LSNs and
- * times are left out so that the output is stable.
+ * change stream, values rendered through their types.  LSNs and times
+ * are left out, and transaction ids numbered x1, x2, ... in the order they
+ * come, so that the output is stable.
  */
 Datum
 pg_raft_decode_changes(PG_FUNCTION_ARGS)
@@ -646,6 +903,8 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 	chg_arrays	arrays;
 	chg_message m;
 	List	   *described = NIL;
+
+	List	   *xids = NIL;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	RaftChangeArraysInit(&arrays);
@@ -677,6 +936,24 @@ pg_raft_decode_changes(PG_FUNCTION_ARGS)
 				break;
 			case CHG_COMMIT:
 				appendStringInfoString(&line, "COMMIT");
+				break;
+			case CHG_STREAM_START:
+				appendStringInfo(&line, "STREAM START x%d%s", xid_number(&xids, m.xid),
+								 m.first_block ? " FIRST" : "");
+				break;
+			case CHG_SUBTRANSACTION:
+				appendStringInfo(&line, "SUBTRANSACTION x%d", xid_number(&xids, m.subxid));
+				break;
+			case CHG_STREAM_STOP:
+				appendStringInfoString(&line, "STREAM STOP");
+				break;
+			case CHG_STREAM_ABORT:
+				appendStringInfo(&line, "STREAM ABORT x%d", xid_number(&xids, m.xid));
+				if (m.subxid != m.xid)
+					appendStringInfo(&line, " SUBTRANSACTION x%d", xid_number(&xids, m.subxid));
+				break;
+			case CHG_STREAM_COMMIT:
+				appendStringInfo(&line, "STREAM COMMIT x%d", xid_number(&xids, m.xid));
 				break;
 			case CHG_RELATION:
 				{

@@ -432,6 +432,46 @@ chg_write_sequence(chg_writer *w, chg_str nspname, chg_str relname,
 	chg_put_u8(w, flags);
 }
 
+void
+chg_write_stream_start(chg_writer *w, uint32_t xid, bool first_block)
+{
+	chg_put_u8(w, CHG_STREAM_START);
+	chg_put_u32(w, xid);
+	chg_put_u8(w, first_block ? 1 : 0);
+}
+
+void
+chg_write_subtransaction(chg_writer *w, uint32_t subxid)
+{
+	chg_put_u8(w, CHG_SUBTRANSACTION);
+	chg_put_u32(w, subxid);
+}
+
+void
+chg_write_stream_stop(chg_writer *w)
+{
+	chg_put_u8(w, CHG_STREAM_STOP);
+}
+
+void
+chg_write_stream_abort(chg_writer *w, uint32_t xid, uint32_t subxid)
+{
+	chg_put_u8(w, CHG_STREAM_ABORT);
+	chg_put_u32(w, xid);
+	chg_put_u32(w, subxid);
+}
+
+void
+chg_write_stream_commit(chg_writer *w, uint32_t xid, uint64_t commit_lsn,
+						uint64_t end_lsn, int64_t commit_time)
+{
+	chg_put_u8(w, CHG_STREAM_COMMIT);
+	chg_put_u32(w, xid);
+	chg_put_u64(w, commit_lsn);
+	chg_put_u64(w, end_lsn);
+	chg_put_i64(w, commit_time);
+}
+
 /* ----------------------------------------------------------------------
  * Reader
  *
@@ -900,6 +940,59 @@ chg_read_sequence(chg_cursor *c, chg_message *m)
 	return rc;
 }
 
+static int
+chg_read_stream_start(chg_cursor *c, chg_message *m)
+{
+	uint8_t		first;
+	int			rc;
+
+	rc = chg_get_u32(c, &m->xid);
+	if (rc == CHG_OK)
+		rc = chg_get_u8(c, &first);
+	if (rc == CHG_OK && (first > 1 || m->xid == 0))
+		rc = CHG_ERR_FIELD;
+	if (rc == CHG_OK)
+		m->first_block = first == 1;
+	return rc;
+}
+
+static int
+chg_read_stream_abort(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->xid);
+	if (rc == CHG_OK)
+		rc = chg_get_u32(c, &m->subxid);
+	if (rc == CHG_OK && (m->xid == 0 || m->subxid == 0))
+		rc = CHG_ERR_FIELD;
+	return rc;
+}
+
+static int
+chg_read_subtransaction(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->subxid);
+	if (rc == CHG_OK && m->subxid == 0)
+		rc = CHG_ERR_FIELD;
+	return rc;
+}
+
+static int
+chg_read_stream_commit(chg_cursor *c, chg_message *m)
+{
+	int			rc;
+
+	rc = chg_get_u32(c, &m->xid);
+	if (rc == CHG_OK && m->xid == 0)
+		rc = CHG_ERR_FIELD;
+	if (rc == CHG_OK)
+		rc = chg_read_commit(c, m);
+	return rc;
+}
+
 /*
  * Reads the message at buf; see NOTES for the checks and their order.
  *
@@ -961,6 +1054,20 @@ chg_read(const uint8_t *buf, size_t len, const chg_arrays *arrays,
 			break;
 		case CHG_SEQUENCE:
 			rc = chg_read_sequence(&c, &m);
+			break;
+		case CHG_STREAM_START:
+			rc = chg_read_stream_start(&c, &m);
+			break;
+		case CHG_SUBTRANSACTION:
+			rc = chg_read_subtransaction(&c, &m);
+			break;
+		case CHG_STREAM_STOP:
+			break;
+		case CHG_STREAM_ABORT:
+			rc = chg_read_stream_abort(&c, &m);
+			break;
+		case CHG_STREAM_COMMIT:
+			rc = chg_read_stream_commit(&c, &m);
 			break;
 		default:
 			return CHG_ERR_KIND;

@@ -39,6 +39,25 @@
  *					may have been handed out, so the next one must lie
  *					beyond it (see sequences.c)
  *
+ *
+ * A transaction too large for logical_decoding_work_mem may be streamed
+ * while it runs, in blocks of its changes (and those of its
+ * subtransactions), interleaved with other transactions' blocks and
+ * commits; it commits or aborts later:
+ *
+ *	'b' stream start	u32 xid, u8 first (1 = its first block since decoding
+ *					began: anything kept of xid before is dropped)
+ *	'x' subtransaction	u32 subxid: the changes that follow in this block
+ *					belong to subxid (xid itself, or a subtransaction)
+ *	'e' stream stop		(no fields): the block ends
+ *	'a' stream abort	u32 xid, u32 subxid: subxid == xid aborts the whole
+ *					transaction; otherwise the subtransaction, with the
+ *					changes from its first one on
+ *	'c' stream commit	u32 xid, u64 commit_lsn, u64 end_lsn, i64
+ *					commit_time: apply every block of xid kept, in order
+ *
+ * Transaction ids in these messages are never 0.
+ *
  *	str				u16 length, bytes (no terminator)
  *	text			u32 length, bytes (no terminator, no NUL)
  *	tuple			u16 natts, natts x column
@@ -91,7 +110,12 @@ typedef enum chg_kind
 	CHG_TRUNCATE = 'T',
 	CHG_COMMIT = 'C',
 	CHG_DDL = 'X',
-	CHG_SEQUENCE = 'S'
+	CHG_SEQUENCE = 'S',
+	CHG_STREAM_START = 'b',
+	CHG_SUBTRANSACTION = 'x',
+	CHG_STREAM_STOP = 'e',
+	CHG_STREAM_ABORT = 'a',
+	CHG_STREAM_COMMIT = 'c'
 } chg_kind;
 
 /* Bits of a sequence message's flags byte. */
@@ -168,8 +192,10 @@ typedef struct chg_message
 {
 	uint8_t		kind;
 	uint8_t		version;
-	uint32_t	xid;
-	uint64_t	lsn;			/* final_lsn (begin) or commit_lsn */
+	uint32_t	xid;			/* begin and the stream messages */
+	uint32_t	subxid;			/* subtransaction, stream abort */
+	bool		first_block;	/* stream start */
+	uint64_t	lsn;			/* final_lsn (begin) or commit_lsn (commits) */
 	uint64_t	end_lsn;
 	int64_t		commit_time;
 	uint32_t	relid;
@@ -280,5 +306,11 @@ extern void chg_write_ddl(chg_writer *w, chg_str role, uint16_t nsettings,
 						  uint16_t nmissing, const chg_missing *missing);
 extern void chg_write_sequence(chg_writer *w, chg_str nspname, chg_str relname,
 							   int64_t value, uint8_t flags);
+extern void chg_write_stream_start(chg_writer *w, uint32_t xid, bool first_block);
+extern void chg_write_subtransaction(chg_writer *w, uint32_t subxid);
+extern void chg_write_stream_stop(chg_writer *w);
+extern void chg_write_stream_abort(chg_writer *w, uint32_t xid, uint32_t subxid);
+extern void chg_write_stream_commit(chg_writer *w, uint32_t xid, uint64_t commit_lsn,
+									uint64_t end_lsn, int64_t commit_time);
 
 #endif							/* PG_RAFT_CHANGES_H */

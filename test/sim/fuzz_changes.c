@@ -206,6 +206,17 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 			break;
 		case CHG_BEGIN:
 		case CHG_COMMIT:
+		case CHG_STREAM_STOP:
+			break;
+		case CHG_STREAM_START:
+		case CHG_STREAM_COMMIT:
+			require(m->xid != 0);
+			break;
+		case CHG_SUBTRANSACTION:
+			require(m->subxid != 0);
+			break;
+		case CHG_STREAM_ABORT:
+			require(m->xid != 0 && m->subxid != 0);
 			break;
 		default:
 			abort();
@@ -252,6 +263,21 @@ check_message(const chg_message *m, const uint8_t *buf, size_t len)
 		case CHG_SEQUENCE:
 			chg_write_sequence(&w, m->nspname, m->relname, m->value,
 							   m->sequence_flags);
+			break;
+		case CHG_STREAM_START:
+			chg_write_stream_start(&w, m->xid, m->first_block);
+			break;
+		case CHG_SUBTRANSACTION:
+			chg_write_subtransaction(&w, m->subxid);
+			break;
+		case CHG_STREAM_STOP:
+			chg_write_stream_stop(&w);
+			break;
+		case CHG_STREAM_ABORT:
+			chg_write_stream_abort(&w, m->xid, m->subxid);
+			break;
+		case CHG_STREAM_COMMIT:
+			chg_write_stream_commit(&w, m->xid, m->lsn, m->end_lsn, m->commit_time);
 			break;
 	}
 	require(out_len == len && memcmp(out, buf, len) == 0);

@@ -231,6 +231,8 @@ static sample small_stream[MAX_SAMPLES];
 static int	n_small;
 static sample big_stream[MAX_SAMPLES];
 static int	n_big;
+static sample streamed[MAX_SAMPLES];
+static int	n_streamed;
 
 static chg_message *
 add(sample *stream, int *n, const char *name, uint8_t kind)
@@ -403,6 +405,52 @@ init_samples(void)
 	m->lsn = 1;
 	m->end_lsn = 2;
 	m->commit_time = 0;
+
+	/* Two transactions streamed while they run, blocks interleaved. */
+	n_streamed = 0;
+	m = add(streamed, &n_streamed, "version", CHG_VERSION);
+	m->version = RAFT_CHANGES_VERSION;
+	m = add(streamed, &n_streamed, "stream start, first block", CHG_STREAM_START);
+	m->xid = 1000;
+	m->first_block = true;
+	m = add(streamed, &n_streamed, "subtransaction (the top one)", CHG_SUBTRANSACTION);
+	m->subxid = 1000;
+	m = add(streamed, &n_streamed, "relation", CHG_RELATION);
+	m->relid = 16384;
+	m->nspname = (chg_str) S("public");
+	m->relname = (chg_str) S("accounts");
+	m->replident = 'i';
+	m->natts = 5;
+	m->columns = accounts_columns;
+	m = add(streamed, &n_streamed, "insert", CHG_INSERT);
+	m->relid = 16384;
+	m->new_tuple = tuple(5, new_row_values);
+	m = add(streamed, &n_streamed, "subtransaction", CHG_SUBTRANSACTION);
+	m->subxid = UINT32_MAX;
+	m = add(streamed, &n_streamed, "delete in the subtransaction", CHG_DELETE);
+	m->relid = 16384;
+	m->old_kind = 'K';
+	m->old_tuple = tuple(5, key_values);
+	m = add(streamed, &n_streamed, "stream stop", CHG_STREAM_STOP);
+	m = add(streamed, &n_streamed, "another transaction's first block", CHG_STREAM_START);
+	m->xid = UINT32_MAX - 1;
+	m->first_block = true;
+	m = add(streamed, &n_streamed, "stream stop", CHG_STREAM_STOP);
+	m = add(streamed, &n_streamed, "a later block", CHG_STREAM_START);
+	m->xid = 1000;
+	m->first_block = false;
+	m = add(streamed, &n_streamed, "stream stop", CHG_STREAM_STOP);
+	m = add(streamed, &n_streamed, "subtransaction aborted", CHG_STREAM_ABORT);
+	m->xid = 1000;
+	m->subxid = UINT32_MAX;
+	m = add(streamed, &n_streamed, "transaction aborted", CHG_STREAM_ABORT);
+	m->xid = UINT32_MAX - 1;
+	m->subxid = UINT32_MAX - 1;
+	m = add(streamed, &n_streamed, "stream commit", CHG_STREAM_COMMIT);
+	m->xid = 1000;
+	m->lsn = UINT64_C(0x0123456789ABCDF0);
+	m->end_lsn = UINT64_MAX;
+	m->commit_time = INT64_MIN;
 }
 
 /* Writes a message through the writer, whichever its kind. */
@@ -440,6 +488,21 @@ write_message(chg_writer *w, const chg_message *m, const uint32_t *relids)
 		case CHG_SEQUENCE:
 			chg_write_sequence(w, m->nspname, m->relname, m->value,
 							   m->sequence_flags);
+			break;
+		case CHG_STREAM_START:
+			chg_write_stream_start(w, m->xid, m->first_block);
+			break;
+		case CHG_SUBTRANSACTION:
+			chg_write_subtransaction(w, m->subxid);
+			break;
+		case CHG_STREAM_STOP:
+			chg_write_stream_stop(w);
+			break;
+		case CHG_STREAM_ABORT:
+			chg_write_stream_abort(w, m->xid, m->subxid);
+			break;
+		case CHG_STREAM_COMMIT:
+			chg_write_stream_commit(w, m->xid, m->lsn, m->end_lsn, m->commit_time);
 			break;
 		default:
 			abort();
@@ -561,6 +624,8 @@ message_equal(const sample *s, const chg_message *got,
 	if (got->kind != want->kind ||
 		got->version != want->version ||
 		got->xid != want->xid ||
+		got->subxid != want->subxid ||
+		got->first_block != want->first_block ||
 		got->lsn != want->lsn ||
 		got->end_lsn != want->end_lsn ||
 		got->commit_time != want->commit_time ||
@@ -775,6 +840,18 @@ test_layout(void)
 		'T', 0x03, 0x02, 0x00, 0x00, 0x00,
 		0x01, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF
 	};
+	static const uint8_t stream_start[] = {'b', 0x04, 0x03, 0x02, 0x01, 0x01};
+	static const uint8_t subtransaction[] = {'x', 0xFF, 0xFF, 0xFF, 0xFF};
+	static const uint8_t stream_stop[] = {'e'};
+	static const uint8_t stream_abort[] = {
+		'a', 0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00
+	};
+	static const uint8_t stream_commit[] = {
+		'c', 0x05, 0x00, 0x00, 0x00,
+		0x11, 0x10, 0x0F, 0x0E, 0x0D, 0x0C, 0x0B, 0x0A,
+		0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+		0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF
+	};
 	static const uint32_t relids[2] = {1, UINT32_MAX};
 	static const uint8_t ff = 0xFF;
 	chg_column	cols[2] = {{S("a"), 23, -1, true}, {S("bc"), 1043, 36, false}};
@@ -856,6 +933,35 @@ test_layout(void)
 	m.truncate_flags = 3;
 	m.nrels = 2;
 	check_layout("truncate", &m, relids, truncate, sizeof(truncate));
+
+	memset(&m, 0, sizeof(m));
+	m.kind = CHG_STREAM_START;
+	m.xid = 0x01020304;
+	m.first_block = true;
+	check_layout("stream start", &m, NULL, stream_start, sizeof(stream_start));
+
+	memset(&m, 0, sizeof(m));
+	m.kind = CHG_SUBTRANSACTION;
+	m.subxid = UINT32_MAX;
+	check_layout("subtransaction", &m, NULL, subtransaction, sizeof(subtransaction));
+
+	memset(&m, 0, sizeof(m));
+	m.kind = CHG_STREAM_STOP;
+	check_layout("stream stop", &m, NULL, stream_stop, sizeof(stream_stop));
+
+	memset(&m, 0, sizeof(m));
+	m.kind = CHG_STREAM_ABORT;
+	m.xid = 1;
+	m.subxid = 2;
+	check_layout("stream abort", &m, NULL, stream_abort, sizeof(stream_abort));
+
+	memset(&m, 0, sizeof(m));
+	m.kind = CHG_STREAM_COMMIT;
+	m.xid = 5;
+	m.lsn = UINT64_C(0x0A0B0C0D0E0F1011);
+	m.end_lsn = UINT64_MAX;
+	m.commit_time = -2;
+	check_layout("stream commit", &m, NULL, stream_commit, sizeof(stream_commit));
 }
 
 /*
@@ -902,6 +1008,7 @@ test_round_trip(void)
 {
 	check_round_trip("transaction", small_stream, n_small);
 	check_round_trip("large values", big_stream, n_big);
+	check_round_trip("streamed transactions", streamed, n_streamed);
 }
 
 /*
@@ -909,34 +1016,40 @@ test_round_trip(void)
  * the same fields and re-encodes to the same bytes.
  */
 static void
-test_read_alone(void)
+check_read_alone(const char *what, const sample *stream, int n)
 {
 	buffer		b = {NULL, 0, 0};
 	chg_writer	w = writer_for(&b);
 	int			i;
 	bool		ok = true;
 
-	for (i = 0; i < n_small && ok; i++)
+	for (i = 0; i < n && ok; i++)
 	{
 		chg_message m;
 		size_t		consumed;
 		uint8_t    *copy;
 
 		b.len = 0;
-		write_message(&w, &small_stream[i].m, small_stream[i].relids);
+		write_message(&w, &stream[i].m, stream[i].relids);
 		copy = xmalloc(b.len);
 		memcpy(copy, b.data, b.len);
 		ok = chg_read(copy, b.len, &full_arrays, &m, &consumed) == CHG_OK &&
 			consumed == b.len &&
-			message_equal(&small_stream[i], &m, copy, b.len) &&
+			message_equal(&stream[i], &m, copy, b.len) &&
 			consistent(copy, consumed, &m);
 		if (!ok)
-			diag("message %d (%s) failed", i, small_stream[i].name);
+			diag("message %d (%s) failed", i, stream[i].name);
 		free(copy);
 	}
-	check(ok, "every message reads alone from a buffer of exactly its size "
-		  "and re-encodes to the same bytes");
+	check(ok, "each message of the %s reads alone and re-encodes to its bytes", what);
 	buffer_free(&b);
+}
+
+static void
+test_read_alone(void)
+{
+	check_read_alone("transaction", small_stream, n_small);
+	check_read_alone("streamed transactions", streamed, n_streamed);
 }
 
 /*
@@ -1138,8 +1251,8 @@ test_errors(void)
 	chg_value	small_new[2];
 	chg_arrays	small = {small_columns, small_old, small_new, 2};
 	chg_arrays	no_old = {columns, NULL, new_values, CHG_MAX_COLUMNS};
-	static const uint8_t bad_kinds[] = {0x00, 'Z', 'v', 'b', 'r', 0xFF, 0x80};
-	static const uint8_t good_kinds[] = "VBRIUDTCXS";
+	static const uint8_t bad_kinds[] = {0x00, 'Z', 'v', 'q', 'r', 0xFF, 0x80};
+	static const uint8_t good_kinds[] = "VBRIUDTCXSbxac";
 	size_t		i;
 	char		name[64];
 
@@ -1205,6 +1318,37 @@ test_errors(void)
 	expect_rc("version 255", &b, &full_arrays, CHG_ERR_VERSION);
 	b.data[1] = RAFT_CHANGES_VERSION;
 	expect_rc("version RAFT_CHANGES_VERSION", &b, &full_arrays, CHG_OK);
+
+	/* CHG_ERR_FIELD: streamed transactions' ids and flags */
+	b.len = 0;
+	put_u8(&b, 'b');
+	put_u32(&b, 7);
+	put_u8(&b, 2);
+	expect_rc("stream start with first = 2", &b, &full_arrays, CHG_ERR_FIELD);
+	b.len = 0;
+	put_u8(&b, 'b');
+	put_u32(&b, 0);
+	put_u8(&b, 1);
+	expect_rc("stream start of xid 0", &b, &full_arrays, CHG_ERR_FIELD);
+	b.len = 0;
+	put_u8(&b, 'x');
+	put_u32(&b, 0);
+	expect_rc("subtransaction 0", &b, &full_arrays, CHG_ERR_FIELD);
+	b.len = 0;
+	put_u8(&b, 'a');
+	put_u32(&b, 7);
+	put_u32(&b, 0);
+	expect_rc("stream abort of subxid 0", &b, &full_arrays, CHG_ERR_FIELD);
+	b.len = 0;
+	put_u8(&b, 'a');
+	put_u32(&b, 0);
+	put_u32(&b, 7);
+	expect_rc("stream abort of xid 0", &b, &full_arrays, CHG_ERR_FIELD);
+	b.len = 0;
+	put_u8(&b, 'c');
+	put_u32(&b, 0);
+	put_raw(&b, "0123456789abcdef01234567", 24);
+	expect_rc("stream commit of xid 0", &b, &full_arrays, CHG_ERR_FIELD);
 
 	/* CHG_ERR_FIELD: names */
 	relation_head(&b, name63, name63, 'd');
@@ -1575,37 +1719,49 @@ message_ends(const sample *stream, int n, size_t *ends)
 	buffer_free(&b);
 }
 
+/* Cuts a stream at every length. */
 static void
-test_truncation(void)
+check_every_cut(const char *what, const sample *stream, int n)
 {
 	buffer		b = {NULL, 0, 0};
 	size_t		ends[MAX_SAMPLES];
 	size_t		cut;
 	size_t		n_cuts = 0;
 	bool		ok = true;
-	int			i;
 
-	/* the small transaction: every cut */
-	write_stream(&b, small_stream, n_small);
-	message_ends(small_stream, n_small, ends);
+	write_stream(&b, stream, n);
+	message_ends(stream, n, ends);
 	for (cut = 0; cut <= b.len; cut++)
 	{
-		if (!check_cut(&b, ends, n_small, cut))
+		if (!check_cut(&b, ends, n, cut))
 		{
 			diag("cut at %zu of %zu fails", cut, b.len);
 			ok = false;
 		}
 		n_cuts++;
 	}
-	check(ok, "the transaction cut at each of its %zu lengths reads up to "
-		  "the cut, then gives CHG_ERR_TRUNCATED", n_cuts);
+	check(ok, "the %s cut at each of its %zu lengths reads up to "
+		  "the cut, then gives CHG_ERR_TRUNCATED", what, n_cuts);
+	buffer_free(&b);
+}
+
+static void
+test_truncation(void)
+{
+	buffer		b = {NULL, 0, 0};
+	size_t		ends[MAX_SAMPLES];
+	size_t		n_cuts = 0;
+	bool		ok = true;
+	int			i;
+
+	check_every_cut("transaction", small_stream, n_small);
+	check_every_cut("streamed transactions", streamed, n_streamed);
 
 	/*
 	 * The large one: every cut near the start and end of each message and
 	 * a few hundred inside the big values (cutting it at all of its 4 MB
 	 * would take hours).
 	 */
-	buffer_free(&b);
 	write_stream(&b, big_stream, n_big);
 	message_ends(big_stream, n_big, ends);
 	ok = true;
@@ -1644,7 +1800,7 @@ test_truncation(void)
  * buffer.
  */
 static void
-test_corruption(void)
+check_corruption(const char *what, const sample *stream, int n)
 {
 	static const uint8_t masks[] = {1, 2, 4, 8, 16, 32, 64, 128, 0xFF};
 	buffer		b = {NULL, 0, 0};
@@ -1655,7 +1811,7 @@ test_corruption(void)
 	int			n_errors = 0;
 	int			n_accepted = 0;
 
-	write_stream(&b, small_stream, n_small);
+	write_stream(&b, stream, n);
 	copy = xmalloc(b.len);
 	for (i = 0; i < b.len; i++)
 	{
@@ -1683,11 +1839,18 @@ test_corruption(void)
 		}
 	}
 	free(copy);
-	diag("%d corrupted streams refused, %d read as other valid changes",
-		 n_errors, n_accepted);
-	check(ok, "each of %zu single-byte corruptions errors or decodes "
-		  "consistently", b.len * sizeof(masks));
+	diag("%s: %d corrupted streams refused, %d read as other valid changes",
+		 what, n_errors, n_accepted);
+	check(ok, "each of %zu single-byte corruptions of the %s errors or decodes "
+		  "consistently", b.len * sizeof(masks), what);
 	buffer_free(&b);
+}
+
+static void
+test_corruption(void)
+{
+	check_corruption("transaction", small_stream, n_small);
+	check_corruption("streamed transactions", streamed, n_streamed);
 }
 
 /* The settings of the sample schema change. */
@@ -1788,6 +1951,10 @@ write_corpus(const char *dir)
 	write_sample_ddl(&w);
 	write_message(&w, &small_stream[n_small - 1].m, NULL);
 	ok = write_file(dir, "07_ddl.bin", &b) && ok;
+
+	b.len = 0;
+	write_stream(&b, streamed, n_streamed);
+	ok = write_file(dir, "08_streamed.bin", &b) && ok;
 
 	buffer_free(&b);
 	return ok ? 0 : 1;
