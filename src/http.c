@@ -678,6 +678,8 @@ RaftHttpMain(Datum main_arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("pg_raft http could not listen on \"%s\"", raft_http_listen),
+				 raft_http_ssl_cert_file[0] != '\0' ?
+				 errhint("Check that raft.http_listen is an address of this host, that no other program uses the port, and that raft.http_ssl_cert_file and raft.http_ssl_key_file hold a PEM certificate and its key.") :
 				 errhint("Check that raft.http_listen is an address of this host and that no other program uses the port.")));
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	if (info == NULL)

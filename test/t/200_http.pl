@@ -13,7 +13,7 @@
 #   - bad requests get 400, 404 or 405; a client that sends half a request
 #     and waits stalls no one;
 #   - a raft.http_listen that is no address:port is reported in the log,
-#     and no health API runs.
+#     and no health API runs; so are TLS settings that cannot work.
 
 use strict;
 use warnings;
@@ -190,6 +190,31 @@ foreach my $case (['localhost:8008', qr/"localhost" is not an IP address/],
 	is($bad->safe_psql('postgres',
 			"SELECT current_setting('raft.http_listen') || '/' || count(*) FROM pg_stat_activity WHERE backend_type = 'pg_raft http'"),
 		'/0', '... and no health API runs');
+	$bad->stop;
+}
+# TLS settings that cannot work: the worker says why in the log, and tries
+# again; the server runs on.
+my $dir = PostgreSQL::Test::Utils::tempdir();
+PostgreSQL::Test::Utils::append_to_file("$dir/junk.pem", "not a certificate\n");
+foreach my $case (['files that are not there',
+		"raft.http_ssl_cert_file = '$dir/missing.crt'\nraft.http_ssl_key_file = '$dir/missing.key'\n",
+		qr/could not open file "\Q$dir\E\/missing.crt" named by "raft.http_ssl_cert_file"/],
+	['a certificate without its key', "raft.http_ssl_cert_file = '$dir/junk.pem'\n",
+		qr/raft.http_ssl_cert_file and raft.http_ssl_key_file must be set together/],
+	['files that hold no certificate',
+		"raft.http_ssl_cert_file = '$dir/junk.pem'\nraft.http_ssl_key_file = '$dir/junk.pem'\n",
+		qr/could not listen on .*\n.*HINT:.*hold a PEM certificate and its key/])
+{
+	my ($what, $conf, $message) = @$case;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $bad = PostgreSQL::Test::Cluster->new('tls' . ++$n_bad);
+	$bad->init;
+	$bad->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'pg_raft'\nraft.http_listen = '127.0.0.1:$port'\n$conf");
+	$bad->start;
+	ok(RaftCluster::wait_until(sub { slurp_file($bad->logfile) =~ $message }),
+		"TLS settings naming $what are reported");
+	is($bad->safe_psql('postgres', 'SELECT 1'), '1', '... and the server runs on');
 	$bad->stop;
 }
 done_testing();
