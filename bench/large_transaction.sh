@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+#
+# bench/large_transaction.sh [ROWS]: one large transaction, on one instance,
+# through physical synchronous replication and through pg_raft (issue 14's
+# figure).
+#
+# One after the other, each set of instances stopped before the next, all
+# on 127.0.0.1 with the same settings (wal_level = logical, the output
+# plugins listed):
+#
+#   1. one plain instance;
+#   2. a primary with two standbys, synchronous_standby_names = 'ANY 1
+#      (s1, s2)';
+#   3. pg_raft, 3 members, with its defaults.
+#
+# Each runs INSERT INTO big SELECT g, repeat('x', 100) FROM
+# generate_series(1, ROWS) g (default ROWS 1,000,000) in one transaction,
+# through psql, and prints how long the statement took (its COMMIT
+# included) and, with replication, when every member held all the rows
+# (counted every 100 ms, from the statement's start).  Run as a normal
+# user with pg_raft installed, e.g. runuser -u pgraft -- bash
+# bench/large_transaction.sh; works under RAFT_BASE (default
+# /tmp/pg_raft_bench_large), and the exit trap stops every instance.
+
+set -Eeuo pipefail
+rows="${1:-1000000}"
+tree="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RAFT_BASE="${RAFT_BASE:-/tmp/pg_raft_bench_large}"
+source "$tree/bench/lib.sh"
+
+all_ports=()
+sampler=""
+bench_traps
+mkdir -p "$RAFT_BASE"
+
+statement="INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, $rows) g"
+
+# run LABEL WRITER_PORT [OTHER_PORT...]: times the statement on the writer,
+# then until every other instance holds all the rows
+run()
+{
+	local label="$1" writer="$2" start done_ms held_ms port all
+	shift 2
+	node_sql "$writer" "CREATE TABLE big (id int PRIMARY KEY, pad text)" > /dev/null
+	for port in "$@"; do
+		wait_until "the table on port $port" 60 "$port" \
+			"SELECT count(*) = 1 FROM pg_class WHERE relname = 'big'"
+	done
+	start=$(date +%s%N)
+	node_sql "$writer" "$statement" > /dev/null
+	done_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	held_ms=""
+	if [ "$#" -gt 0 ]; then
+		while :; do
+			all=1
+			for port in "$@"; do
+				[ "$(node_sql "$port" "SELECT count(*) FROM big")" = "$rows" ] || { all=0; break; }
+			done
+			[ "$all" = 1 ] && break
+			sleep 0.1
+		done
+		held_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	fi
+	printf '%-34s %8d ms to COMMIT%s\n' "$label" "$done_ms" \
+		"${held_ms:+, every member holds the rows after $held_ms ms}"
+}
+
+echo "== $rows rows in one transaction"
+all_ports=(5601)
+instance_init single 5601 "$LOGICAL_CONF"
+run "one instance" 5601
+bench_cleanup
+
+all_ports=(5611 5612 5613)
+instance_init primary 5611 "$LOGICAL_CONF"
+standby_init s1 5612 5611
+standby_init s2 5613 5611
+node_sql 5611 "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'"
+node_sql 5611 "SELECT pg_reload_conf()" > /dev/null
+wait_until "s1 and s2 to stream as quorum standbys" 60 5611 \
+	"SELECT count(*) = 2 FROM pg_stat_replication WHERE application_name IN ('s1', 's2') AND sync_state = 'quorum'"
+run "physical synchronous replication" 5611 5612 5613
+bench_cleanup
+
+all_ports=(5621 5622 5623)
+for port in "${all_ports[@]}"; do node_init "node_$port" "$port"; done
+cluster_form "${all_ports[@]}"
+leader="$(wait_for_leader "${all_ports[@]}")"
+others=()
+for port in "${all_ports[@]}"; do [ "$port" != "$leader" ] && others+=("$port"); done
+run "pg_raft, 3 members" "$leader" "${others[@]}"
