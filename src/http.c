@@ -179,54 +179,6 @@ parse_lag_bound(const char *text, int64 *entries, int64 *lag_us)
 	return true;
 }
 
-/* What the worker's view says about this member, for one answer. */
-typedef struct MemberState
-{
-	bool		member;			/* in a cluster (even with its worker down) */
-	bool		configured;		/* the raft worker runs the cluster */
-	bool		worker_up;		/* ... and published its view lately */
-	raft_role	role;
-	bool		leader_heard;	/* a follower that hears from its leader */
-	uint64		commit_index;
-	uint64		applied_index;
-	int64		replay_lag_us;	/* of this member's data; -1 unknown */
-	bool		resyncing;
-	bool		copying;		/* a join's copy of the leader's data runs */
-	char		apply_error[RAFT_ERROR_BYTES];
-} MemberState;
-
-static void
-read_member_state(MemberState *ms)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	const RaftView *v = &RaftShmem->view;
-	uint32		i;
-
-	memset(ms, 0, sizeof(*ms));
-	ms->replay_lag_us = -1;
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	ms->member = RaftShmem->member;
-	ms->configured = v->configured;
-	ms->worker_up = RaftShmem->worker_pid != 0 &&
-		!TimestampDifferenceExceeds(v->updated, now, RAFT_WORKER_SILENCE_MS);
-	ms->role = v->role;
-	ms->commit_index = v->commit_index;
-	ms->applied_index = v->applied_index;
-	for (i = 0; i < v->n_members; i++)
-	{
-		const RaftMemberInfo *mi = &v->members[i];
-
-		if (mi->id == v->node_id)
-			ms->replay_lag_us = mi->replay_lag_us;
-		else if (mi->is_leader)
-			ms->leader_heard = mi->reachable;
-	}
-	ms->resyncing = RaftShmem->apply.resyncing;
-	ms->copying = RaftShmem->copying;
-	strlcpy(ms->apply_error, RaftShmem->apply.apply_error, RAFT_ERROR_BYTES);
-	LWLockRelease(RaftShmem->lock);
-}
-
 /* Queues an answer of status with body, of content_type. */
 static enum MHD_Result
 answer_typed(struct MHD_Connection *connection, unsigned int status,
@@ -281,14 +233,14 @@ answer_replica(struct MHD_Connection *connection)
 	const char *lag = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "lag");
 	int64		max_entries = -1;
 	int64		max_lag_us = -1;
-	MemberState ms;
+	RaftMemberState ms;
 	int64		behind;
 	char		body[RAFT_ERROR_BYTES + 128];
 
 	if (lag != NULL && !parse_lag_bound(lag, &max_entries, &max_lag_us))
 		return answer(connection, MHD_HTTP_BAD_REQUEST,
 					  "lag must be a number of entries (100) or a duration with a unit (500ms, 2s, 1min)\n");
-	read_member_state(&ms);
+	RaftReadMemberState(&ms, NULL);
 	if (!ms.member || !ms.configured || !ms.worker_up)
 		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
 					  "not a replica: this instance is not a running member of a raft cluster\n");
@@ -297,7 +249,7 @@ answer_replica(struct MHD_Connection *connection)
 	if (!ms.leader_heard)
 		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
 					  "not a replica: no leader heard from within the election timeout, so how far behind it is is not known\n");
-	if (ms.resyncing || ms.copying)
+	if (ms.copying)
 		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
 					  "not a replica: its data is being copied from the leader\n");
 	if (ms.apply_error[0] != '\0')
@@ -327,9 +279,9 @@ answer_replica(struct MHD_Connection *connection)
 static enum MHD_Result
 answer_health(struct MHD_Connection *connection)
 {
-	MemberState ms;
+	RaftMemberState ms;
 
-	read_member_state(&ms);
+	RaftReadMemberState(&ms, NULL);
 	if (!ms.worker_up)
 		return answer(connection, MHD_HTTP_SERVICE_UNAVAILABLE,
 					  "unhealthy: the raft worker is not running\n");
@@ -450,24 +402,19 @@ static enum MHD_Result
 answer_status(struct MHD_Connection *connection)
 {
 	RaftView   *v = palloc(sizeof(RaftView));
-	MemberState ms;
+	RaftMemberState ms;
 	StringInfoData out;
 	char		reason[RAFT_ERROR_BYTES];
 	bool		takes_writes;
 	TimestampTz now = GetCurrentTimestamp();
-	uint64		diverged;
 	uint32		i;
 
-	read_member_state(&ms);
-	RaftGetView(v);
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	diverged = RaftShmem->apply.diverged_transactions;
-	LWLockRelease(RaftShmem->lock);
+	RaftReadMemberState(&ms, v);
 	takes_writes = RaftFenceTakesWrites(reason, sizeof(reason));
 
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
-	json_bool(&out, "member", ms.member && v->configured);
+	json_bool(&out, "member", ms.member && ms.configured);
 	json_bool(&out, "worker_running", ms.worker_up);
 	if (v->configured)
 	{
@@ -485,9 +432,9 @@ answer_status(struct MHD_Connection *connection)
 		json_uint(&out, "last_index", v->last_index);
 		json_uint(&out, "log_bytes", v->log_bytes);
 		json_seconds(&out, "replay_lag_seconds", ms.replay_lag_us);
-		json_bool(&out, "copying", ms.resyncing || ms.copying);
+		json_bool(&out, "copying", ms.copying);
 		json_text(&out, "apply_error", ms.apply_error[0] != '\0' ? ms.apply_error : NULL);
-		json_uint(&out, "diverged_transactions", diverged);
+		json_uint(&out, "diverged_transactions", ms.diverged_transactions);
 		json_key(&out, "members");
 		appendStringInfoChar(&out, '[');
 		for (i = 0; i < v->n_members; i++)

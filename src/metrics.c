@@ -30,7 +30,6 @@
 #include "utils/timestamp.h"
 
 #include "pg_raft.h"
-#include "sql.h"
 
 /* The bounds of the latency buckets, in seconds. */
 const double RaftLatencyBounds[RAFT_LATENCY_BUCKETS] = {
@@ -65,7 +64,7 @@ static const RaftMetricFamily replay_lag = {"pg_raft_replay_lag_seconds", "gauge
 "how long the oldest committed entry not yet applied here has waited; 0 when none waits"};
 static const RaftMetricFamily apply_failing = {"pg_raft_apply_failures", "gauge",
 "failed attempts in a row of the apply worker; 0 while it applies normally"};
-static const RaftMetricFamily resyncing = {"pg_raft_copying", "gauge",
+static const RaftMetricFamily copying = {"pg_raft_copying", "gauge",
 "1 while this member copies its data from the leader"};
 static const RaftMetricFamily diverged = {"pg_raft_diverged_transactions", "gauge",
 "transactions of an earlier leadership that never reached the log, kept aside"};
@@ -137,6 +136,47 @@ RaftHistogramObserve(RaftHistogram *histogram, int64 elapsed_us)
 			break;
 	pg_atomic_fetch_add_u64(&histogram->buckets[i], 1);
 	pg_atomic_fetch_add_u64(&histogram->sum_us, (uint64) elapsed_us);
+}
+
+/*
+ * RaftReadMemberState
+ *		Reads this member's state, and into view (unless NULL) the worker's
+ *		whole view, under one hold of the lock, so that they agree.
+ */
+void
+RaftReadMemberState(RaftMemberState *ms, RaftView *view)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	const RaftView *v = &RaftShmem->view;
+	uint32		i;
+
+	memset(ms, 0, sizeof(*ms));
+	ms->replay_lag_us = -1;
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	if (view != NULL)
+		memcpy(view, v, sizeof(RaftView));
+	ms->member = RaftShmem->member;
+	ms->configured = v->configured;
+	ms->worker_up = RaftShmem->worker_pid != 0 &&
+		!TimestampDifferenceExceeds(v->updated, now, RAFT_WORKER_SILENCE_MS);
+	ms->role = v->role;
+	ms->commit_index = v->commit_index;
+	ms->applied_index = v->applied_index;
+	for (i = 0; i < v->n_members; i++)
+	{
+		const RaftMemberInfo *mi = &v->members[i];
+
+		if (mi->id == v->node_id)
+			ms->replay_lag_us = mi->replay_lag_us;
+		else if (mi->is_leader)
+			ms->leader_heard = mi->reachable;
+	}
+	ms->copying = RaftShmem->apply.resyncing || RaftShmem->copying;
+	ms->apply_failures = RaftShmem->apply.apply_failures;
+	strlcpy(ms->apply_error, RaftShmem->apply.apply_error, RAFT_ERROR_BYTES);
+	ms->diverged_transactions = RaftShmem->apply.diverged_transactions;
+	ms->inbox_dropped = RaftShmem->inbox_dropped;
+	LWLockRelease(RaftShmem->lock);
 }
 
 typedef struct SampleList
@@ -211,13 +251,7 @@ RaftMetricsCollect(RaftMetricSample **samples)
 	RaftCounters *c = &RaftShmem->counters;
 	TimestampTz now = GetCurrentTimestamp();
 	SampleList	list;
-	bool		member;
-	bool		up;
-	bool		heard_leader = false;
-	uint32		apply_failures;
-	bool		copying;
-	uint64		diverged_transactions;
-	uint64		dropped;
+	RaftMemberState ms;
 	char		reason[RAFT_ERROR_BYTES];
 	uint32		reachable = 0;
 	bool		self_voter = false;
@@ -228,27 +262,17 @@ RaftMetricsCollect(RaftMetricSample **samples)
 	list.n = 0;
 	list.items = palloc(sizeof(RaftMetricSample) * list.cap);
 
-	RaftGetView(v);
-	LWLockAcquire(RaftShmem->lock, LW_SHARED);
-	member = RaftShmem->member;
-	up = RaftShmem->worker_pid != 0 &&
-		!TimestampDifferenceExceeds(RaftShmem->view.updated, now, RAFT_WORKER_SILENCE_MS);
-	apply_failures = RaftShmem->apply.apply_failures;
-	copying = RaftShmem->apply.resyncing || RaftShmem->copying;
-	diverged_transactions = RaftShmem->apply.diverged_transactions;
-	dropped = RaftShmem->inbox_dropped;
-	LWLockRelease(RaftShmem->lock);
-
-	add_value(&list, &in_cluster, member && v->configured ? 1 : 0);
-	add_value(&list, &worker_up, up ? 1 : 0);
+	RaftReadMemberState(&ms, v);
+	add_value(&list, &in_cluster, ms.member && ms.configured ? 1 : 0);
+	add_value(&list, &worker_up, ms.worker_up ? 1 : 0);
 	add_value(&list, &elections, (double) pg_atomic_read_u64(&c->elections));
 	add_value(&list, &elections_won, (double) pg_atomic_read_u64(&c->elections_won));
 	add_value(&list, &leader_changes, (double) pg_atomic_read_u64(&c->leader_changes));
 	add_value(&list, &apply_errors, (double) pg_atomic_read_u64(&c->apply_errors));
-	add_value(&list, &inbox_dropped, (double) dropped);
+	add_value(&list, &inbox_dropped, (double) ms.inbox_dropped);
 	add_histogram(&list, &log_sync, &c->log_sync);
 	add_histogram(&list, &commit_latency, &c->commit);
-	if (!v->configured)
+	if (!ms.configured)
 	{
 		*samples = list.items;
 		return list.n;
@@ -262,25 +286,22 @@ RaftMetricsCollect(RaftMetricSample **samples)
 		reachable += m->reachable ? 1 : 0;
 		if (m->id == v->node_id)
 			self_voter = m->voter;
-		else if (m->is_leader && m->reachable)
-			heard_leader = true;
 	}
 	add_value(&list, &is_leader, leads ? 1 : 0);
 	add_value(&list, &writable, RaftFenceTakesWrites(reason, sizeof(reason)) ? 1 : 0);
 	add_value(&list, &voter, self_voter ? 1 : 0);
-	add_value(&list, &leader_known, leads || heard_leader ? 1 : 0);
+	add_value(&list, &leader_known, leads || ms.leader_heard ? 1 : 0);
 	add_value(&list, &term, (double) v->term);
 	add_value(&list, &commit_index, (double) v->commit_index);
 	add_value(&list, &applied_index, (double) v->applied_index);
 	add_value(&list, &first_index, (double) v->first_index);
 	add_value(&list, &last_index, (double) v->last_index);
 	add_value(&list, &log_bytes, (double) v->log_bytes);
-	for (i = 0; i < v->n_members; i++)
-		if (v->members[i].id == v->node_id && v->members[i].replay_lag_us >= 0)
-			add_value(&list, &replay_lag, v->members[i].replay_lag_us / 1e6);
-	add_value(&list, &apply_failing, apply_failures);
-	add_value(&list, &resyncing, copying ? 1 : 0);
-	add_value(&list, &diverged, (double) diverged_transactions);
+	if (ms.replay_lag_us >= 0)
+		add_value(&list, &replay_lag, ms.replay_lag_us / 1e6);
+	add_value(&list, &apply_failing, ms.apply_failures);
+	add_value(&list, &copying, ms.copying ? 1 : 0);
+	add_value(&list, &diverged, (double) ms.diverged_transactions);
 	add_value(&list, &members, v->n_members);
 	add_value(&list, &members_reachable, reachable);
 

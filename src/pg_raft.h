@@ -432,6 +432,29 @@ extern void RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len);
 extern void RaftApplyEnd(RaftApplyState *state);
 extern PGDLLEXPORT void RaftApplyWorkerMain(Datum main_arg);
 
+/*
+ * metrics.c: what the health API and the metrics read of this member,
+ * taken in one look under the lock (RaftReadMemberState)
+ */
+typedef struct RaftMemberState
+{
+	bool		member;			/* in a cluster (even with its worker down) */
+	bool		configured;		/* the raft worker runs the cluster */
+	bool		worker_up;		/* ... and published its view lately */
+	raft_role	role;
+	bool		leader_heard;	/* a follower that hears from its leader */
+	uint64		commit_index;
+	uint64		applied_index;
+	int64		replay_lag_us;	/* of this member's data; -1 unknown */
+	bool		copying;		/* its data is being copied from the leader */
+	uint32		apply_failures; /* in a row, 0 while it applies */
+	char		apply_error[RAFT_ERROR_BYTES];
+	uint64		diverged_transactions;
+	uint64		inbox_dropped;
+} RaftMemberState;
+
+extern void RaftReadMemberState(RaftMemberState *ms, RaftView *view);
+
 /* metrics.c: counters, latency histograms, and the samples of /metrics */
 extern const double RaftLatencyBounds[RAFT_LATENCY_BUCKETS];
 extern void RaftCountersInit(RaftCounters *counters);
