@@ -36,7 +36,9 @@
  *	  transaction it applied.  Entries decoded on this very node (its own
  *	  leadership) are skipped: their data is here already.  A transaction
  *	  whose leader lost its leadership before sending all of it is
- *	  discarded when the next term's entries come.
+ *	  discarded when the next term's entries come.  A transaction streamed
+ *	  while it ran is kept aside in a file until its commit, then applied
+ *	  in one local transaction (see "Streamed transactions").
  *
  *	  When this node's data parts from the log's, the apply worker repairs
  *	  it (repair.c): a former leader that committed transactions which
@@ -1203,6 +1205,591 @@ spool_resume(uint64 progress)
 	return state.spooled_to + 1;
 }
 
+/* ----------------------------------------------------------------
+ * Streamed transactions
+ *
+ * A transaction the leader streamed while it ran (changes/changes.h)
+ * arrives in blocks, interleaved with other transactions, long before its
+ * commit.  Its blocks are kept aside in a file of its own,
+ * pg_raft/stream_<xid>, with the offsets at which its subtransactions
+ * begin; nothing of it touches the tables.  An abort of a subtransaction
+ * cuts the file there, an abort of the whole transaction drops it, and so
+ * does a first block of it coming again (the leader's capture began
+ * again) or an entry of a later term (its leader lost the leadership
+ * before committing it).  Its commit, an entry of its own, applies the
+ * file in one local transaction at the commit's place in the log, under
+ * the origin's progress: in commit order.
+ *
+ * Once its piece is in the file, an entry of a stream counts as applied:
+ * the log may be compacted past it.  So the files are made durable, with
+ * their state in pg_raft/stream_<xid>.state, before any later local
+ * commit or progress can be: after a crash the worker goes on after the
+ * last entry applied, passes over the entries each file already holds,
+ * and cuts each file back to the length its state says.
+ * ----------------------------------------------------------------
+ */
+
+/* Where a subtransaction's changes begin in its stream's file. */
+typedef struct SubxactStart
+{
+	uint32		subxid;
+	uint32		padding;
+	uint64		offset;
+} SubxactStart;
+
+/* The state file of a kept stream, before its SubxactStart array. */
+typedef struct StreamFileState
+{
+	uint32		xid;
+	uint32		origin;
+	uint64		term;
+	uint64		bytes;			/* the file's valid length */
+	uint64		kept_to;		/* the last entry whose piece it holds */
+	uint64		committing_at;	/* its commit's entry, while that applies */
+	uint32		nsubxacts;
+	uint32		padding;
+} StreamFileState;
+
+/* A streamed transaction kept aside until it commits or aborts. */
+typedef struct KeptStream
+{
+	StreamFileState st;
+	SubxactStart *subxacts;		/* st.nsubxacts of them ... */
+	uint32		subxacts_room;	/* ... in room for this many */
+	bool		whole;			/* its first block was kept: so is the rest */
+	bool		dirty;			/* written to since it was last synced */
+	bool		applied_in_repair;	/* removed once the repair commits */
+	File		file;			/* when whole */
+} KeptStream;
+
+#define STREAM_READ_BYTES (1024 * 1024)
+
+static List *kept_streams = NIL;
+static MemoryContext streams_cxt = NULL;
+
+static void
+stream_file_names(uint32 xid, char *spool, char *state)
+{
+	snprintf(spool, MAXPGPATH, "%s/stream_%u", RAFT_STORAGE_DIR, xid);
+	snprintf(state, MAXPGPATH, "stream_%u.state", xid);
+}
+
+static KeptStream *
+stream_find(uint32 xid)
+{
+	ListCell   *lc;
+
+	foreach(lc, kept_streams)
+	{
+		KeptStream *s = lfirst(lc);
+
+		if (s->st.xid == xid)
+			return s;
+	}
+	return NULL;
+}
+
+/* Opens a stream's file; O_TRUNC for a new one. */
+static void
+stream_open(KeptStream *s, int flags)
+{
+	char		spool[MAXPGPATH];
+	char		state[MAXPGPATH];
+
+	stream_file_names(s->st.xid, spool, state);
+	s->file = PathNameOpenFile(spool, O_RDWR | PG_BINARY | flags);
+	if (s->file < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", spool)));
+}
+
+/*
+ * Starts keeping a stream.  One whose first block was not seen here (this
+ * node copied the data meanwhile) is only noted: its commit must find the
+ * transaction in the copy, or have the data copied again.
+ */
+static KeptStream *
+stream_create(uint32 xid, uint64 term, raft_id_t origin, bool whole)
+{
+	MemoryContext old;
+	KeptStream *s;
+
+	if (streams_cxt == NULL)
+		streams_cxt = AllocSetContextCreate(TopMemoryContext, "pg_raft kept streams",
+											ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(streams_cxt);
+	s = palloc0(sizeof(KeptStream));
+	s->st.xid = xid;
+	s->st.origin = origin;
+	s->st.term = term;
+	s->whole = whole;
+	s->file = -1;
+	kept_streams = lappend(kept_streams, s);
+	MemoryContextSwitchTo(old);
+	if (whole)
+	{
+		stream_open(s, O_CREAT | O_TRUNC);
+		s->dirty = true;
+	}
+	return s;
+}
+
+/* Forgets a stream and removes its files. */
+static void
+stream_drop(KeptStream *s)
+{
+	char		spool[MAXPGPATH];
+	char		state[MAXPGPATH];
+
+	stream_file_names(s->st.xid, spool, state);
+	if (s->file >= 0)
+		FileClose(s->file);
+	RaftStorageRemoveFile(state);
+	if (unlink(spool) != 0 && errno != ENOENT)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not remove file \"%s\": %m", spool)));
+	kept_streams = list_delete_ptr(kept_streams, s);
+	if (s->subxacts != NULL)
+		pfree(s->subxacts);
+	pfree(s);
+}
+
+/* Drops every kept stream: the data was copied, or their leader lost. */
+static void
+streams_drop_all(const char *why)
+{
+	if (kept_streams != NIL)
+		ereport(LOG,
+				(errmsg("pg_raft drops %d streamed transactions kept aside: %s",
+						list_length(kept_streams), why)));
+	while (kept_streams != NIL)
+		stream_drop(linitial(kept_streams));
+}
+
+/* Drops the streams of terms before term: their leader lost them. */
+static void
+streams_drop_before(uint64 term)
+{
+	ListCell   *lc;
+
+	foreach(lc, kept_streams)
+	{
+		KeptStream *s = lfirst(lc);
+
+		if (s->st.term < term && !s->applied_in_repair)
+		{
+			ereport(LOG,
+					(errmsg("pg_raft drops streamed transaction %u of term %llu: its leader lost the leadership before it committed",
+							s->st.xid, (unsigned long long) s->st.term)));
+			stream_drop(s);
+			/* the list changed under the loop: start it again */
+			streams_drop_before(term);
+			return;
+		}
+	}
+}
+
+static void
+stream_write(KeptStream *s, const uint8 *data, uint32 len)
+{
+	char		spool[MAXPGPATH];
+	char		state[MAXPGPATH];
+
+	if (len == 0)
+		return;
+	if (FileWrite(s->file, (char *) data, len, s->st.bytes, PG_WAIT_EXTENSION) != (int) len)
+	{
+		stream_file_names(s->st.xid, spool, state);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write to file \"%s\": %m", spool)));
+	}
+	s->st.bytes += len;
+	s->dirty = true;
+}
+
+/* Notes where a subtransaction's changes begin, the first time. */
+static void
+stream_subxact_starts(KeptStream *s, uint32 subxid)
+{
+	uint32		i;
+
+	if (subxid == s->st.xid)
+		return;
+	for (i = 0; i < s->st.nsubxacts; i++)
+		if (s->subxacts[i].subxid == subxid)
+			return;
+	if (s->st.nsubxacts == s->subxacts_room)
+	{
+		s->subxacts_room = Max(16, s->subxacts_room * 2);
+		s->subxacts = s->subxacts == NULL ?
+			MemoryContextAlloc(streams_cxt, s->subxacts_room * sizeof(SubxactStart)) :
+			repalloc(s->subxacts, s->subxacts_room * sizeof(SubxactStart));
+	}
+	s->subxacts[s->st.nsubxacts].subxid = subxid;
+	s->subxacts[s->st.nsubxacts].padding = 0;
+	s->subxacts[s->st.nsubxacts].offset = s->st.bytes;
+	s->st.nsubxacts++;
+	s->dirty = true;
+}
+
+/*
+ * A subtransaction aborted: its changes, and those of its own
+ * subtransactions, are everything from its first change on (a session
+ * runs one subtransaction at a time), so the file is cut there.
+ */
+static void
+stream_subxact_aborts(KeptStream *s, uint32 subxid)
+{
+	uint32		i;
+	char		spool[MAXPGPATH];
+	char		state[MAXPGPATH];
+
+	for (i = 0; i < s->st.nsubxacts; i++)
+		if (s->subxacts[i].subxid == subxid)
+			break;
+	if (i == s->st.nsubxacts)
+		return;					/* none of its changes were streamed */
+	s->st.bytes = s->subxacts[i].offset;
+	s->st.nsubxacts = i;
+	s->dirty = true;
+	if (FileTruncate(s->file, s->st.bytes, PG_WAIT_EXTENSION) != 0)
+	{
+		stream_file_names(s->st.xid, spool, state);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not truncate file \"%s\": %m", spool)));
+	}
+}
+
+/* Makes a stream's file and its state durable. */
+static void
+stream_sync(KeptStream *s)
+{
+	char		spool[MAXPGPATH];
+	char		state[MAXPGPATH];
+	Size		len = sizeof(StreamFileState) + s->st.nsubxacts * sizeof(SubxactStart);
+	char	   *buf;
+
+	if (!s->dirty || !s->whole)
+		return;
+	stream_file_names(s->st.xid, spool, state);
+	if (FileSync(s->file, PG_WAIT_EXTENSION) != 0)
+		ereport(data_sync_elevel(ERROR),
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", spool)));
+	buf = palloc(len);
+	memcpy(buf, &s->st, sizeof(StreamFileState));
+	if (s->st.nsubxacts > 0)
+		memcpy(buf + sizeof(StreamFileState), s->subxacts,
+			   s->st.nsubxacts * sizeof(SubxactStart));
+	RaftStorageWriteFile(state, buf, len);
+	pfree(buf);
+	s->dirty = false;
+}
+
+/*
+ * Makes every kept stream durable: before anything that lets the worker
+ * start after their entries (a local commit, the progress file).
+ */
+static void
+streams_sync(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, kept_streams)
+		stream_sync(lfirst(lc));
+}
+
+/*
+ * After a restart: takes up the streams kept before, up to what their
+ * state files say.  One whose commit was applying when the worker stopped
+ * is removed if that commit is in progress, kept otherwise.
+ */
+static void
+streams_load(uint64 progress)
+{
+	DIR		   *dir;
+	struct dirent *de;
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	while (kept_streams != NIL)
+	{
+		KeptStream *s = linitial(kept_streams);
+
+		if (s->file >= 0)
+			FileClose(s->file);
+		kept_streams = list_delete_first(kept_streams);
+	}
+	dir = AllocateDir(RAFT_STORAGE_DIR);
+	while ((de = ReadDir(dir, RAFT_STORAGE_DIR)) != NULL)
+	{
+		uint32		xid;
+		int			end = 0;
+
+		if (sscanf(de->d_name, "stream_%u.state%n", &xid, &end) == 1 &&
+			end == (int) strlen(de->d_name))
+			names = lappend(names, pstrdup(de->d_name));
+	}
+	FreeDir(dir);
+
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+		void	   *data;
+		size_t		len;
+		StreamFileState st;
+		KeptStream *s;
+
+		if (!RaftStorageReadFile(name, &data, &len))
+			continue;
+		memcpy(&st, data, Min(len, sizeof(st)));
+		if (len < sizeof(st) ||
+			len != sizeof(st) + (Size) st.nsubxacts * sizeof(SubxactStart))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raft state file \"%s/%s\" has the wrong size", RAFT_STORAGE_DIR, name)));
+		s = stream_create(st.xid, st.term, st.origin, false);
+		s->st = st;
+		s->whole = true;
+		if (st.committing_at != 0 && st.committing_at <= progress)
+		{
+			/* it committed: only the files were left */
+			stream_drop(s);
+			continue;
+		}
+		s->st.committing_at = 0;
+		if (st.nsubxacts > 0)
+		{
+			s->subxacts_room = st.nsubxacts;
+			s->subxacts = MemoryContextAlloc(streams_cxt, st.nsubxacts * sizeof(SubxactStart));
+			memcpy(s->subxacts, (char *) data + sizeof(st), st.nsubxacts * sizeof(SubxactStart));
+		}
+		stream_open(s, 0);
+		/* what was written after the last sync is written again */
+		if (FileTruncate(s->file, st.bytes, PG_WAIT_EXTENSION) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not truncate the file of streamed transaction %u: %m", st.xid)));
+		pfree(data);
+	}
+}
+
+/*
+ * Applies a streamed transaction at its commit: its kept file, in one
+ * local transaction (a subtransaction of a repair's) that moves the
+ * origin's progress to the commit's entry.  The files go once the commit
+ * is on disk; until then their state names the commit's entry, so that a
+ * restart knows whether it happened.
+ */
+static void
+stream_apply_commit(const RaftQueuedEntry *e, KeptStream *s, const chg_message *commit)
+{
+	RaftApplyState *txn;
+	uint8	   *buf;
+	uint64		at = 0;
+
+	if (AW.in_repair)
+		BeginInternalSubTransaction(NULL);
+	else
+	{
+		if (AW.own_committed_unsaved)
+			make_progress_durable(true);
+		StartTransactionCommand();
+	}
+	txn = RaftApplyBegin(TopTransactionContext);
+	buf = palloc(STREAM_READ_BYTES);
+	while (at < s->st.bytes)
+	{
+		int			want = (int) Min(STREAM_READ_BYTES, s->st.bytes - at);
+
+		if (FileRead(s->file, (char *) buf, want, at, PG_WAIT_EXTENSION) != want)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read the file of streamed transaction %u: %m",
+							s->st.xid)));
+		RaftApplyPiece(txn, buf, want);
+		at += want;
+	}
+	pfree(buf);
+	txn->commit_time = commit->commit_time;
+	AW.done_commit_time = commit->commit_time;
+	RaftApplyEnd(txn);
+	s->st.committing_at = e->index;
+	s->dirty = true;
+	if (AW.in_repair)
+	{
+		/* its files go when the repair commits */
+		ReleaseCurrentSubTransaction();
+		s->applied_in_repair = true;
+		return;
+	}
+	streams_sync();
+	replorigin_session_origin_lsn = e->index;
+	replorigin_session_origin_timestamp = commit->commit_time;
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	XLogFlush(XactLastCommitEnd);
+	stream_drop(s);
+}
+
+/* Removes the files of the streams a repair applied, once it committed. */
+static void
+streams_drop_applied_in_repair(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, kept_streams)
+	{
+		KeptStream *s = lfirst(lc);
+
+		if (s->applied_in_repair)
+		{
+			stream_drop(s);
+			streams_drop_applied_in_repair();
+			return;
+		}
+	}
+}
+
+/* The entry that commits a streamed transaction. */
+static void
+stream_commit_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
+					const uint8 *piece, uint32 len)
+{
+	chg_message m;
+	size_t		version_len;
+	size_t		commit_len;
+	KeptStream *s = stream_find(header->xid);
+
+	if (chg_read(piece, len, NULL, &m, &version_len) != CHG_OK ||
+		m.kind != CHG_VERSION ||
+		chg_read(piece + version_len, len - version_len, NULL, &m, &commit_len) != CHG_OK ||
+		m.kind != CHG_STREAM_COMMIT || m.xid != header->xid ||
+		version_len + commit_len != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft entry %llu is not a valid commit of a streamed transaction",
+						(unsigned long long) e->index)));
+	/* it stands for the transaction, as a whole transaction's first entry */
+	RaftRepairSeeEntry(e->index, e->term, true, header->origin, m.lsn);
+	if (header->origin == AW.self)
+	{
+		if (m.lsn > AW.own_committed_lsn)
+		{
+			AW.own_committed_lsn = m.lsn;
+			AW.own_committed_unsaved = true;
+		}
+		return;
+	}
+	if (header->origin == AW.copy.origin && m.lsn < AW.copy.lsn)
+	{
+		/* committed before the copy's snapshot */
+		if (s != NULL)
+			stream_drop(s);
+		return;
+	}
+	if (s == NULL || !s->whole)
+	{
+		if (s != NULL)
+			stream_drop(s);
+		if (!AW.in_repair)
+			RaftRepairEverything();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("streamed transaction %u commits at raft index %llu, but this node did not keep its first changes",
+						header->xid, (unsigned long long) e->index),
+				 errdetail("They came before this node copied the leader's data, and the copy does not hold the transaction."),
+				 errhint("The apply worker copies the leader's data again.")));
+	}
+	stream_apply_commit(e, s, &m);
+}
+
+/*
+ * Takes an entry of a streamed transaction: a piece of a block, an abort
+ * or the commit.
+ */
+static void
+apply_stream_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
+				   const uint8 *piece, uint32 len)
+{
+	KeptStream *s;
+	size_t		offset = 0;
+
+	if (header->flags & CHG_ENTRY_LAST)
+	{
+		stream_commit_entry(e, header, piece, len);
+		return;
+	}
+	if (header->origin == AW.self)
+		return;					/* decoded here: the data is here */
+	s = stream_find(header->xid);
+	if (s != NULL && s->whole && e->index <= s->st.kept_to)
+		return;					/* in its file already: taken before a restart */
+
+	/* an entry that begins at a message: the stream's own messages first */
+	while ((header->flags & CHG_ENTRY_FIRST) && offset < len &&
+		   (piece[offset] == CHG_VERSION || piece[offset] == CHG_STREAM_START ||
+			piece[offset] == CHG_SUBTRANSACTION || piece[offset] == CHG_STREAM_ABORT))
+	{
+		chg_message m;
+		size_t		consumed;
+		int			rc = chg_read(piece + offset, len - offset, NULL, &m, &consumed);
+
+		if (rc == CHG_OK && m.kind != CHG_VERSION && m.kind != CHG_SUBTRANSACTION &&
+			m.xid != header->xid)
+			rc = CHG_ERR_FIELD;
+		if (rc != CHG_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raft entry %llu holds an invalid stream message at byte %zu: %s",
+							(unsigned long long) e->index, offset, chg_strerror(rc))));
+		offset += consumed;
+		switch (m.kind)
+		{
+			case CHG_STREAM_START:
+				if (m.first_block && s != NULL)
+					stream_drop(s);
+				if (m.first_block || s == NULL)
+					s = stream_create(header->xid, e->term, header->origin, m.first_block);
+				break;
+			case CHG_SUBTRANSACTION:
+				if (s == NULL)
+					s = stream_create(header->xid, e->term, header->origin, false);
+				if (s->whole)
+					stream_subxact_starts(s, m.subxid);
+				break;
+			case CHG_STREAM_ABORT:
+				if (s != NULL && m.subxid == m.xid)
+				{
+					stream_drop(s);
+					s = NULL;
+				}
+				else if (s != NULL && s->whole)
+					stream_subxact_aborts(s, m.subxid);
+				break;
+			default:
+				break;			/* the version */
+		}
+	}
+	if (offset < len)
+	{
+		/* a block's changes, perhaps without its start here */
+		if (s == NULL)
+			s = stream_create(header->xid, e->term, header->origin, false);
+		if (s->whole)
+			stream_write(s, piece + offset, len - offset);
+	}
+	if (s != NULL && s->whole)
+	{
+		s->st.kept_to = e->index;
+		s->dirty = true;
+	}
+}
+
 /*
  * Reads where the last copy of the leader's data left off.  Returns false
  * when a copy did not finish: the tables hold part of the data.
@@ -1289,6 +1876,7 @@ start_from_progress(void)
 	AW.next_index = progress + 1;
 	AW.done_index = progress;
 	AW.durable_index = progress;
+	streams_load(progress);
 	resume_at = spool_resume(progress);
 	if (resume_at != 0)
 		AW.next_index = resume_at;
@@ -1330,6 +1918,7 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 
 	if (AW.txn != NULL && e->term != AW.txn_term)
 		abandon_transaction("the leader that sent it lost its leadership");
+	streams_drop_before(e->term);
 	if (e->type != RAFT_ENTRY_NORMAL)
 	{
 		RaftRepairSeeEntry(e->index, e->term, false, RAFT_NO_NODE, InvalidXLogRecPtr);
@@ -1342,6 +1931,18 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("raft entry %llu has an invalid data header: %s",
 						(unsigned long long) e->index, chg_strerror(rc))));
+	if (header.flags & CHG_ENTRY_STREAM)
+	{
+		if (AW.txn != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raft entry %llu of a streamed transaction comes inside the transaction that began at entry %llu",
+							(unsigned long long) e->index,
+							(unsigned long long) AW.txn_first_index)));
+		apply_stream_entry(e, &header, data + CHG_ENTRY_HEADER_BYTES,
+						   len - CHG_ENTRY_HEADER_BYTES);
+		return;
+	}
 	RaftRepairSeeEntry(e->index, e->term, (header.flags & CHG_ENTRY_FIRST) != 0,
 					   header.origin, header.final_lsn);
 	if (AW.txn != NULL && (header.flags & CHG_ENTRY_FIRST))
@@ -1397,6 +1998,7 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 			return;
 		}
 		/* the origin's progress commits with the transaction */
+		streams_sync();
 		replorigin_session_origin_lsn = e->index;
 		replorigin_session_origin_timestamp = AW.done_commit_time;
 		CommitTransactionCommand();
@@ -1517,6 +2119,7 @@ make_progress_durable(bool force)
 		now - AW.durable_written < PROGRESS_EVERY_MS * 1000)
 		return;
 	XLogFlush(XactLastCommitEnd);
+	streams_sync();
 	progress.index = AW.done_index;
 	progress.own_committed_lsn = AW.own_committed_lsn;
 	RaftStorageWriteFile(PROGRESS_FILE, &progress, sizeof(progress));
@@ -1712,6 +2315,7 @@ copy_again(const char *why)
 		AW.txn = NULL;
 	}
 	spool_remove();
+	streams_drop_all("this node copies the leader's data again");
 	mark_resync_needed();
 	ereport(LOG,
 			(errmsg("pg_raft copies the leader's data again: %s", why),
@@ -1840,10 +2444,14 @@ repair(void)
 	leader_conninfo = wait_for_other_leader(RaftRepairOfEverything() ?
 											RESYNC_RETRY_MS : REPAIR_RETRY_MS);
 	everything = RaftRepairRun(leader_conninfo, &apply_to);
-	if (!everything)
+	if (everything)
+		streams_drop_all("this node replaced its data with the leader's");
+	else
 	{
 		apply_in_repair(apply_to);
+		streams_sync();
 		RaftRepairFinish(AW.done_index);
+		streams_drop_applied_in_repair();
 		AW.durable_index = AW.done_index;
 	}
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);

@@ -28,6 +28,17 @@
  *	  again from its first entry (the apply worker drops the incomplete
  *	  copy when it sees a new first entry).
  *
+ *	  With raft.stream_large_transactions (the default), the plugin also
+ *	  streams a transaction that outgrows logical_decoding_work_mem while
+ *	  it runs.  Its blocks become entries flagged as streamed (changes.h),
+ *	  interleaved with other transactions; its abort or commit is an entry
+ *	  of its own, and the commit's end LSN is what the flush position waits
+ *	  for: the client's COMMIT waits for the tail of the transaction, not
+ *	  for all of it.  When the connection breaks, each streamed transaction
+ *	  still open gets an abort entry (it is streamed again from its first
+ *	  block), and one whose commit was proposed already, streamed again,
+ *	  gets an abort in place of a second commit.
+ *
  *	  The connection goes through states, each waiting for its socket:
  *
  *		idle -> connecting -> dropping the slot -> creating it ->
@@ -40,6 +51,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 #include "libpq-fe.h"
@@ -77,7 +89,8 @@ typedef enum CaptureState
 typedef struct ReadyEntry
 {
 	StringInfo	data;
-	bool		last;			/* the transaction's last entry */
+	bool		streamed;		/* of a streamed transaction */
+	bool		last;			/* the transaction's last entry (its commit) */
 	XLogRecPtr	end_lsn;		/* when last: the end of its commit record */
 } ReadyEntry;
 
@@ -107,15 +120,19 @@ typedef struct Capture
 	raft_id_t	node_id;
 	RaftProposeData propose;
 
-	/* the transaction being cut into entries */
-	bool		in_txn;
+	/* the transaction, or the streamed block, being cut into entries */
+	bool		in_txn;			/* a whole transaction */
+	TransactionId block_xid;	/* a streamed transaction's block */
 	bool		skipping;		/* already proposed in this term */
 	bool		first_cut;		/* its first entry is cut */
+	bool		controls_only;	/* the piece holds only stream messages */
 	XLogRecPtr	final_lsn;
 	StringInfo	piece;			/* stream bytes not yet in an entry ... */
 	int			piece_cut;		/* ... from this offset on */
 	List	   *ready;			/* ReadyEntry, oldest first */
 	XLogRecPtr	last_proposed_final_lsn;
+	List	   *open_streams;	/* xids streamed, not yet committed or aborted
+								 * (kept as Oids: both are 32 bits) */
 
 	/* what may be reported as flushed */
 	List	   *pending;		/* PendingCommit, oldest first */
@@ -126,6 +143,8 @@ typedef struct Capture
 } Capture;
 
 static Capture C;
+
+static void queue_stream_abort(TransactionId xid);
 
 static void
 capture_set_problem(const char *problem)
@@ -166,6 +185,7 @@ capture_fail(const char *what)
 	 * entries not yet proposed are dropped.
 	 */
 	while (C.in_txn && C.ready != NIL &&
+		   !((ReadyEntry *) llast(C.ready))->streamed &&
 		   !((ReadyEntry *) llast(C.ready))->last)
 		C.ready = list_delete_last(C.ready);
 	C.in_txn = false;
@@ -173,6 +193,20 @@ capture_fail(const char *what)
 	if (C.piece != NULL)
 		resetStringInfo(C.piece);
 	C.piece_cut = 0;
+	C.block_xid = InvalidTransactionId;
+
+	/*
+	 * Streamed transactions still open are streamed again from their first
+	 * block once the connection is back (or never, if they abort): the
+	 * followers drop what they kept of them.
+	 */
+	while (C.open_streams != NIL)
+	{
+		TransactionId xid = linitial_oid(C.open_streams);
+
+		C.open_streams = list_delete_first(C.open_streams);
+		queue_stream_abort(xid);
+	}
 }
 
 /* Forgets everything about the current leadership. */
@@ -185,6 +219,7 @@ capture_reset(void)
 	C.state = CAPTURE_IDLE;
 	C.term = 0;
 	C.in_txn = false;
+	C.block_xid = InvalidTransactionId;
 	C.skipping = false;
 	C.last_proposed_final_lsn = InvalidXLogRecPtr;
 	C.flushed = InvalidXLogRecPtr;
@@ -198,6 +233,7 @@ capture_reset(void)
 	C.piece = NULL;
 	C.ready = NIL;
 	C.pending = NIL;
+	C.open_streams = NIL;
 }
 
 /* The first directory of unix_socket_directories, or NULL. */
@@ -324,6 +360,8 @@ piece_start(void)
 /*
  * Cuts an entry from the bytes of the piece not cut yet (up to a full
  * entry's worth, or all of them when last) and queues it for proposal.
+ * In a streamed block (C.block_xid), the entry is the stream's, and
+ * "first" means that it begins at a stream message (see changes.h).
  */
 static void
 cut_entry(bool last, XLogRecPtr end_lsn)
@@ -337,6 +375,13 @@ cut_entry(bool last, XLogRecPtr end_lsn)
 	header.flags = (C.first_cut ? 0 : CHG_ENTRY_FIRST) | (last ? CHG_ENTRY_LAST : 0);
 	header.origin = C.node_id;
 	header.final_lsn = C.final_lsn;
+	header.xid = C.block_xid;
+	if (C.block_xid != InvalidTransactionId)
+	{
+		header.flags |= CHG_ENTRY_STREAM;
+		header.final_lsn = 0;
+		e->streamed = true;
+	}
 	e->data = makeStringInfo();
 	enlargeStringInfo(e->data, CHG_ENTRY_HEADER_BYTES + take);
 	chg_entry_header_write((uint8 *) e->data->data, &header);
@@ -394,39 +439,198 @@ propose_ready(void)
 	return true;
 }
 
+/* Appends one message of the plugin's output to the piece. */
+static void
+piece_append(const uint8 *buf, size_t len)
+{
+	MemoryContext old = MemoryContextSwitchTo(C.cxt);
+
+	appendBinaryStringInfo(C.piece, (const char *) buf, (int) len);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Cuts the whole piece into entries and starts an empty one, whose first
+ * entry will begin at a message.
+ */
+static void
+cut_all(void)
+{
+	while (C.piece->len > C.piece_cut)
+		cut_entry(false, InvalidXLogRecPtr);
+	piece_start();
+	C.first_cut = false;
+}
+
+/*
+ * Queues a stream's abort or commit message as an entry of its own; a
+ * commit is its transaction's last entry, which releases its COMMIT.
+ */
+static void
+queue_stream_message(TransactionId xid, const uint8 *buf, size_t len,
+					 bool commit, XLogRecPtr end_lsn)
+{
+	C.block_xid = xid;
+	piece_start();
+	C.first_cut = false;
+	piece_append(buf, len);
+	cut_entry(commit, end_lsn);
+	C.block_xid = InvalidTransactionId;
+}
+
+static void
+append_to_string(void *arg, const void *data, size_t len)
+{
+	appendBinaryStringInfo((StringInfo) arg, data, (int) len);
+}
+
+/* Queues an abort of the whole streamed transaction xid. */
+static void
+queue_stream_abort(TransactionId xid)
+{
+	MemoryContext old = MemoryContextSwitchTo(C.cxt);
+	StringInfo	buf = makeStringInfo();
+	chg_writer	w;
+
+	w.append = append_to_string;
+	w.arg = buf;
+	chg_write_version(&w);
+	chg_write_stream_abort(&w, xid, xid);
+	MemoryContextSwitchTo(old);
+	queue_stream_message(xid, (const uint8 *) buf->data, buf->len, false,
+						 InvalidXLogRecPtr);
+	pfree(buf->data);
+	pfree(buf);
+}
+
+/* A block of a streamed transaction begins. */
+static void
+stream_block_start(const chg_message *m, const uint8 *buf, size_t len)
+{
+	MemoryContext old;
+
+	if (C.in_txn || C.block_xid != InvalidTransactionId)
+		elog(ERROR, "the pg_raft output plugin began a streamed block inside a transaction");
+	old = MemoryContextSwitchTo(C.cxt);
+	if (!list_member_oid(C.open_streams, m->xid))
+		C.open_streams = lappend_oid(C.open_streams, m->xid);
+	MemoryContextSwitchTo(old);
+	C.block_xid = m->xid;
+	piece_start();
+	C.first_cut = false;
+	C.controls_only = true;
+	piece_append(buf, len);
+}
+
+/*
+ * A message inside a streamed block.  A change of subtransaction begins an
+ * entry (the followers note where in the stream each one starts, and an
+ * abort of it cuts their copy there); the block's end is cut at once.
+ */
+static void
+stream_block_take(const uint8 *buf, size_t len)
+{
+	if (buf[0] == CHG_SUBTRANSACTION)
+	{
+		if (!C.controls_only)
+			cut_all();
+		C.controls_only = true;
+		piece_append(buf, len);
+		return;
+	}
+	piece_append(buf, len);
+	if (buf[0] == CHG_STREAM_STOP)
+	{
+		cut_all();
+		C.block_xid = InvalidTransactionId;
+		return;
+	}
+	C.controls_only = false;
+	while (C.piece->len - C.piece_cut >= RAFT_DATA_PIECE_BYTES)
+		cut_entry(false, InvalidXLogRecPtr);
+	piece_compact();
+}
+
+/*
+ * A streamed transaction committed.  One whose commit was proposed in this
+ * term already was streamed again after a reconnect: the followers are
+ * told to drop that second copy instead.
+ */
+static void
+stream_commit(const chg_message *m, const uint8 *buf, size_t len)
+{
+	C.open_streams = list_delete_oid(C.open_streams, m->xid);
+	if (m->lsn <= C.last_proposed_final_lsn)
+	{
+		queue_stream_abort(m->xid);
+		return;
+	}
+	queue_stream_message(m->xid, buf, len, true, m->end_lsn);
+	C.last_proposed_final_lsn = m->lsn;
+}
+
+/* A whole transaction begins (its version and begin messages). */
+static void
+whole_transaction_begin(const chg_message *m)
+{
+	if (C.in_txn || C.block_xid != InvalidTransactionId)
+		elog(ERROR, "the pg_raft output plugin began a transaction inside another");
+	C.in_txn = true;
+	C.final_lsn = m->lsn;
+	C.skipping = m->lsn <= C.last_proposed_final_lsn;
+	C.first_cut = false;
+	if (!C.skipping)
+		piece_start();
+}
+
 /* Takes one message of the plugin's output (one callback's write). */
 static void
 take_output(const uint8 *buf, size_t len)
 {
 	chg_message m;
 	size_t		consumed;
-	size_t		begin_len;
+	size_t		next_len;
 
 	if (len == 0)
 		return;
 	if (buf[0] == CHG_VERSION)
 	{
-		/* version and begin: a transaction starts */
 		if (chg_read(buf, len, NULL, &m, &consumed) != CHG_OK ||
-			chg_read(buf + consumed, len - consumed, NULL, &m, &begin_len) != CHG_OK ||
-			m.kind != CHG_BEGIN)
-			elog(ERROR, "the pg_raft output plugin wrote a transaction without a begin");
-		C.in_txn = true;
-		C.final_lsn = m.lsn;
-		C.skipping = m.lsn <= C.last_proposed_final_lsn;
-		C.first_cut = false;
-		if (!C.skipping)
-			piece_start();
+			chg_read(buf + consumed, len - consumed, NULL, &m, &next_len) != CHG_OK)
+			elog(ERROR, "the pg_raft output plugin wrote a malformed message");
+		switch (m.kind)
+		{
+			case CHG_BEGIN:
+				whole_transaction_begin(&m);
+				break;
+			case CHG_STREAM_START:
+				stream_block_start(&m, buf, len);
+				return;
+			case CHG_STREAM_ABORT:
+				if (C.in_txn || C.block_xid != InvalidTransactionId)
+					elog(ERROR, "the pg_raft output plugin wrote a stream abort inside a transaction");
+				if (m.subxid == m.xid)
+					C.open_streams = list_delete_oid(C.open_streams, m.xid);
+				queue_stream_message(m.xid, buf, len, false, InvalidXLogRecPtr);
+				return;
+			case CHG_STREAM_COMMIT:
+				if (C.in_txn || C.block_xid != InvalidTransactionId)
+					elog(ERROR, "the pg_raft output plugin wrote a stream commit inside a transaction");
+				stream_commit(&m, buf, len);
+				return;
+			default:
+				elog(ERROR, "the pg_raft output plugin wrote a transaction without a begin");
+		}
+	}
+	if (C.block_xid != InvalidTransactionId)
+	{
+		stream_block_take(buf, len);
+		return;
 	}
 	if (!C.in_txn)
 		elog(ERROR, "the pg_raft output plugin wrote a change outside a transaction");
 	if (!C.skipping)
-	{
-		MemoryContext old = MemoryContextSwitchTo(C.cxt);
-
-		appendBinaryStringInfo(C.piece, (const char *) buf, (int) len);
-		MemoryContextSwitchTo(old);
-	}
+		piece_append(buf, len);
 	if (buf[0] == CHG_COMMIT)
 	{
 		if (chg_read(buf, len, NULL, &m, &consumed) != CHG_OK)
@@ -464,7 +668,8 @@ read_be64(const char *p)
 static bool
 idle_stream(void)
 {
-	return !C.in_txn && C.ready == NIL && C.pending == NIL;
+	return !C.in_txn && C.block_xid == InvalidTransactionId &&
+		C.ready == NIL && C.pending == NIL;
 }
 
 static void
@@ -586,6 +791,17 @@ end_idle_transactions(void)
 	RaftFenceEndIdleTransactions(0);
 }
 
+/*
+ * The command that starts streaming from the slot: with the plugin's
+ * option streaming as raft.stream_large_transactions says now.
+ */
+static void
+start_replication_command(char *command, size_t size)
+{
+	snprintf(command, size, "START_REPLICATION SLOT %s LOGICAL 0/0 (streaming '%s')",
+			 RAFT_SLOT_NAME, raft_stream_large_transactions ? "on" : "off");
+}
+
 /* Moves the connection on as far as it can go without waiting. */
 static void
 advance(uint64 commit_index)
@@ -614,8 +830,7 @@ advance(uint64 commit_index)
 				return;
 			}
 			if (C.slot_term == C.term)
-				snprintf(command, sizeof(command),
-						 "START_REPLICATION SLOT %s LOGICAL 0/0", RAFT_SLOT_NAME);
+				start_replication_command(command, sizeof(command));
 			else
 				snprintf(command, sizeof(command),
 						 "DROP_REPLICATION_SLOT %s WAIT", RAFT_SLOT_NAME);
@@ -656,8 +871,7 @@ advance(uint64 commit_index)
 			}
 			PQclear(res);
 			C.slot_term = C.term;
-			snprintf(command, sizeof(command),
-					 "START_REPLICATION SLOT %s LOGICAL 0/0", RAFT_SLOT_NAME);
+			start_replication_command(command, sizeof(command));
 			capture_send(command, CAPTURE_STARTING);
 			return;
 		case CAPTURE_STARTING:

@@ -64,6 +64,7 @@ char	   *raft_http_user = NULL;
 char	   *raft_http_password = NULL;
 char	   *raft_http_ssl_cert_file = NULL;
 char	   *raft_http_ssl_key_file = NULL;
+bool		raft_stream_large_transactions = true;
 
 RaftShared *RaftShmem = NULL;
 
@@ -168,6 +169,14 @@ _PG_init(void)
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("raft.stream_large_transactions",
+							 "Sends a transaction that outgrows logical_decoding_work_mem through the log while it runs.",
+							 "Its COMMIT then waits for the tail only.  Takes effect when the leader next starts capturing.",
+							 &raft_stream_large_transactions,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("raft");
 
 	prev_shmem_request_hook = shmem_request_hook;

@@ -99,6 +99,7 @@ extern char *raft_http_user;
 extern char *raft_http_password;
 extern char *raft_http_ssl_cert_file;
 extern char *raft_http_ssl_key_file;
+extern bool raft_stream_large_transactions;
 
 /* One member as the views show it. */
 typedef struct RaftMemberInfo

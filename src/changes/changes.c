@@ -1160,7 +1160,7 @@ chg_ddl_missing(const chg_message *msg, uint16_t i)
  * ----------------------------------------------------------------------
  */
 
-#define CHG_ENTRY_FLAGS_ALL (CHG_ENTRY_FIRST | CHG_ENTRY_LAST)
+#define CHG_ENTRY_FLAGS_ALL (CHG_ENTRY_FIRST | CHG_ENTRY_LAST | CHG_ENTRY_STREAM)
 
 int
 chg_entry_header_read(const uint8_t *buf, size_t len, chg_entry_header *header)
@@ -1188,6 +1188,16 @@ chg_entry_header_read(const uint8_t *buf, size_t len, chg_entry_header *header)
 		return rc;
 	if ((h.flags & ~CHG_ENTRY_FLAGS_ALL) != 0 || h.origin == 0)
 		return CHG_ERR_FIELD;
+	h.xid = 0;
+	if (h.flags & CHG_ENTRY_STREAM)
+	{
+		/* the u64 names the transaction; its commit is its last entry */
+		if (h.final_lsn == 0 || h.final_lsn > UINT32_MAX ||
+			((h.flags & CHG_ENTRY_LAST) && !(h.flags & CHG_ENTRY_FIRST)))
+			return CHG_ERR_FIELD;
+		h.xid = (uint32_t) h.final_lsn;
+		h.final_lsn = 0;
+	}
 	CHG_ASSERT(c.off == CHG_ENTRY_HEADER_BYTES);
 	*header = h;
 	return CHG_OK;
@@ -1217,6 +1227,7 @@ chg_entry_header_write(uint8_t *buf, const chg_entry_header *header)
 
 	CHG_ASSERT((header->flags & ~CHG_ENTRY_FLAGS_ALL) == 0);
 	CHG_ASSERT(header->origin != 0);
+	CHG_ASSERT(!(header->flags & CHG_ENTRY_STREAM) || header->xid != 0);
 	fb.buf = buf;
 	fb.off = 0;
 	w.append = chg_append_fixed;
@@ -1224,6 +1235,6 @@ chg_entry_header_write(uint8_t *buf, const chg_entry_header *header)
 	chg_put_u8(&w, CHG_ENTRY_MAGIC);
 	chg_put_u8(&w, header->flags);
 	chg_put_u32(&w, header->origin);
-	chg_put_u64(&w, header->final_lsn);
+	chg_put_u64(&w, (header->flags & CHG_ENTRY_STREAM) ? header->xid : header->final_lsn);
 	CHG_ASSERT(fb.off == CHG_ENTRY_HEADER_BYTES);
 }

@@ -72,13 +72,24 @@
  * In the Raft log, a transaction's stream travels in one or more data
  * entries (RAFT_ENTRY_NORMAL).  Each starts with a header
  *
- *	'E' entry		u8 flags (1 = first piece of the transaction, 2 = last),
+ *	'E' entry		u8 flags (1 = first piece of the transaction, 2 = last,
+ *					4 = streamed),
  *					u32 origin (the node id of the leader that decoded it),
  *					u64 final_lsn (the transaction's commit record there)
  *
  * and goes on with the next bytes of the stream.  Pieces are cut at any
  * byte, so a message may continue in the next entry; the reader joins
  * them.  A transaction's pieces are consecutive data entries of one term.
+ *
+ * A streamed transaction's entries carry flag 4 (streamed), and the u64
+ * holds its xid instead of a final_lsn, which is not known before it
+ * commits.  They interleave with other transactions' entries.  Flag 1
+ * says that the piece begins with whole stream messages ('V', then 'b',
+ * 'x', 'a' or 'c'): a block's start, a change of subtransaction, an abort
+ * or the commit, each of which begins an entry.  The stream commit is an
+ * entry of its own, flagged 1 and 2 (first and last): it stands for the
+ * transaction, in commit order.  The other bytes of the blocks are cut as
+ * above.
  *
  *-------------------------------------------------------------------------
  */
@@ -245,13 +256,15 @@ extern int	chg_read(const uint8_t *buf, size_t len, const chg_arrays *arrays,
 #define CHG_ENTRY_MAGIC 'E'
 #define CHG_ENTRY_FIRST 0x01
 #define CHG_ENTRY_LAST 0x02
+#define CHG_ENTRY_STREAM 0x04
 #define CHG_ENTRY_HEADER_BYTES 14
 
 typedef struct chg_entry_header
 {
 	uint8_t		flags;
 	uint32_t	origin;
-	uint64_t	final_lsn;
+	uint64_t	final_lsn;		/* 0 in a streamed transaction's entries */
+	uint32_t	xid;			/* only in a streamed transaction's entries */
 } chg_entry_header;
 
 /*

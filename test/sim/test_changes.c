@@ -2091,7 +2091,7 @@ test_ddl(void)
 static void
 test_entry_header(void)
 {
-	chg_entry_header h = {CHG_ENTRY_FIRST | CHG_ENTRY_LAST, 7, 0x0102030405060708ULL};
+	chg_entry_header h = {CHG_ENTRY_FIRST | CHG_ENTRY_LAST, 7, 0x0102030405060708ULL, 0};
 	chg_entry_header back;
 	uint8_t		buf[CHG_ENTRY_HEADER_BYTES];
 	uint8_t		bad[CHG_ENTRY_HEADER_BYTES];
@@ -2115,13 +2115,63 @@ test_entry_header(void)
 	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_KIND,
 		  "entry header with the wrong magic is refused");
 	memcpy(bad, buf, sizeof(bad));
-	bad[1] = 0x04;
+	bad[1] = 0x08;
 	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
 		  "entry header with an undefined flag is refused");
 	memcpy(bad, buf, sizeof(bad));
 	memset(bad + 2, 0, 4);
 	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
 		  "entry header without an origin is refused");
+}
+
+/*
+ * A streamed transaction's entry header: the u64 is its xid, which must be
+ * a 32-bit transaction id, not 0; its commit (last) also begins at a
+ * message (first).
+ */
+static void
+test_stream_entry_header(void)
+{
+	chg_entry_header h = {CHG_ENTRY_STREAM | CHG_ENTRY_FIRST, 9, 0, 0xfedcba98u};
+	chg_entry_header back;
+	uint8_t		buf[CHG_ENTRY_HEADER_BYTES];
+	uint8_t		bad[CHG_ENTRY_HEADER_BYTES];
+
+	chg_entry_header_write(buf, &h);
+	check(buf[1] == 5 && buf[6] == 0x98 && buf[9] == 0xfe && buf[10] == 0 && buf[13] == 0,
+		  "streamed entry header layout: flags, the xid in the u64");
+	memset(&back, 0xff, sizeof(back));
+	check(chg_entry_header_read(buf, sizeof(buf), &back) == CHG_OK &&
+		  back.flags == h.flags && back.origin == 9 && back.xid == 0xfedcba98u &&
+		  back.final_lsn == 0, "streamed entry header round trip: xid set, final_lsn 0");
+
+	h.flags = CHG_ENTRY_STREAM | CHG_ENTRY_FIRST | CHG_ENTRY_LAST;
+	chg_entry_header_write(buf, &h);
+	check(chg_entry_header_read(buf, sizeof(buf), &back) == CHG_OK &&
+		  back.flags == h.flags, "a stream's commit entry (first and last) is read");
+
+	h.flags = CHG_ENTRY_FIRST | CHG_ENTRY_LAST;
+	h.final_lsn = 0x1234;
+	chg_entry_header_write(buf, &h);
+	check(chg_entry_header_read(buf, sizeof(buf), &back) == CHG_OK &&
+		  back.xid == 0 && back.final_lsn == 0x1234,
+		  "a whole transaction's entry has no xid");
+
+	h.flags = CHG_ENTRY_STREAM;
+	h.final_lsn = 0;
+	chg_entry_header_write(buf, &h);
+	memcpy(bad, buf, sizeof(bad));
+	memset(bad + 6, 0, 8);
+	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
+		  "streamed entry header with xid 0 is refused");
+	memcpy(bad, buf, sizeof(bad));
+	bad[10] = 1;
+	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
+		  "streamed entry header with an xid beyond 32 bits is refused");
+	memcpy(bad, buf, sizeof(bad));
+	bad[1] = CHG_ENTRY_STREAM | CHG_ENTRY_LAST;
+	check(chg_entry_header_read(bad, sizeof(bad), &back) == CHG_ERR_FIELD,
+		  "streamed entry header that is last but not first is refused");
 }
 
 int
@@ -2149,6 +2199,7 @@ main(int argc, char **argv)
 	test_truncation();
 	test_corruption();
 	test_entry_header();
+	test_stream_entry_header();
 	test_ddl();
 
 	printf("1..%d\n", n_tests);

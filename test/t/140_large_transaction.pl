@@ -4,7 +4,10 @@
 # memory (64 MB), replicates: the followers apply it piece by piece in one
 # local transaction and keep the pieces in a spool, so the log can be
 # compacted under it.  A follower killed in the middle resumes from its
-# spool.  Every member ends with the same rows.
+# spool.  Every member ends with the same rows.  This is the path of a
+# transaction sent whole after it commits, with
+# raft.stream_large_transactions off (145_streamed_transactions.pl tests
+# the streamed path).
 
 use strict;
 use warnings;
@@ -19,7 +22,8 @@ use RaftCluster;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my @nodes = map { RaftCluster::new_node($_) } qw(n1 n2 n3);
+my @nodes =
+  map { RaftCluster::new_node($_, "raft.stream_large_transactions = off\n") } qw(n1 n2 n3);
 $nodes[0]->safe_psql('postgres', 'CREATE TABLE wide (id int PRIMARY KEY, pad text)');
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);

@@ -1,0 +1,307 @@
+# Copyright (c) pg_raft contributors
+#
+# Large transactions stream through the log while they run (changes.h,
+# capture.c), and the followers keep them aside in files until they commit
+# (apply.c, "Streamed transactions").  logical_decoding_work_mem is at its
+# least (64 kB), so that every transaction here beyond a few hundred rows
+# streams.
+#
+# Checked: a million-row transaction committed, and one rolled back, with
+# nothing of either visible on a follower before the COMMIT, and the
+# memory of every server process measured meanwhile; savepoints rolled
+# back in the middle; two large transactions that commit in the opposite
+# order to the one they began in; a follower killed in the middle of a
+# stream; the leader killed while a stream runs, and just after a COMMIT
+# is acknowledged.  Every member ends with the same rows.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RaftCluster;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $conf = "logical_decoding_work_mem = '64kB'\n";
+my @nodes = map { RaftCluster::new_node($_, $conf) } qw(n1 n2 n3);
+$nodes[0]->safe_psql('postgres',
+	'CREATE TABLE big (id int PRIMARY KEY, pad text); CREATE TABLE small (id int PRIMARY KEY)');
+RaftCluster::form_cluster(@nodes);
+my $leader = RaftCluster::wait_for_leader(@nodes);
+my @followers = grep { $_ != $leader } @nodes;
+
+# the files a node keeps streamed transactions in
+sub stream_files
+{
+	my ($node) = @_;
+	opendir(my $dir, $node->data_dir . '/pg_raft') or return ();
+	my @files = grep { /^stream_\d+$/ } readdir($dir);
+	closedir($dir);
+	return @files;
+}
+
+# the largest of a node's stream files, in bytes
+sub largest_stream_file
+{
+	my ($node) = @_;
+	my $largest = 0;
+	foreach (stream_files($node))
+	{
+		my $size = -s $node->data_dir . "/pg_raft/$_";
+		$largest = $size if defined $size && $size > $largest;
+	}
+	return $largest;
+}
+
+# the anonymous resident memory (kB) of each of a node's server processes
+sub process_memory
+{
+	my ($node) = @_;
+	my %kb;
+	foreach my $pid (split ' ', `pgrep -P $node->{_pid}`)
+	{
+		my $status = eval { slurp_file("/proc/$pid/status") } // next;
+		my $title = eval { slurp_file("/proc/$pid/cmdline") } // next;
+		$title =~ s/\0/ /g;
+		$title =~ s/\s+$//;
+		$kb{"$pid $title"} = $1 if $status =~ /^RssAnon:\s+(\d+) kB/m;
+	}
+	return %kb;
+}
+
+sub psql_start
+{
+	my ($node, $sql, $out, $err) = @_;
+	return IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', $out, '2>', $err);
+}
+
+# ---------------------------------------------------------------------
+# A million rows committed: streamed while the INSERT runs, invisible on
+# the followers until the COMMIT, in bounded memory everywhere.
+# ---------------------------------------------------------------------
+my ($out, $err) = ('', '');
+my $insert = psql_start($leader,
+	q{INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g},
+	\$out, \$err);
+my %peak;
+my ($kept_while_running, $visible_while_running) = (0, 0);
+while ($insert->pumpable)
+{
+	foreach my $node (@nodes)
+	{
+		my %kb = process_memory($node);
+		foreach (keys %kb)
+		{
+			my $key = $node->name . ' ' . ($_ =~ s/^\d+ //r);
+			$peak{$key} = $kb{$_} if !defined $peak{$key} || $kb{$_} > $peak{$key};
+		}
+	}
+	foreach my $node (@followers)
+	{
+		next unless largest_stream_file($node) > 1024 * 1024;
+		$kept_while_running++;
+		$visible_while_running++
+		  if $node->safe_psql('postgres', 'SELECT count(*) FROM big') ne '0';
+	}
+	usleep(100_000);
+	$insert->pump_nb;
+}
+$insert->finish;
+is($insert->result(0), 0, 'a million rows committed in one transaction through pg_raft');
+ok($kept_while_running > 0,
+	'followers kept the transaction aside, megabytes of it, before its COMMIT returned');
+is($visible_while_running, 0, '... and none of its rows was visible there meanwhile');
+RaftCluster::wait_for_apply($leader, @followers);
+foreach my $node (@followers)
+{
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM big'), '1000000',
+		'a million rows on ' . $node->name);
+	is(RaftCluster::checksums($node, 'big'), RaftCluster::checksums($leader, 'big'),
+		'the same rows as the leader on ' . $node->name);
+	is(scalar(stream_files($node)), 0, '... and no stream file is left there');
+}
+my $log_bytes = $leader->safe_psql('postgres', "SELECT pg_size_pretty(sum(pg_column_size(pad))::bigint * 2) FROM big");
+my ($largest_key) = sort { $peak{$b} <=> $peak{$a} } keys %peak;
+note "peak anonymous memory of each server process, kB:";
+note "  $_: $peak{$_}" foreach sort keys %peak;
+cmp_ok($peak{$largest_key}, '<', 64 * 1024,
+	"no server process of any member grew past 64 MB meanwhile (largest: $largest_key, $peak{$largest_key} kB; the transaction's changes are over $log_bytes)");
+
+# ---------------------------------------------------------------------
+# A million rows rolled back: kept aside, then dropped.
+# ---------------------------------------------------------------------
+my $rollback = psql_start($leader,
+	q{BEGIN; INSERT INTO big SELECT g, 'r' FROM generate_series(1000001, 2000000) g; SELECT pg_sleep(1); ROLLBACK},
+	\$out, \$err);
+my $kept = 0;
+while ($rollback->pumpable)
+{
+	$kept ||= largest_stream_file($followers[0]) > 1024 * 1024;
+	usleep(100_000);
+	$rollback->pump_nb;
+}
+$rollback->finish;
+ok($kept, 'a million rows rolled back: a follower kept them while they streamed');
+$leader->safe_psql('postgres', 'INSERT INTO small VALUES (1)');
+RaftCluster::wait_for_apply($leader, @followers);
+foreach my $node (@followers)
+{
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM big'), '1000000',
+		'... none of them on ' . $node->name);
+	ok(RaftCluster::wait_until(sub { scalar(stream_files($node)) == 0 }),
+		'... and its stream file is gone there');
+}
+
+# ---------------------------------------------------------------------
+# Savepoints rolled back in the middle, nested, released.
+# ---------------------------------------------------------------------
+$leader->safe_psql('postgres', q{
+	BEGIN;
+	INSERT INTO small SELECT g FROM generate_series(100, 5099) g;
+	SAVEPOINT a;
+	INSERT INTO small SELECT g FROM generate_series(10000, 14999) g;
+	SAVEPOINT b;
+	INSERT INTO small SELECT g FROM generate_series(20000, 24999) g;
+	ROLLBACK TO a;
+	INSERT INTO small SELECT g FROM generate_series(30000, 34999) g;
+	SAVEPOINT c;
+	UPDATE small SET id = id + 100000 WHERE id BETWEEN 30000 AND 30999;
+	RELEASE c;
+	SAVEPOINT d;
+	DELETE FROM small WHERE id BETWEEN 100 AND 1099;
+	SAVEPOINT e;
+	INSERT INTO small SELECT g FROM generate_series(40000, 44999) g;
+	ROLLBACK TO d;
+	INSERT INTO small SELECT g FROM generate_series(50000, 50999) g;
+	COMMIT;
+});
+RaftCluster::wait_for_apply($leader, @followers);
+my $expected = 1 + 5000 + 5000 + 1000;
+is($leader->safe_psql('postgres', 'SELECT count(*) FROM small'), $expected,
+	'savepoints: the leader holds what the transaction committed');
+foreach my $node (@followers)
+{
+	is(RaftCluster::checksums($node, 'small'), RaftCluster::checksums($leader, 'small'),
+		'savepoints rolled back in the middle: the same rows on ' . $node->name);
+}
+
+# ---------------------------------------------------------------------
+# Two large transactions commit in the opposite order to the one they
+# began in.
+# ---------------------------------------------------------------------
+my ($in1, $out1, $in2, $out2) = ('', '', '', '');
+my @session = map {
+	IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+		'<', \($_ == 1 ? $in1 : $in2), '>', \($_ == 1 ? $out1 : $out2), '2>', \$err)
+} (1, 2);
+sub run_in
+{
+	my ($s, $in, $out, $sql) = @_;
+	$$out = '';
+	$$in .= "$sql\nSELECT 'done';\n";
+	$s->pump until $$out =~ /done/;
+}
+run_in($session[0], \$in1, \$out1, 'BEGIN; INSERT INTO big SELECT g, \'one\' FROM generate_series(3000001, 3100000) g;');
+run_in($session[1], \$in2, \$out2, 'BEGIN; INSERT INTO big SELECT g, \'two\' FROM generate_series(4000001, 4100000) g;');
+run_in($session[0], \$in1, \$out1, 'INSERT INTO big SELECT g, \'one\' FROM generate_series(3100001, 3200000) g;');
+run_in($session[1], \$in2, \$out2, 'UPDATE big SET pad = \'two, updated\' WHERE id BETWEEN 4000001 AND 4050000; COMMIT;');
+run_in($session[0], \$in1, \$out1, 'COMMIT;');
+$in1 .= "\\q\n";
+$in2 .= "\\q\n";
+$_->finish foreach @session;
+RaftCluster::wait_for_apply($leader, @followers);
+foreach my $node (@followers)
+{
+	is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE pad = 'one') || ' ' || count(*) FILTER (WHERE pad LIKE 'two%') FROM big}),
+		'200000 100000', 'interleaved transactions committed in reverse order, both whole on ' . $node->name);
+	is(RaftCluster::checksums($node, 'big'), RaftCluster::checksums($leader, 'big'),
+		'... the same rows as the leader');
+}
+
+# ---------------------------------------------------------------------
+# A follower killed in the middle of a stream takes it up again from its
+# file when it is back.
+# ---------------------------------------------------------------------
+my $victim = $followers[0];
+$insert = psql_start($leader,
+	q{INSERT INTO big SELECT g, md5(g::text) FROM generate_series(5000001, 5400000) g},
+	\$out, \$err);
+ok(RaftCluster::wait_until(sub { largest_stream_file($victim) > 2 * 1024 * 1024 }),
+	'a follower keeps a streamed transaction');
+$victim->kill9;
+RaftCluster::restart_after_kill9($victim);
+$insert->finish;
+is($insert->result(0), 0, '... the transaction commits while that follower restarts');
+RaftCluster::wait_for_apply($leader, @followers);
+foreach my $node (@followers)
+{
+	is(RaftCluster::checksums($node, 'big'), RaftCluster::checksums($leader, 'big'),
+		'after a follower restarted in the middle of a stream: the same rows on ' . $node->name);
+}
+is(scalar(stream_files($victim)), 0, '... and no stream file is left on the restarted follower');
+ok(!$victim->log_contains('did not keep its first changes|re-synchronises this node'),
+	'... which took the stream up from its file, without copying the data again');
+
+# ---------------------------------------------------------------------
+# kill -9 of the leader while a large transaction streams: the followers
+# drop what they kept, and nothing of it is anywhere.
+# ---------------------------------------------------------------------
+my $rows_before = $leader->safe_psql('postgres', 'SELECT count(*) FROM big');
+$insert = psql_start($leader,
+	q{INSERT INTO big SELECT g, 'lost' FROM generate_series(6000001, 7000000) g},
+	\$out, \$err);
+ok(RaftCluster::wait_until(sub { largest_stream_file($followers[0]) > 2 * 1024 * 1024 }),
+	'the leader streams a large transaction');
+my $old_leader = $leader;
+$old_leader->kill9;
+$insert->finish;
+isnt($insert->result(0), 0, '... and its INSERT fails when the leader is killed');
+$leader = RaftCluster::wait_for_leader(@followers);
+foreach my $node (@followers)
+{
+	ok(RaftCluster::wait_until(sub { scalar(stream_files($node)) == 0 }),
+		'the new term drops the lost transaction on ' . $node->name);
+	ok($node->log_contains('drops streamed transaction \d+ of term \d+: its leader lost the leadership'),
+		'... and says so in its log');
+}
+RaftCluster::restart_after_kill9($old_leader);
+$leader->safe_psql('postgres', 'INSERT INTO small VALUES (2)');
+RaftCluster::wait_for_apply($leader, @nodes);
+foreach my $node (@nodes)
+{
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM big WHERE pad = 'lost'}), '0',
+		'none of the lost transaction\'s rows on ' . $node->name);
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM big'), $rows_before,
+		'... and every row before it, on ' . $node->name);
+}
+
+# ---------------------------------------------------------------------
+# kill -9 of the leader just after a streamed transaction's COMMIT is
+# acknowledged: the new leader and every member hold it.
+# ---------------------------------------------------------------------
+@followers = grep { $_ != $leader } @nodes;
+$leader->safe_psql('postgres',
+	q{INSERT INTO big SELECT g, 'acknowledged' FROM generate_series(8000001, 8300000) g});
+$old_leader = $leader;
+$old_leader->kill9;
+$leader = RaftCluster::wait_for_leader(@followers);
+is($leader->safe_psql('postgres', q{SELECT count(*) FROM big WHERE pad = 'acknowledged'}), '300000',
+	'the leader killed just after the COMMIT returned: the new leader holds every row');
+RaftCluster::restart_after_kill9($old_leader);
+$leader->safe_psql('postgres', 'INSERT INTO small VALUES (3)');
+RaftCluster::wait_for_apply($leader, @nodes);
+foreach my $node (grep { $_ != $leader } @nodes)
+{
+	is(RaftCluster::checksums($node, 'big', 'small'), RaftCluster::checksums($leader, 'big', 'small'),
+		'... and after it restarted, the same rows on ' . $node->name);
+	is(scalar(stream_files($node)), 0, '... with no stream file left');
+}
+
+done_testing();
