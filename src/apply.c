@@ -939,6 +939,7 @@ static void resync(const char *why);
 static bool repair(void);
 static void log_resynchronised(void);
 static void clear_apply_error(void);
+static void streams_sync(void);
 
 static void
 apply_worker_detach(int code, Datum arg)
@@ -1133,6 +1134,8 @@ spool_sync(void)
 
 	if (!AW.spool_unsynced)
 		return;
+	/* a restart goes on after the spool: the streams' entries before it too */
+	streams_sync();
 	if (pg_fsync(AW.spool_fd) != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
@@ -1345,11 +1348,12 @@ stream_drop(KeptStream *s)
 	stream_file_names(s->st.xid, spool, state);
 	if (s->file >= 0)
 		FileClose(s->file);
-	RaftStorageRemoveFile(state);
+	/* the data first: a state without its data is a drop cut short */
 	if (unlink(spool) != 0 && errno != ENOENT)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not remove file \"%s\": %m", spool)));
+	RaftStorageRemoveFile(state);
 	kept_streams = list_delete_ptr(kept_streams, s);
 	if (s->subxacts != NULL)
 		pfree(s->subxacts);
@@ -1399,8 +1403,12 @@ stream_write(KeptStream *s, const uint8 *data, uint32 len)
 
 	if (len == 0)
 		return;
+	errno = 0;
 	if (FileWrite(s->file, (char *) data, len, s->st.bytes, PG_WAIT_EXTENSION) != (int) len)
 	{
+		/* a short write sets no errno: the disk is full */
+		if (errno == 0)
+			errno = ENOSPC;
 		stream_file_names(s->st.xid, spool, state);
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -1506,14 +1514,17 @@ streams_sync(void)
 /*
  * After a restart: takes up the streams kept before, up to what their
  * state files say.  One whose commit was applying when the worker stopped
- * is removed if that commit is in progress, kept otherwise.
+ * is removed if that commit is in progress, kept otherwise.  A file
+ * without a state was never synced (its entries all come again), and a
+ * state without its file is a drop cut short: both go.
  */
 static void
 streams_load(uint64 progress)
 {
 	DIR		   *dir;
 	struct dirent *de;
-	List	   *names = NIL;
+	List	   *states = NIL;
+	List	   *spools = NIL;
 	ListCell   *lc;
 
 	while (kept_streams != NIL)
@@ -1523,6 +1534,9 @@ streams_load(uint64 progress)
 		if (s->file >= 0)
 			FileClose(s->file);
 		kept_streams = list_delete_first(kept_streams);
+		if (s->subxacts != NULL)
+			pfree(s->subxacts);
+		pfree(s);
 	}
 	dir = AllocateDir(RAFT_STORAGE_DIR);
 	while ((de = ReadDir(dir, RAFT_STORAGE_DIR)) != NULL)
@@ -1530,34 +1544,57 @@ streams_load(uint64 progress)
 		uint32		xid;
 		int			end = 0;
 
-		if (sscanf(de->d_name, "stream_%u.state%n", &xid, &end) == 1 &&
-			end == (int) strlen(de->d_name))
-			names = lappend(names, pstrdup(de->d_name));
+		if (sscanf(de->d_name, "stream_%u%n", &xid, &end) != 1)
+			continue;
+		if (end == (int) strlen(de->d_name))
+			spools = lappend_oid(spools, xid);
+		else if (strcmp(de->d_name + end, ".state") == 0)
+			states = lappend_oid(states, xid);
 	}
 	FreeDir(dir);
 
-	foreach(lc, names)
+	foreach(lc, spools)
 	{
-		const char *name = lfirst(lc);
+		char		spool[MAXPGPATH];
+		char		state[MAXPGPATH];
+
+		stream_file_names(lfirst_oid(lc), spool, state);
+		if (!list_member_oid(states, lfirst_oid(lc)) && unlink(spool) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", spool)));
+	}
+	foreach(lc, states)
+	{
+		char		spool[MAXPGPATH];
+		char		state[MAXPGPATH];
 		void	   *data;
 		size_t		len;
 		StreamFileState st;
 		KeptStream *s;
 
-		if (!RaftStorageReadFile(name, &data, &len))
+		stream_file_names(lfirst_oid(lc), spool, state);
+		if (!list_member_oid(spools, lfirst_oid(lc)))
+		{
+			RaftStorageRemoveFile(state);
+			continue;
+		}
+		if (!RaftStorageReadFile(state, &data, &len))
 			continue;
 		memcpy(&st, data, Min(len, sizeof(st)));
 		if (len < sizeof(st) ||
-			len != sizeof(st) + (Size) st.nsubxacts * sizeof(SubxactStart))
+			len != sizeof(st) + (Size) st.nsubxacts * sizeof(SubxactStart) ||
+			st.xid != lfirst_oid(lc))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("raft state file \"%s/%s\" has the wrong size", RAFT_STORAGE_DIR, name)));
+					 errmsg("raft state file \"%s/%s\" is corrupted", RAFT_STORAGE_DIR, state)));
 		s = stream_create(st.xid, st.term, st.origin, false);
 		s->st = st;
 		s->whole = true;
 		if (st.committing_at != 0 && st.committing_at <= progress)
 		{
 			/* it committed: only the files were left */
+			pfree(data);
 			stream_drop(s);
 			continue;
 		}
@@ -1568,14 +1605,20 @@ streams_load(uint64 progress)
 			s->subxacts = MemoryContextAlloc(streams_cxt, st.nsubxacts * sizeof(SubxactStart));
 			memcpy(s->subxacts, (char *) data + sizeof(st), st.nsubxacts * sizeof(SubxactStart));
 		}
+		pfree(data);
 		stream_open(s, 0);
 		/* what was written after the last sync is written again */
 		if (FileTruncate(s->file, st.bytes, PG_WAIT_EXTENSION) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not truncate the file of streamed transaction %u: %m", st.xid)));
-		pfree(data);
+					 errmsg("could not truncate file \"%s\": %m", spool)));
+		ereport(LOG,
+				(errmsg("pg_raft apply worker takes up streamed transaction %u from its file: %llu bytes, up to raft index %llu",
+						st.xid, (unsigned long long) st.bytes,
+						(unsigned long long) st.kept_to)));
 	}
+	list_free(states);
+	list_free(spools);
 }
 
 /*
@@ -1606,11 +1649,19 @@ stream_apply_commit(const RaftQueuedEntry *e, KeptStream *s, const chg_message *
 	{
 		int			want = (int) Min(STREAM_READ_BYTES, s->st.bytes - at);
 
-		if (FileRead(s->file, (char *) buf, want, at, PG_WAIT_EXTENSION) != want)
+		int			got = FileRead(s->file, (char *) buf, want, at, PG_WAIT_EXTENSION);
+
+		if (got < 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not read the file of streamed transaction %u: %m",
 							s->st.xid)));
+		if (got != want)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the file of streamed transaction %u ends at byte %llu, before the %llu bytes its state says",
+							s->st.xid, (unsigned long long) (at + got),
+							(unsigned long long) s->st.bytes)));
 		RaftApplyPiece(txn, buf, want);
 		at += want;
 	}
@@ -1933,12 +1984,13 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 						(unsigned long long) e->index, chg_strerror(rc))));
 	if (header.flags & CHG_ENTRY_STREAM)
 	{
+		/*
+		 * The leader's capture broke off in the middle of a transaction
+		 * and told the streams open then to abort: it sends that
+		 * transaction again from its first entry.
+		 */
 		if (AW.txn != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("raft entry %llu of a streamed transaction comes inside the transaction that began at entry %llu",
-							(unsigned long long) e->index,
-							(unsigned long long) AW.txn_first_index)));
+			abandon_transaction("its leader began to send it again");
 		apply_stream_entry(e, &header, data + CHG_ENTRY_HEADER_BYTES,
 						   len - CHG_ENTRY_HEADER_BYTES);
 		return;

@@ -583,7 +583,10 @@ whole_transaction_begin(const chg_message *m)
 		piece_start();
 }
 
-/* Takes one message of the plugin's output (one callback's write). */
+/*
+ * Takes one write of the plugin's output: a batch of row changes, or one
+ * other message (decoder.c).
+ */
 static void
 take_output(const uint8 *buf, size_t len)
 {

@@ -27,6 +27,10 @@
  *
  *	  Each callback works in a private memory context that is reset after
  *	  every change, so a transaction of any size decodes in bounded memory.
+ *	  Row changes (with the relation descriptions before them) are written
+ *	  in batches of about DECODER_BATCH_BYTES; every other message is a
+ *	  write of its own, so that a reader (capture.c) finds a transaction's
+ *	  begin and commit, and a stream's messages, at the start of a write.
  *
  *	  With the option "streaming", a transaction that outgrows
  *	  logical_decoding_work_mem comes while it runs, through the stream
@@ -84,7 +88,15 @@ typedef struct DecoderState
 	List	   *streamed;		/* StreamedTxn of transactions not ended */
 	StreamedTxn *block;			/* the one whose block is being written */
 	TransactionId block_subxid; /* the (sub)transaction its last change had */
+	bool		batch_open;		/* ctx->out holds changes not written yet */
 } DecoderState;
+
+/*
+ * Row changes are written in batches of about this many bytes: one write
+ * per change cost the walsender a send() and a recv() per row, most of its
+ * time in a large transaction.
+ */
+#define DECODER_BATCH_BYTES (64 * 1024)
 
 /* The append callback of a chg_writer that writes into a StringInfo. */
 void
@@ -108,6 +120,23 @@ make_str(const char *s)
 	str.data = s;
 	str.len = (uint16_t) strlen(s);
 	return str;
+}
+
+/*
+ * Prepares a write of a message that goes alone (any but a row change),
+ * once the batch of row changes before it is written.
+ */
+static void
+prepare_alone(LogicalDecodingContext *ctx, bool last_write)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	if (state->batch_open)
+	{
+		OutputPluginWrite(ctx, false);
+		state->batch_open = false;
+	}
+	OutputPluginPrepareWrite(ctx, last_write);
 }
 
 static void
@@ -215,7 +244,7 @@ before_change(LogicalDecodingContext *ctx, DecoderState *state,
 		if (txn->xid == state->block_subxid)
 			return;
 		state->block_subxid = txn->xid;
-		OutputPluginPrepareWrite(ctx, false);
+		prepare_alone(ctx, false);
 		writer_for(ctx, &w);
 		chg_write_subtransaction(&w, txn->xid);
 		OutputPluginWrite(ctx, false);
@@ -224,7 +253,7 @@ before_change(LogicalDecodingContext *ctx, DecoderState *state,
 	if (begin == NULL)
 		return;
 	state->pending_begin = NULL;
-	OutputPluginPrepareWrite(ctx, false);
+	prepare_alone(ctx, false);
 	writer_for(ctx, &w);
 	chg_write_version(&w);
 	chg_write_begin(&w, begin->xid, begin->final_lsn, begin->xact_time.commit_time);
@@ -243,7 +272,7 @@ decoder_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		state->pending_begin = NULL;
 		return;					/* nothing replicated: nothing to say */
 	}
-	OutputPluginPrepareWrite(ctx, true);
+	prepare_alone(ctx, true);
 	writer_for(ctx, &w);
 	chg_write_commit(&w, commit_lsn, txn->end_lsn, txn->xact_time.commit_time);
 	OutputPluginWrite(ctx, true);
@@ -418,7 +447,11 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		refuse_unidentified(relation, change->action);
 
 	before_change(ctx, state, change->txn);
-	OutputPluginPrepareWrite(ctx, true);
+	if (!state->batch_open)
+	{
+		OutputPluginPrepareWrite(ctx, false);
+		state->batch_open = true;
+	}
 	writer_for(ctx, &w);
 	describe_relation(ctx, state, relation, &w);
 	switch (change->action)
@@ -452,7 +485,11 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			elog(ERROR, "unexpected change %d in the pg_raft output plugin",
 				 (int) change->action);
 	}
-	OutputPluginWrite(ctx, true);
+	if (ctx->out->len >= DECODER_BATCH_BYTES)
+	{
+		OutputPluginWrite(ctx, false);
+		state->batch_open = false;
+	}
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);
@@ -516,22 +553,22 @@ decoder_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		OutputPluginPrepareWrite(ctx, false);
+		prepare_alone(ctx, false);
 		writer_for(ctx, &w);
 		chg_write_version(&w);
 		chg_write_begin(&w, InvalidTransactionId, message_lsn, now);
 		OutputPluginWrite(ctx, false);
-		OutputPluginPrepareWrite(ctx, false);
+		prepare_alone(ctx, false);
 		appendBinaryStringInfo(ctx->out, message, (int) message_size);
 		OutputPluginWrite(ctx, false);
-		OutputPluginPrepareWrite(ctx, true);
+		prepare_alone(ctx, true);
 		writer_for(ctx, &w);
 		chg_write_commit(&w, message_lsn, message_lsn, now);
 		OutputPluginWrite(ctx, true);
 		return;
 	}
 	before_change(ctx, state, message_txn(txn, message_lsn));
-	OutputPluginPrepareWrite(ctx, true);
+	prepare_alone(ctx, true);
 	appendBinaryStringInfo(ctx->out, message, (int) message_size);
 	OutputPluginWrite(ctx, true);
 	if (m.kind == CHG_DDL)
@@ -554,7 +591,7 @@ decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	int			i;
 
 	before_change(ctx, state, change->txn);
-	OutputPluginPrepareWrite(ctx, true);
+	prepare_alone(ctx, true);
 	writer_for(ctx, &w);
 	for (i = 0; i < nrelations; i++)
 	{
@@ -647,7 +684,7 @@ decoder_stream_start(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	state->described = st->described;
 	state->described_cxt = st->cxt;
 
-	OutputPluginPrepareWrite(ctx, false);
+	prepare_alone(ctx, false);
 	writer_for(ctx, &w);
 	chg_write_version(&w);
 	chg_write_stream_start(&w, txn->xid, first);
@@ -666,7 +703,7 @@ decoder_stream_stop(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	state->described = NIL;
 	state->described_cxt = state->txn_cxt;
 
-	OutputPluginPrepareWrite(ctx, true);
+	prepare_alone(ctx, true);
 	writer_for(ctx, &w);
 	chg_write_stream_stop(&w);
 	OutputPluginWrite(ctx, true);
@@ -697,7 +734,7 @@ decoder_stream_abort(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			st->described = NIL;
 		}
 	}
-	OutputPluginPrepareWrite(ctx, true);
+	prepare_alone(ctx, true);
 	writer_for(ctx, &w);
 	chg_write_version(&w);
 	chg_write_stream_abort(&w, xid, txn->xid);
@@ -712,7 +749,7 @@ decoder_stream_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	chg_writer	w;
 
 	forget_streamed(state, txn->xid);
-	OutputPluginPrepareWrite(ctx, true);
+	prepare_alone(ctx, true);
 	writer_for(ctx, &w);
 	chg_write_version(&w);
 	chg_write_stream_commit(&w, txn->xid, commit_lsn, txn->end_lsn,
