@@ -11,7 +11,9 @@
 #   1. one plain instance;
 #   2. a primary with two standbys, synchronous_standby_names = 'ANY 1
 #      (s1, s2)';
-#   3. pg_raft, 3 members, with its defaults.
+#   3. pg_raft, 3 members, with its defaults;
+#   4. the same with logical_decoding_work_mem = 4MB on every member, so
+#      that the leader streams the transaction sooner.
 #
 # Each runs INSERT INTO big SELECT g, repeat('x', 100) FROM
 # generate_series(1, ROWS) g (default ROWS 1,000,000) in one transaction,
@@ -82,10 +84,18 @@ wait_until "s1 and s2 to stream as quorum standbys" 60 5611 \
 run "physical synchronous replication" 5611 5612 5613
 bench_cleanup
 
-all_ports=(5621 5622 5623)
-for port in "${all_ports[@]}"; do node_init "node_$port" "$port"; done
-cluster_form "${all_ports[@]}"
-leader="$(wait_for_leader "${all_ports[@]}")"
-others=()
-for port in "${all_ports[@]}"; do [ "$port" != "$leader" ] && others+=("$port"); done
-run "pg_raft, 3 members" "$leader" "${others[@]}"
+# raft_run LABEL [CONF]: a 3-member pg_raft cluster with CONF, then the run
+raft_run()
+{
+	local label="$1" conf="${2:-}" port leader others=()
+	all_ports=(5621 5622 5623)
+	for port in "${all_ports[@]}"; do node_init "node_$port" "$port" "$conf"; done
+	cluster_form "${all_ports[@]}"
+	leader="$(wait_for_leader "${all_ports[@]}")"
+	for port in "${all_ports[@]}"; do [ "$port" != "$leader" ] && others+=("$port"); done
+	run "$label" "$leader" "${others[@]}"
+	bench_cleanup
+}
+
+raft_run "pg_raft, 3 members"
+raft_run "pg_raft, decoding_work_mem 4MB" "logical_decoding_work_mem = '4MB'"

@@ -1270,6 +1270,44 @@ typedef struct KeptStream
 static List *kept_streams = NIL;
 static MemoryContext streams_cxt = NULL;
 
+/*
+ * The stream applied while it runs, in the open local transaction: one
+ * whose first block came while nothing else was open.  Anything else that
+ * needs a local transaction first abandons it; it is then applied from its
+ * file at its commit.
+ */
+static KeptStream *eager_stream = NULL;
+static RaftApplyState *eager_apply = NULL;
+
+/* Rolls back what was applied of the eager stream; its file stays. */
+static void
+eager_abandon(const char *why)
+{
+	if (eager_stream == NULL)
+		return;
+	ereport(DEBUG1,
+			(errmsg_internal("pg_raft stops applying streamed transaction %u while it runs: %s",
+							 eager_stream->st.xid, why)));
+	AbortCurrentTransaction();
+	eager_stream = NULL;
+	eager_apply = NULL;
+}
+
+/*
+ * Starts applying a stream as its blocks come, when no other transaction is
+ * open here and no repair could need its changes judged at its commit.
+ */
+static void
+eager_begin(KeptStream *s)
+{
+	if (eager_stream != NULL || AW.txn != NULL || AW.in_repair ||
+		RaftRepairPending() || RaftRepairInWindow())
+		return;
+	StartTransactionCommand();
+	eager_apply = RaftApplyBegin(TopTransactionContext);
+	eager_stream = s;
+}
+
 static void
 stream_file_names(uint32 xid, char *spool, char *state)
 {
@@ -1345,6 +1383,8 @@ stream_drop(KeptStream *s)
 	char		spool[MAXPGPATH];
 	char		state[MAXPGPATH];
 
+	if (s == eager_stream)
+		eager_abandon("it is dropped");
 	stream_file_names(s->st.xid, spool, state);
 	if (s->file >= 0)
 		FileClose(s->file);
@@ -1416,6 +1456,8 @@ stream_write(KeptStream *s, const uint8 *data, uint32 len)
 	}
 	s->st.bytes += len;
 	s->dirty = true;
+	if (s == eager_stream)
+		RaftApplyPiece(eager_apply, data, len);
 }
 
 /* Notes where a subtransaction's changes begin, the first time. */
@@ -1460,6 +1502,8 @@ stream_subxact_aborts(KeptStream *s, uint32 subxid)
 			break;
 	if (i == s->st.nsubxacts)
 		return;					/* none of its changes were streamed */
+	if (s == eager_stream)
+		eager_abandon("a subtransaction of it aborted");
 	s->st.bytes = s->subxacts[i].offset;
 	s->st.nsubxacts = i;
 	s->dirty = true;
@@ -1635,15 +1679,29 @@ stream_apply_commit(const RaftQueuedEntry *e, KeptStream *s, const chg_message *
 	uint8	   *buf;
 	uint64		at = 0;
 
-	if (AW.in_repair)
-		BeginInternalSubTransaction(NULL);
-	else
+	if (s == eager_stream)
 	{
+		/* applied already, in the open transaction */
+		txn = eager_apply;
+		eager_stream = NULL;
+		eager_apply = NULL;
+		at = s->st.bytes;
 		if (AW.own_committed_unsaved)
 			make_progress_durable(true);
-		StartTransactionCommand();
 	}
-	txn = RaftApplyBegin(TopTransactionContext);
+	else
+	{
+		eager_abandon("another transaction commits first");
+		if (AW.in_repair)
+			BeginInternalSubTransaction(NULL);
+		else
+		{
+			if (AW.own_committed_unsaved)
+				make_progress_durable(true);
+			StartTransactionCommand();
+		}
+		txn = RaftApplyBegin(TopTransactionContext);
+	}
 	buf = palloc(STREAM_READ_BYTES);
 	while (at < s->st.bytes)
 	{
@@ -1806,6 +1864,8 @@ apply_stream_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
 					stream_drop(s);
 				if (m.first_block || s == NULL)
 					s = stream_create(header->xid, e->term, header->origin, m.first_block);
+				if (m.first_block)
+					eager_begin(s);
 				break;
 			case CHG_SUBTRANSACTION:
 				if (s == NULL)
@@ -2020,6 +2080,7 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 		 * repair, each transaction is a subtransaction of the repair's,
 		 * and nothing is recorded before that commits.
 		 */
+		eager_abandon("a transaction that commits before it comes");
 		if (AW.in_repair)
 			BeginInternalSubTransaction(NULL);
 		else
@@ -2224,6 +2285,12 @@ settle_old_slot(uint64 term)
 			return false;
 		abandon_transaction("the leader that sent it lost its leadership");
 	}
+	if (eager_stream != NULL)
+	{
+		if (eager_stream->st.term == term)
+			return false;
+		eager_abandon("the leader that sent it lost its leadership");
+	}
 	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) <= 0)
 		return false;
 	(void) repair();
@@ -2262,7 +2329,7 @@ settle_slot_as_leader(void)
 	term = RaftShmem->apply.settle_term;
 	before = RaftShmem->apply.settle_before;
 	LWLockRelease(RaftShmem->lock);
-	if (term == 0 || AW.txn != NULL || AW.done_index < before)
+	if (term == 0 || AW.txn != NULL || eager_stream != NULL || AW.done_index < before)
 		return;
 	diverged = RaftSettleOldSlot(AW.own_committed_lsn, true, true);
 	if (diverged < 0)
@@ -2361,6 +2428,7 @@ copy_again(const char *why)
 {
 	char	   *leader_conninfo;
 
+	eager_abandon("this node copies the leader's data again");
 	if (AW.txn != NULL)
 	{
 		AbortCurrentTransaction();
@@ -2400,6 +2468,7 @@ copy_again(const char *why)
 static void
 resync(const char *why)
 {
+	eager_abandon("this node copies the leader's data again");
 	if (AW.txn != NULL)
 	{
 		AbortCurrentTransaction();
@@ -2483,6 +2552,7 @@ repair(void)
 	bool		everything;
 	uint64		apply_to;
 
+	eager_abandon("this node repairs its data first");
 	if (AW.txn != NULL)
 	{
 		AW.next_index = AW.txn_first_index;

@@ -88,12 +88,10 @@ sub psql_start
 # the followers until the COMMIT, in bounded memory everywhere.
 # ---------------------------------------------------------------------
 my ($out, $err) = ('', '');
-my $insert = psql_start($leader,
-	q{INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g},
-	\$out, \$err);
 my %peak;
-my ($kept_while_running, $visible_while_running) = (0, 0);
-while ($insert->pumpable)
+
+# the peak anonymous memory of every server process of every member
+sub sample_memory
 {
 	foreach my $node (@nodes)
 	{
@@ -104,21 +102,45 @@ while ($insert->pumpable)
 			$peak{$key} = $kb{$_} if !defined $peak{$key} || $kb{$_} > $peak{$key};
 		}
 	}
-	foreach my $node (@followers)
-	{
-		next unless largest_stream_file($node) > 1024 * 1024;
-		$kept_while_running++;
-		$visible_while_running++
-		  if $node->safe_psql('postgres', 'SELECT count(*) FROM big') ne '0';
-	}
-	usleep(100_000);
-	$insert->pump_nb;
 }
-$insert->finish;
-is($insert->result(0), 0, 'a million rows committed in one transaction through pg_raft');
-ok($kept_while_running > 0,
-	'followers kept the transaction aside, megabytes of it, before its COMMIT returned');
-is($visible_while_running, 0, '... and none of its rows was visible there meanwhile');
+
+# runs SQL in a session, sampling memory until it printed MARK
+sub run_sampling
+{
+	my ($session, $in, $sessout, $sql, $mark) = @_;
+	$$in .= "$sql\nSELECT '$mark';\n";
+	while ($$sessout !~ /$mark/)
+	{
+		sample_memory();
+		usleep(100_000);
+		$session->pump_nb;
+	}
+}
+
+my ($bin, $bout) = ('', '');
+my $big = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$bin, '>', \$bout, '2>', \$err);
+run_sampling($big, \$bin, \$bout,
+	q{BEGIN; INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g;},
+	'inserted');
+# the transaction ran, and is not committed: it streamed
+foreach my $node (@followers)
+{
+	ok(RaftCluster::wait_until(sub { largest_stream_file($node) > 16 * 1024 * 1024 }),
+		'a million rows not committed yet: ' . $node->name . ' keeps megabytes of them aside');
+	ok(RaftCluster::wait_until(sub {
+				$node->safe_psql('postgres',
+					q{SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE backend_type = 'pg_raft apply worker'}
+				) eq 't' }),
+		'... and its apply worker applies them as they come, in a transaction of its own');
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM big'), '0',
+		'... none of which is visible there');
+}
+run_sampling($big, \$bin, \$bout, 'COMMIT;', 'committed');
+$bin .= "\\q\n";
+$big->finish;
+is($big->result(0), 0, 'a million rows committed in one transaction through pg_raft');
 RaftCluster::wait_for_apply($leader, @followers);
 foreach my $node (@followers)
 {
@@ -195,7 +217,7 @@ foreach my $node (@followers)
 
 # ---------------------------------------------------------------------
 # Two large transactions commit in the opposite order to the one they
-# began in.
+# began in, and a small one commits between their blocks.
 # ---------------------------------------------------------------------
 my ($in1, $out1, $in2, $out2) = ('', '', '', '');
 my @session = map {
@@ -211,6 +233,7 @@ sub run_in
 }
 run_in($session[0], \$in1, \$out1, 'BEGIN; INSERT INTO big SELECT g, \'one\' FROM generate_series(3000001, 3100000) g;');
 run_in($session[1], \$in2, \$out2, 'BEGIN; INSERT INTO big SELECT g, \'two\' FROM generate_series(4000001, 4100000) g;');
+$leader->safe_psql('postgres', 'INSERT INTO small VALUES (4)');
 run_in($session[0], \$in1, \$out1, 'INSERT INTO big SELECT g, \'one\' FROM generate_series(3100001, 3200000) g;');
 run_in($session[1], \$in2, \$out2, 'UPDATE big SET pad = \'two, updated\' WHERE id BETWEEN 4000001 AND 4050000; COMMIT;');
 run_in($session[0], \$in1, \$out1, 'COMMIT;');
@@ -233,7 +256,7 @@ foreach my $node (@followers)
 # at once, so the leader keeps the entries it needs meanwhile.
 # ---------------------------------------------------------------------
 my $victim = $followers[0];
-$insert = psql_start($leader,
+my $insert = psql_start($leader,
 	q{INSERT INTO big SELECT g, md5(g::text) FROM generate_series(5000001, 5300000) g},
 	\$out, \$err);
 # once its state is on disk, the stream's entries count as applied there
