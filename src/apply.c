@@ -1308,6 +1308,28 @@ eager_begin(KeptStream *s)
 	eager_stream = s;
 }
 
+/*
+ * Opens the local transaction a transaction of the log applies in (a
+ * subtransaction of a repair's), once the eager stream gave way (why).
+ * The origin's progress is about to move past entries of this node's own:
+ * what they said is recorded first (see check_divergence); inside a
+ * repair nothing is recorded before the repair commits.
+ */
+static RaftApplyState *
+begin_local_transaction(const char *why)
+{
+	eager_abandon(why);
+	if (AW.in_repair)
+		BeginInternalSubTransaction(NULL);
+	else
+	{
+		if (AW.own_committed_unsaved)
+			make_progress_durable(true);
+		StartTransactionCommand();
+	}
+	return RaftApplyBegin(TopTransactionContext);
+}
+
 static void
 stream_file_names(uint32 xid, char *spool, char *state)
 {
@@ -1690,18 +1712,7 @@ stream_apply_commit(const RaftQueuedEntry *e, KeptStream *s, const chg_message *
 			make_progress_durable(true);
 	}
 	else
-	{
-		eager_abandon("another transaction commits first");
-		if (AW.in_repair)
-			BeginInternalSubTransaction(NULL);
-		else
-		{
-			if (AW.own_committed_unsaved)
-				make_progress_durable(true);
-			StartTransactionCommand();
-		}
-		txn = RaftApplyBegin(TopTransactionContext);
-	}
+		txn = begin_local_transaction("another transaction commits first");
 	buf = palloc(STREAM_READ_BYTES);
 	while (at < s->st.bytes)
 	{
@@ -2074,22 +2085,7 @@ apply_entry(const RaftQueuedEntry *e, const uint8 *data, uint32 len)
 
 	if (header.flags & CHG_ENTRY_FIRST)
 	{
-		/*
-		 * The origin's progress is about to move past entries of our own:
-		 * record what they said first (see check_divergence).  Inside a
-		 * repair, each transaction is a subtransaction of the repair's,
-		 * and nothing is recorded before that commits.
-		 */
-		eager_abandon("a transaction that commits before it comes");
-		if (AW.in_repair)
-			BeginInternalSubTransaction(NULL);
-		else
-		{
-			if (AW.own_committed_unsaved)
-				make_progress_durable(true);
-			StartTransactionCommand();
-		}
-		AW.txn = RaftApplyBegin(TopTransactionContext);
+		AW.txn = begin_local_transaction("another transaction comes before its commit");
 		AW.txn_term = e->term;
 		AW.txn_first_index = e->index;
 	}

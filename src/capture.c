@@ -478,12 +478,6 @@ queue_stream_message(TransactionId xid, const uint8 *buf, size_t len,
 	C.block_xid = InvalidTransactionId;
 }
 
-static void
-append_to_string(void *arg, const void *data, size_t len)
-{
-	appendBinaryStringInfo((StringInfo) arg, data, (int) len);
-}
-
 /* Queues an abort of the whole streamed transaction xid. */
 static void
 queue_stream_abort(TransactionId xid)
@@ -492,7 +486,7 @@ queue_stream_abort(TransactionId xid)
 	StringInfo	buf = makeStringInfo();
 	chg_writer	w;
 
-	w.append = append_to_string;
+	w.append = RaftAppendToStringInfo;
 	w.arg = buf;
 	chg_write_version(&w);
 	chg_write_stream_abort(&w, xid, xid);
