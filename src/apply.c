@@ -1398,6 +1398,18 @@ stream_create(uint32 xid, uint64 term, raft_id_t origin, bool whole)
 	return s;
 }
 
+/* Forgets a stream, leaving its files. */
+static void
+stream_forget(KeptStream *s)
+{
+	if (s->file >= 0)
+		FileClose(s->file);
+	kept_streams = list_delete_ptr(kept_streams, s);
+	if (s->subxacts != NULL)
+		pfree(s->subxacts);
+	pfree(s);
+}
+
 /* Forgets a stream and removes its files. */
 static void
 stream_drop(KeptStream *s)
@@ -1408,18 +1420,13 @@ stream_drop(KeptStream *s)
 	if (s == eager_stream)
 		eager_abandon("it is dropped");
 	stream_file_names(s->st.xid, spool, state);
-	if (s->file >= 0)
-		FileClose(s->file);
+	stream_forget(s);
 	/* the data first: a state without its data is a drop cut short */
 	if (unlink(spool) != 0 && errno != ENOENT)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not remove file \"%s\": %m", spool)));
 	RaftStorageRemoveFile(state);
-	kept_streams = list_delete_ptr(kept_streams, s);
-	if (s->subxacts != NULL)
-		pfree(s->subxacts);
-	pfree(s);
 }
 
 /* Drops every kept stream: the data was copied, or their leader lost. */
@@ -1438,31 +1445,30 @@ streams_drop_all(const char *why)
 static void
 streams_drop_before(uint64 term)
 {
+	List	   *streams;
 	ListCell   *lc;
 
-	foreach(lc, kept_streams)
+	if (kept_streams == NIL)
+		return;
+	/* stream_drop changes the list: go through a copy */
+	streams = list_copy(kept_streams);
+	foreach(lc, streams)
 	{
 		KeptStream *s = lfirst(lc);
 
-		if (s->st.term < term && !s->applied_in_repair)
-		{
-			ereport(LOG,
-					(errmsg("pg_raft drops streamed transaction %u of term %llu: its leader lost the leadership before it committed",
-							s->st.xid, (unsigned long long) s->st.term)));
-			stream_drop(s);
-			/* the list changed under the loop: start it again */
-			streams_drop_before(term);
-			return;
-		}
+		if (s->st.term >= term || s->applied_in_repair)
+			continue;
+		ereport(LOG,
+				(errmsg("pg_raft drops streamed transaction %u of term %llu: its leader lost the leadership before it committed",
+						s->st.xid, (unsigned long long) s->st.term)));
+		stream_drop(s);
 	}
+	list_free(streams);
 }
 
 static void
 stream_write(KeptStream *s, const uint8 *data, uint32 len)
 {
-	char		spool[MAXPGPATH];
-	char		state[MAXPGPATH];
-
 	if (len == 0)
 		return;
 	errno = 0;
@@ -1471,10 +1477,9 @@ stream_write(KeptStream *s, const uint8 *data, uint32 len)
 		/* a short write sets no errno: the disk is full */
 		if (errno == 0)
 			errno = ENOSPC;
-		stream_file_names(s->st.xid, spool, state);
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not write to file \"%s\": %m", spool)));
+				 errmsg("could not write to file \"%s\": %m", FilePathName(s->file))));
 	}
 	s->st.bytes += len;
 	s->dirty = true;
@@ -1516,8 +1521,6 @@ static void
 stream_subxact_aborts(KeptStream *s, uint32 subxid)
 {
 	uint32		i;
-	char		spool[MAXPGPATH];
-	char		state[MAXPGPATH];
 
 	for (i = 0; i < s->st.nsubxacts; i++)
 		if (s->subxacts[i].subxid == subxid)
@@ -1530,12 +1533,9 @@ stream_subxact_aborts(KeptStream *s, uint32 subxid)
 	s->st.nsubxacts = i;
 	s->dirty = true;
 	if (FileTruncate(s->file, s->st.bytes, PG_WAIT_EXTENSION) != 0)
-	{
-		stream_file_names(s->st.xid, spool, state);
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not truncate file \"%s\": %m", spool)));
-	}
+				 errmsg("could not truncate file \"%s\": %m", FilePathName(s->file))));
 }
 
 /* Makes a stream's file and its state durable. */
@@ -1553,7 +1553,7 @@ stream_sync(KeptStream *s)
 	if (FileSync(s->file, PG_WAIT_EXTENSION) != 0)
 		ereport(data_sync_elevel(ERROR),
 				(errcode_for_file_access(),
-				 errmsg("could not fsync file \"%s\": %m", spool)));
+				 errmsg("could not fsync file \"%s\": %m", FilePathName(s->file))));
 	buf = palloc(len);
 	memcpy(buf, &s->st, sizeof(StreamFileState));
 	if (s->st.nsubxacts > 0)
@@ -1594,16 +1594,7 @@ streams_load(uint64 progress)
 	ListCell   *lc;
 
 	while (kept_streams != NIL)
-	{
-		KeptStream *s = linitial(kept_streams);
-
-		if (s->file >= 0)
-			FileClose(s->file);
-		kept_streams = list_delete_first(kept_streams);
-		if (s->subxacts != NULL)
-			pfree(s->subxacts);
-		pfree(s);
-	}
+		stream_forget(linitial(kept_streams));
 	dir = AllocateDir(RAFT_STORAGE_DIR);
 	while ((de = ReadDir(dir, RAFT_STORAGE_DIR)) != NULL)
 	{
@@ -1717,7 +1708,6 @@ stream_apply_commit(const RaftQueuedEntry *e, KeptStream *s, const chg_message *
 	while (at < s->st.bytes)
 	{
 		int			want = (int) Min(STREAM_READ_BYTES, s->st.bytes - at);
-
 		int			got = FileRead(s->file, (char *) buf, want, at, PG_WAIT_EXTENSION);
 
 		if (got < 0)
@@ -1760,19 +1750,18 @@ stream_apply_commit(const RaftQueuedEntry *e, KeptStream *s, const chg_message *
 static void
 streams_drop_applied_in_repair(void)
 {
+	List	   *streams = list_copy(kept_streams);
 	ListCell   *lc;
 
-	foreach(lc, kept_streams)
+	/* stream_drop changes the list: go through a copy */
+	foreach(lc, streams)
 	{
 		KeptStream *s = lfirst(lc);
 
 		if (s->applied_in_repair)
-		{
 			stream_drop(s);
-			streams_drop_applied_in_repair();
-			return;
-		}
 	}
+	list_free(streams);
 }
 
 /* The entry that commits a streamed transaction. */

@@ -501,11 +501,8 @@ queue_stream_abort(TransactionId xid)
 static void
 stream_block_start(const chg_message *m, const uint8 *buf, size_t len)
 {
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(C.cxt);
 
-	if (C.in_txn || C.block_xid != InvalidTransactionId)
-		elog(ERROR, "the pg_raft output plugin began a streamed block inside a transaction");
-	old = MemoryContextSwitchTo(C.cxt);
 	if (!list_member_oid(C.open_streams, m->xid))
 		C.open_streams = lappend_oid(C.open_streams, m->xid);
 	MemoryContextSwitchTo(old);
@@ -567,8 +564,6 @@ stream_commit(const chg_message *m, const uint8 *buf, size_t len)
 static void
 whole_transaction_begin(const chg_message *m)
 {
-	if (C.in_txn || C.block_xid != InvalidTransactionId)
-		elog(ERROR, "the pg_raft output plugin began a transaction inside another");
 	C.in_txn = true;
 	C.final_lsn = m->lsn;
 	C.skipping = m->lsn <= C.last_proposed_final_lsn;
@@ -595,6 +590,10 @@ take_output(const uint8 *buf, size_t len)
 		if (chg_read(buf, len, NULL, &m, &consumed) != CHG_OK ||
 			chg_read(buf + consumed, len - consumed, NULL, &m, &next_len) != CHG_OK)
 			elog(ERROR, "the pg_raft output plugin wrote a malformed message");
+		/* a begin, a block's start, an abort or a commit: between transactions */
+		if (C.in_txn || C.block_xid != InvalidTransactionId)
+			elog(ERROR, "the pg_raft output plugin wrote message '%c' inside a transaction",
+				 m.kind);
 		switch (m.kind)
 		{
 			case CHG_BEGIN:
@@ -604,15 +603,11 @@ take_output(const uint8 *buf, size_t len)
 				stream_block_start(&m, buf, len);
 				return;
 			case CHG_STREAM_ABORT:
-				if (C.in_txn || C.block_xid != InvalidTransactionId)
-					elog(ERROR, "the pg_raft output plugin wrote a stream abort inside a transaction");
 				if (m.subxid == m.xid)
 					C.open_streams = list_delete_oid(C.open_streams, m.xid);
 				queue_stream_message(m.xid, buf, len, false, InvalidXLogRecPtr);
 				return;
 			case CHG_STREAM_COMMIT:
-				if (C.in_txn || C.block_xid != InvalidTransactionId)
-					elog(ERROR, "the pg_raft output plugin wrote a stream commit inside a transaction");
 				stream_commit(&m, buf, len);
 				return;
 			default:
