@@ -103,6 +103,19 @@
 
 PG_FUNCTION_INFO_V1(pg_raft_apply_changes);
 
+/*
+ * How a value of one column is read: the local type's receive function
+ * for the binary format, its input function for text.  Each is looked up
+ * at the column's first value of that format (fn_oid invalid until then).
+ */
+typedef struct ValueReader
+{
+	FmgrInfo	recv;
+	Oid			recv_ioparam;
+	FmgrInfo	input;
+	Oid			input_ioparam;
+} ValueReader;
+
 /* A relation described in the stream, matched to a local table. */
 typedef struct ApplyRelation
 {
@@ -114,6 +127,9 @@ typedef struct ApplyRelation
 	int			nseqs;			/* integer columns with a sequence default: */
 	AttrNumber *seq_attnums;	/* ... the column */
 	Oid		   *seq_oids;		/* ... and its sequence */
+	/* per remote column, its local type's reading function, looked up once */
+	ValueReader *readers;
+	MemoryContext cxt;			/* where the readers keep their lookups */
 } ApplyRelation;
 
 /* The values this transaction wrote into a sequence's column. */
@@ -124,10 +140,36 @@ typedef struct SequenceMark
 	int64		highest;
 } SequenceMark;
 
+/*
+ * The executor state for changes to one relation.  It stays open while
+ * consecutive changes go to the same relation, so that a bulk load opens
+ * the table and its indexes once, not once per row.
+ */
+typedef struct ApplyTarget
+{
+	ApplyRelation *relation;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *newslot;	/* the row as the change leaves it */
+	TupleTableSlot *keyslot;	/* the identity of the row it changes */
+	TupleTableSlot *local;		/* that row, found here */
+	TupleTableSlot *new_key;	/* the identity an update leaves (repair) */
+	int			changes;		/* applied since it opened */
+} ApplyTarget;
+
+/*
+ * A target closes after this many changes even when more follow for its
+ * relation: AFTER triggers queued by the changes fire when it closes, and
+ * their queue must not grow with the transaction.
+ */
+#define TARGET_MAX_CHANGES 10000
+
 typedef struct ApplyState
 {
 	List	   *relations;
 	List	   *sequence_marks; /* SequenceMark */
+	ApplyTarget *target;		/* open for the last change's relation, or NULL */
 	MemoryContext stream_cxt;	/* relation descriptions */
 	MemoryContext change_cxt;	/* reset after every message */
 	bool		collect;		/* only collect the rows touched (repair.c) */
@@ -337,6 +379,8 @@ describe(ApplyState *state, const chg_message *m)
 	desc = RelationGetDescr(rel);
 	r->natts = m->natts;
 	r->attnums = palloc0(sizeof(AttrNumber) * Max(m->natts, 1));
+	r->readers = palloc0(sizeof(ValueReader) * Max(m->natts, 1));
+	r->cxt = state->stream_cxt;
 	for (i = 0; i < m->natts; i++)
 	{
 		char	   *colname = pnstrdup(m->columns[i].name.data, m->columns[i].name.len);
@@ -404,8 +448,8 @@ fill_slot(TupleTableSlot *slot, const ApplyRelation *r, const chg_tuple *t,
 		const chg_value *v = &t->values[i];
 		int			k = r->attnums[i] - 1;
 		Form_pg_attribute att = TupleDescAttr(desc, k);
+		ValueReader *reader = &r->readers[i];
 		Oid			func;
-		Oid			ioparam;
 
 		switch (v->kind)
 		{
@@ -425,19 +469,29 @@ fill_slot(TupleTableSlot *slot, const ApplyRelation *r, const chg_tuple *t,
 				{
 					StringInfoData buf;
 
+					if (!OidIsValid(reader->recv.fn_oid))
+					{
+						getTypeBinaryInputInfo(att->atttypid, &func, &reader->recv_ioparam);
+						fmgr_info_cxt(func, &reader->recv, r->cxt);
+					}
 					initStringInfo(&buf);
 					appendBinaryStringInfo(&buf, (const char *) v->data, (int) v->len);
-					getTypeBinaryInputInfo(att->atttypid, &func, &ioparam);
-					slot->tts_values[k] = OidReceiveFunctionCall(func, &buf, ioparam,
-																 att->atttypmod);
+					slot->tts_values[k] = ReceiveFunctionCall(&reader->recv, &buf,
+															  reader->recv_ioparam,
+															  att->atttypmod);
 					slot->tts_isnull[k] = false;
 					break;
 				}
 			default:
-				getTypeInputInfo(att->atttypid, &func, &ioparam);
+				if (!OidIsValid(reader->input.fn_oid))
+				{
+					getTypeInputInfo(att->atttypid, &func, &reader->input_ioparam);
+					fmgr_info_cxt(func, &reader->input, r->cxt);
+				}
 				slot->tts_values[k] =
-					OidInputFunctionCall(func, pnstrdup((const char *) v->data, v->len),
-										 ioparam, att->atttypmod);
+					InputFunctionCall(&reader->input,
+									  pnstrdup((const char *) v->data, v->len),
+									  reader->input_ioparam, att->atttypmod);
 				slot->tts_isnull[k] = false;
 				break;
 		}
@@ -445,41 +499,74 @@ fill_slot(TupleTableSlot *slot, const ApplyRelation *r, const chg_tuple *t,
 	ExecStoreVirtualTuple(slot);
 }
 
-/* The executor state for one change to one relation. */
-typedef struct ApplyTarget
+/*
+ * Opens the target for r's table, in its own executor state under the
+ * stream's context.
+ */
+static ApplyTarget *
+target_open(ApplyState *state, ApplyRelation *r)
 {
-	Relation	rel;
-	EState	   *estate;
-	ResultRelInfo *rri;
-} ApplyTarget;
+	MemoryContext old = MemoryContextSwitchTo(state->stream_cxt);
+	EState	   *estate = CreateExecutorState();
+	ApplyTarget *t;
+	RangeTblEntry *rte;
 
-static void
-target_open(ApplyTarget *t, Oid relid)
-{
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-
-	t->rel = table_open(relid, RowExclusiveLock);
-	t->estate = CreateExecutorState();
+	MemoryContextSwitchTo(estate->es_query_cxt);
+	t = palloc0(sizeof(ApplyTarget));
+	t->relation = r;
+	t->estate = estate;
+	t->rel = table_open(r->localid, RowExclusiveLock);
+	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
-	rte->relid = relid;
+	rte->relid = r->localid;
 	rte->relkind = t->rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(t->estate, list_make1(rte));
+	ExecInitRangeTable(estate, list_make1(rte));
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
-	t->estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(t->rri, false);
+	t->newslot = table_slot_create(t->rel, &estate->es_tupleTable);
+	t->keyslot = table_slot_create(t->rel, &estate->es_tupleTable);
+	t->local = table_slot_create(t->rel, &estate->es_tupleTable);
+	t->new_key = table_slot_create(t->rel, &estate->es_tupleTable);
 	AfterTriggerBeginQuery();
+	MemoryContextSwitchTo(old);
+	return t;
 }
 
+/* Closes the open target, if any: its AFTER triggers fire now. */
 static void
-target_close(ApplyTarget *t)
+target_close(ApplyState *state)
 {
+	ApplyTarget *t = state->target;
+
+	if (t == NULL)
+		return;
+	state->target = NULL;
 	AfterTriggerEndQuery(t->estate);
 	ExecCloseIndices(t->rri);
 	ExecResetTupleTable(t->estate->es_tupleTable, false);
-	FreeExecutorState(t->estate);
 	table_close(t->rel, NoLock);
+	FreeExecutorState(t->estate);
+}
+
+/*
+ * The target for a change to r: the open one if it is r's, else a new one.
+ * Each change runs under a command id of its own, as the leader's
+ * statements did not see their own changes either.
+ */
+static ApplyTarget *
+target_for(ApplyState *state, ApplyRelation *r)
+{
+	if (state->target != NULL &&
+		(state->target->relation != r ||
+		 state->target->changes >= TARGET_MAX_CHANGES))
+		target_close(state);
+	if (state->target == NULL)
+		state->target = target_open(state, r);
+	state->target->changes++;
+	state->target->estate->es_output_cid = GetCurrentCommandId(true);
+	return state->target;
 }
 
 /*
@@ -532,85 +619,71 @@ unidentified_delete(ApplyState *state, ApplyRelation *r)
 static void
 apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 {
-	ApplyTarget t;
-	TupleTableSlot *newslot;
-	TupleTableSlot *keyslot;
-	TupleTableSlot *local;
+	ApplyTarget *t;
 
 	if (m->kind == CHG_DELETE && m->old_kind == '-')
 	{
 		unidentified_delete(state, r);
 		return;
 	}
-	target_open(&t, r->localid);
-	newslot = table_slot_create(t.rel, &t.estate->es_tupleTable);
-	keyslot = table_slot_create(t.rel, &t.estate->es_tupleTable);
-	local = table_slot_create(t.rel, &t.estate->es_tupleTable);
-
+	t = target_for(state, r);
 	if (m->kind == CHG_INSERT)
-		fill_slot(newslot, r, &m->new_tuple, NULL, false);
+		fill_slot(t->newslot, r, &m->new_tuple, NULL, false);
 	else
 	{
 		/* without an old key the new row carries it (key unchanged) */
-		fill_slot(keyslot, r, m->old_kind == '-' ? &m->new_tuple : &m->old_tuple,
+		fill_slot(t->keyslot, r, m->old_kind == '-' ? &m->new_tuple : &m->old_tuple,
 				  NULL, true);
 	}
 	if (state->collect || RaftRepairInWindow())
 	{
-		TupleTableSlot *old_key = m->kind == CHG_INSERT ? NULL : keyslot;
+		TupleTableSlot *old_key = m->kind == CHG_INSERT ? NULL : t->keyslot;
 		TupleTableSlot *new_key = NULL;
 
 		if (m->kind == CHG_INSERT)
-			new_key = newslot;
+			new_key = t->newslot;
 		else if (m->kind == CHG_UPDATE && m->old_kind == '-')
-			new_key = keyslot;
+			new_key = t->keyslot;
 		else if (m->kind == CHG_UPDATE)
 		{
-			new_key = table_slot_create(t.rel, &t.estate->es_tupleTable);
+			new_key = t->new_key;
 			fill_slot(new_key, r, &m->new_tuple, NULL, true);
 		}
 		if (state->collect)
-			RaftRepairCollectRow(t.rel, old_key, new_key);
-		if (state->collect || RaftRepairCoversRow(t.rel, old_key, new_key))
-		{
-			target_close(&t);
+			RaftRepairCollectRow(t->rel, old_key, new_key);
+		if (state->collect || RaftRepairCoversRow(t->rel, old_key, new_key))
 			return;
-		}
 	}
 
 	if (m->kind == CHG_INSERT)
 	{
-		ExecSimpleRelationInsert(t.rri, t.estate, newslot);
-		mark_sequences(state, r, newslot);
+		ExecSimpleRelationInsert(t->rri, t->estate, t->newslot);
+		mark_sequences(state, r, t->newslot);
 	}
 	else
 	{
-		if (!find_row(&t, r, keyslot, local))
+		EPQState	epq;
+
+		if (!find_row(t, r, t->keyslot, t->local))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("the row to %s in %s is missing here",
 							m->kind == CHG_UPDATE ? "update" : "delete", r->name),
 					 errdetail("The members' copies of the table differ.")));
+		EvalPlanQualInit(&epq, t->estate, NULL, NIL, -1);
 		if (m->kind == CHG_UPDATE)
 		{
-			EPQState	epq;
-
-			fill_slot(newslot, r, &m->new_tuple, local, false);
-			EvalPlanQualInit(&epq, t.estate, NULL, NIL, -1);
-			ExecSimpleRelationUpdate(t.rri, t.estate, &epq, local, newslot);
-			EvalPlanQualEnd(&epq);
-			mark_sequences(state, r, newslot);
+			fill_slot(t->newslot, r, &m->new_tuple, t->local, false);
+			ExecSimpleRelationUpdate(t->rri, t->estate, &epq, t->local, t->newslot);
+			mark_sequences(state, r, t->newslot);
 		}
 		else
-		{
-			EPQState	epq;
-
-			EvalPlanQualInit(&epq, t.estate, NULL, NIL, -1);
-			ExecSimpleRelationDelete(t.rri, t.estate, &epq, local);
-			EvalPlanQualEnd(&epq);
-		}
+			ExecSimpleRelationDelete(t->rri, t->estate, &epq, t->local);
+		EvalPlanQualEnd(&epq);
+		/* the found row's buffer stays pinned no longer than the change */
+		ExecClearTuple(t->local);
 	}
-	target_close(&t);
+	ResetPerTupleExprContext(t->estate);
 }
 
 static void
@@ -711,6 +784,8 @@ apply_message(RaftApplyState *state, const chg_message *m)
 	old = MemoryContextSwitchTo(state->apply.change_cxt);
 	/* constraints and index expressions may run queries: give them a snapshot */
 	PushActiveSnapshot(GetTransactionSnapshot());
+	if (m->kind != CHG_INSERT && m->kind != CHG_UPDATE && m->kind != CHG_DELETE)
+		target_close(&state->apply);
 	switch (m->kind)
 	{
 		case CHG_RELATION:
@@ -826,6 +901,13 @@ RaftApplyEnd(RaftApplyState *state)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("change stream ends inside a message")));
+	if (state->apply.target != NULL)
+	{
+		/* its AFTER triggers may run queries */
+		PushActiveSnapshot(GetTransactionSnapshot());
+		target_close(&state->apply);
+		PopActiveSnapshot();
+	}
 	foreach(lc, state->apply.sequence_marks)
 	{
 		SequenceMark *mark = lfirst(lc);

@@ -71,6 +71,38 @@ is($reader->safe_psql('postgres', q{SELECT nextval('parent_id_seq')}),
 	$writer->safe_psql('postgres', q{SELECT nextval('parent_id_seq')}),
 	'the sequence on the reader is where the writer\'s is: restarted, then moved on by the row applied');
 
+# Consecutive changes to one table share one executor state (apply.c's
+# target), closed every 10,000 changes: rows inserted, then updated and
+# deleted in the same transaction, all find their rows, and the reader's
+# own AFTER ROW trigger fires once per change, running its query.
+$_->safe_psql('postgres', 'CREATE TABLE bulk (id int PRIMARY KEY, v int)')
+  foreach ($writer, $reader);
+$reader->safe_psql('postgres', q{
+CREATE TABLE bulk_audit (op text, id int);
+CREATE FUNCTION bulk_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO bulk_audit VALUES (TG_OP, CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER bulk_audit AFTER INSERT OR UPDATE OR DELETE ON bulk
+	FOR EACH ROW EXECUTE FUNCTION bulk_audit();});
+$writer->safe_psql('postgres', q{BEGIN;
+INSERT INTO bulk SELECT g, g FROM generate_series(1, 25000) g;
+UPDATE bulk SET v = v + 1;
+DELETE FROM bulk WHERE id % 10 = 0;
+INSERT INTO docs VALUES (101, 'between', 0);
+UPDATE bulk SET v = -v WHERE id <= 3;
+COMMIT;});
+($file, $bytes) = ship();
+$reader->safe_psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$file'))");
+is($reader->safe_psql('postgres', q{SELECT raft.table_checksum('bulk')}),
+	$writer->safe_psql('postgres', q{SELECT raft.table_checksum('bulk')}),
+	'25,000 rows inserted, updated and partly deleted in one transaction apply whole');
+is($reader->safe_psql('postgres', q{SELECT string_agg(op || ' ' || n, ', ' ORDER BY op)
+  FROM (SELECT op, count(*) AS n FROM bulk_audit GROUP BY op) c}),
+	'DELETE 2500, INSERT 25000, UPDATE 25003',
+	'the reader\'s AFTER ROW trigger fired once for each applied change');
+
 # A stream for a table the reader lacks is refused, and nothing is applied.
 $writer->safe_psql('postgres', q{CREATE TABLE only_here (id int PRIMARY KEY);
 BEGIN; INSERT INTO docs VALUES (100, 'late', 0); INSERT INTO only_here VALUES (1); COMMIT;});
