@@ -210,6 +210,44 @@ static const uint32_t crc32c_table[256] = {
 };
 
 /*
+ * crc32c_slices[k][i] is the CRC register after shifting byte i and then
+ * k zero bytes through it.  With them the CRC takes eight bytes at a time
+ * ("slicing by 8"), several times faster than a byte at a time: an append
+ * of a large transaction checksums megabytes.  Filled from crc32c_table at
+ * the first checksum.
+ */
+static uint32_t crc32c_slices[8][256];
+static bool crc32c_slices_filled = false;
+
+static void
+crc32c_fill_slices(void)
+{
+	int			i;
+	int			k;
+
+	for (i = 0; i < 256; i++)
+	{
+		uint32_t	crc = crc32c_table[i];
+
+		crc32c_slices[0][i] = crc;
+		for (k = 1; k < 8; k++)
+		{
+			crc = crc32c_table[crc & 0xFF] ^ (crc >> 8);
+			crc32c_slices[k][i] = crc;
+		}
+	}
+	crc32c_slices_filled = true;
+}
+
+/* The little-endian 32-bit value at p. */
+static inline uint32_t
+crc32c_le32(const uint8_t *p)
+{
+	return (uint32_t) p[0] | (uint32_t) p[1] << 8 |
+		(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+/*
  * CRC-32C (Castagnoli), the checksum of iSCSI, ext4 and PostgreSQL's WAL.
  *
  * crc is the value returned for the preceding bytes (0 to start), so a
@@ -221,7 +259,23 @@ raft_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
+	if (!crc32c_slices_filled)
+		crc32c_fill_slices();
 	crc = ~crc;
+	for (; len >= 8; p += 8, len -= 8)
+	{
+		uint32_t	lo = crc ^ crc32c_le32(p);
+		uint32_t	hi = crc32c_le32(p + 4);
+
+		crc = crc32c_slices[7][lo & 0xFF] ^
+			crc32c_slices[6][(lo >> 8) & 0xFF] ^
+			crc32c_slices[5][(lo >> 16) & 0xFF] ^
+			crc32c_slices[4][lo >> 24] ^
+			crc32c_slices[3][hi & 0xFF] ^
+			crc32c_slices[2][(hi >> 8) & 0xFF] ^
+			crc32c_slices[1][(hi >> 16) & 0xFF] ^
+			crc32c_slices[0][hi >> 24];
+	}
 	while (len-- > 0)
 		crc = crc32c_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
 	return ~crc;
