@@ -8,6 +8,8 @@
  *	  the apply worker at the end of this file.  Rows go through the executor's
  *	  replication entry points (ExecSimpleRelationInsert and friends), as
  *	  PostgreSQL's own logical replication worker does: no SQL text per row.
+ *	  Consecutive changes to one table share one executor state, so a bulk
+ *	  load opens the table and its indexes once, not once per row.
  *
  *	  Relations are matched by schema and name, columns by name; a value
  *	  arrives in its type's binary send format or as text and is read with
@@ -1883,6 +1885,11 @@ stream_commit_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
 			stream_drop(s);
 		return;
 	}
+	/*
+	 * A copy's snapshot waits for the transactions running on the leader
+	 * (RaftLeaderSnapshot), so a stream that began before the copy
+	 * committed before it: only lost files bring a commit without them.
+	 */
 	if (s == NULL || !s->whole)
 	{
 		if (s != NULL)
@@ -1893,7 +1900,7 @@ stream_commit_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("streamed transaction %u commits at raft index %llu, but this node did not keep its first changes",
 						header->xid, (unsigned long long) e->index),
-				 errdetail("They came before this node copied the leader's data, and the copy does not hold the transaction."),
+				 errdetail("This node holds no file of the transaction's earlier blocks, so it cannot apply it."),
 				 errhint("The apply worker copies the leader's data again.")));
 	}
 	stream_apply_commit(e, s, &m);

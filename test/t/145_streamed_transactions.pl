@@ -12,7 +12,8 @@
 # back in the middle; two large transactions that commit in the opposite
 # order to the one they began in; a follower killed in the middle of a
 # stream; the leader killed while a stream runs, and just after a COMMIT
-# is acknowledged.  Every member ends with the same rows.
+# is acknowledged; a member joining while a stream runs.  Every member
+# ends with the same rows.
 
 use strict;
 use warnings;
@@ -337,5 +338,50 @@ foreach my $node (grep { $_ != $leader } @nodes)
 		'... and after it restarted, the same rows on ' . $node->name);
 	is(scalar(stream_files($node)), 0, '... with no stream file left');
 }
+
+# ---------------------------------------------------------------------
+# A member joins while a large transaction streams.  Its copy's snapshot
+# (a logical slot's, join.c) waits for the transaction to end, so the copy
+# either holds all of it or none: the member ends with every row, without
+# copying again.
+# ---------------------------------------------------------------------
+my $n4 = RaftCluster::new_node('n4', $conf);
+my ($open_in, $open_out) = ('', '');
+my $open = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$open_in, '>', \$open_out, '2>', \$err);
+run_in($open, \$open_in, \$open_out,
+	q{BEGIN; INSERT INTO big SELECT g, 'joined' FROM generate_series(9000001, 9200000) g;});
+@followers = grep { $_ != $leader } @nodes;
+ok(RaftCluster::wait_until(sub { largest_stream_file($followers[0]) > 1024 * 1024 }),
+	'a large transaction streams, still open');
+my ($join_out, $join_err) = ('', '');
+my $join = psql_start($n4,
+	"SELECT raft.join_cluster('n4', '" . RaftCluster::member_conninfo($n4) . "', '"
+	  . RaftCluster::member_conninfo($leader) . "')",
+	\$join_out, \$join_err);
+ok(RaftCluster::wait_until(sub {
+			$leader->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+  WHERE query LIKE 'CREATE_REPLICATION_SLOT pg_raft_copy%' AND wait_event = 'transactionid'}) eq '1' }),
+	'a member joining meanwhile: its copy waits for the open transaction');
+run_in($open, \$open_in, \$open_out,
+	q{INSERT INTO big SELECT g, 'joined' FROM generate_series(9200001, 9300000) g; COMMIT;});
+$open_in .= "\\q\n";
+$open->finish;
+$join->finish;
+is($join->result(0), 0, '... and the join completes once it commits')
+  or diag($join_err);
+push @nodes, $n4;
+$leader->safe_psql('postgres', 'INSERT INTO small VALUES (5)');
+RaftCluster::wait_for_apply($leader, @nodes);
+is($n4->safe_psql('postgres', q{SELECT count(*) FROM big WHERE pad = 'joined'}), '300000',
+	'the new member holds every row of the transaction');
+foreach my $node (grep { $_ != $leader } @nodes)
+{
+	is(RaftCluster::checksums($node, 'big', 'small'), RaftCluster::checksums($leader, 'big', 'small'),
+		'... and the same rows as the leader on ' . $node->name);
+}
+ok(!$n4->log_contains('did not keep its first changes|re-synchronises this node'),
+	'... without copying the data again');
 
 done_testing();
