@@ -2576,8 +2576,13 @@ log_resynchronised(void)
  * transaction there, inside the repair's transaction: each transaction a
  * subtransaction, the window's changes to repaired rows skipped
  * (repair.c).  Nothing of it is durable before RaftRepairFinish commits.
+ *
+ * Returns false if the log here no longer holds an entry it needs: the
+ * leader compacted it while this node was away, and sent a snapshot of its
+ * log instead.  A repair of rows cannot go on then, and would fail the
+ * same way at every attempt; the caller repairs every table instead.
  */
-static void
+static bool
 apply_in_repair(uint64 apply_to)
 {
 	request_entries();
@@ -2592,11 +2597,16 @@ apply_in_repair(uint64 apply_to)
 		if (!take_next_entry(&e, &len, &compacted_to))
 		{
 			if (compacted_to != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("the raft log here begins after index %llu, and the repair needs index %llu",
+			{
+				ereport(LOG,
+						(errmsg("pg_raft repairs every table instead of the rows it set out to: the raft log here begins after index %llu, and the repair of rows needs index %llu",
 								(unsigned long long) compacted_to,
 								(unsigned long long) AW.next_index)));
+				if (AW.txn != NULL)
+					abandon_transaction("this node repairs every table instead");
+				AW.in_repair = false;
+				return false;
+			}
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 100L, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -2605,12 +2615,14 @@ apply_in_repair(uint64 apply_to)
 		apply_next_entry(&e, len);
 	}
 	AW.in_repair = false;
+	return true;
 }
 
 /*
  * Copies the rows of the repair set from the leader (repair.c), once
  * another member leads.  A repair of rows also applies the log up to the
- * leader's commit index in the same transaction (apply_in_repair).
+ * leader's commit index in the same transaction (apply_in_repair); if the
+ * log here no longer holds those entries, it repairs every table instead.
  * Returns true if it replaced every table and moved the progress instead:
  * the caller then starts again from it.
  * Meanwhile raft.status says resyncing and the raft worker hands over a
@@ -2637,9 +2649,17 @@ repair(void)
 	RaftShmem->apply.resyncing = true;
 	RaftShmem->apply.done_index = 0;
 	LWLockRelease(RaftShmem->lock);
-	leader_conninfo = wait_for_other_leader(RaftRepairOfEverything() ?
-											RESYNC_RETRY_MS : REPAIR_RETRY_MS);
-	everything = RaftRepairRun(leader_conninfo, &apply_to);
+	for (;;)
+	{
+		leader_conninfo = wait_for_other_leader(RaftRepairOfEverything() ?
+												RESYNC_RETRY_MS : REPAIR_RETRY_MS);
+		everything = RaftRepairRun(leader_conninfo, &apply_to);
+		if (everything || apply_in_repair(apply_to))
+			break;
+		/* the rows copied and the entries applied go with the transaction */
+		AbortCurrentTransaction();
+		RaftRepairEverything();
+	}
 	if (everything)
 		streams_drop_all("this node replaced its data with the leader's");
 	else

@@ -14,7 +14,9 @@
 # raft.join_cluster (the file pg_raft/copy_pending is left behind) holds
 # nothing but part of that copy: it is emptied and copied again.  Writes go
 # on meanwhile, and in the end every member holds the same data.  A member
-# given leadership while it copies hands it over.
+# given leadership while it copies hands it over.  A former leader whose
+# repair of rows needs entries compacted while it was away repairs every
+# table instead.
 
 use strict;
 use warnings;
@@ -22,6 +24,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RaftCluster;
@@ -182,5 +185,64 @@ RaftCluster::wait_for_apply($new_leader, @nodes);
 $sums = RaftCluster::checksums($new_leader, @tables);
 is(RaftCluster::checksums($_, @tables), $sums, $_->name . ' holds the same data as the new leader')
   foreach grep { $_ != $new_leader } @nodes;
+
+# A leader that committed a transaction the log never got dies and comes
+# back: it copies the rows that transaction touched from the new leader and
+# applies the log from where it stopped, in one transaction (a repair of
+# rows).  Here the repair waits for a transaction that holds a lock on
+# the leader (its snapshot waits for running transactions), the member stops
+# meanwhile, and while it is away the log compacts past it.  Back, it gets
+# the leader's snapshot instead of those entries: a repair of rows cannot
+# apply them, so it repairs every table instead (before, it failed the same
+# way at every attempt, for ever).
+$leader = $new_leader;
+$applied = RaftCluster::wait_for_apply($leader, @nodes);
+RaftCluster::commit_then_die($leader, q{INSERT INTO small VALUES (103, 'never in the log')});
+my $former = $leader;
+$leader = RaftCluster::wait_for_leader(grep { $_ != $former } @nodes);
+my ($lock_in, $lock_out) = ('', '');
+my $lock = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$lock_in, '>', \$lock_out, '2>', \$lock_out);
+$lock_in .= "BEGIN; LOCK TABLE small IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n";
+$lock->pump until $lock_out =~ /locked/;
+$log_offset = -s $former->logfile;
+RaftCluster::restart_after_kill9($former);
+ok($former->wait_for_log(qr/pg_raft found 1 transactions that committed on this node while it led/,
+		$log_offset),
+	'a former leader back finds the transaction the log never got');
+ok($leader->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock'}),
+	'... and its repair of rows waits for the transaction holding the lock on the leader');
+$former->stop;
+$lock_in .= "ROLLBACK;\n\\q\n";
+$lock->finish;
+$leader->poll_query_until('postgres',
+	"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
+	  . $former->name . "'")
+  or die 'the leader still counts on ' . $former->name;
+foreach my $i (41 .. 80)
+{
+	$leader->safe_psql('postgres',
+		"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
+}
+$leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM raft.status")
+  or die 'the leader never compacted past ' . $former->name;
+$log_offset = -s $former->logfile;
+$former->start;
+ok($former->wait_for_log(qr/pg_raft takes up the repair of \d+ tables/, $log_offset),
+	'back once the log compacted past it, it takes its repair of rows up');
+ok($former->wait_for_log(qr/pg_raft repairs every table instead of the rows it set out to: the raft log here begins after index \d+/,
+		$log_offset),
+	'... cannot apply the log it needs, and repairs every table instead');
+ok($former->wait_for_log(qr/Every table was replaced in one transaction/, $log_offset),
+	'... in one transaction');
+$leader->safe_psql('postgres', q{INSERT INTO small VALUES (104, 'after the repair')});
+RaftCluster::wait_for_apply($leader, @nodes);
+$sums = RaftCluster::checksums($leader, @tables);
+is(RaftCluster::checksums($_, @tables), $sums, $_->name . ' holds the same data as the leader after that repair')
+  foreach grep { $_ != $leader } @nodes;
+is($former->safe_psql('postgres', q{SELECT count(*) FROM small WHERE id = 103}), '0',
+	'the row the log never got is gone from the former leader');
 
 done_testing();
