@@ -50,7 +50,7 @@ if [ "$(id -u)" -eq 0 ]; then
 
 	# 4. The fault campaigns: three members (five for the bridge) in
 	# network namespaces, a fault applied and undone again and again under
-	# a bank workload.
+	# a bank workload and large transactions that stream.
 	logs="$(mktemp -d)"
 	trap 'rm -rf "$logs"' EXIT
 	default_campaigns="1:leader-cut 2:follower-cut 3:freeze 4:leader-cut:kills 5:freeze-worker

@@ -1,11 +1,18 @@
 #!/usr/bin/perl
 #
 # test/faults/flapping.pl: three pg_raft members in network namespaces of
-# their own, a bank workload, and a fault applied and undone again and
-# again.  Checks the promises that faults test: nothing acknowledged is
-# lost, reads always see a consistent total, one leader per term, a
-# bounded number of terms, and after healing every member is back,
-# converges, and the cluster takes writes.
+# their own, a bank workload beside large transactions, and a fault
+# applied and undone again and again.  Checks the promises that faults
+# test: nothing acknowledged is lost, reads always see a consistent total,
+# one leader per term, a bounded number of terms, and after healing every
+# member is back, converges, and the cluster takes writes.
+#
+# The large transactions stream through the log while they run
+# (logical_decoding_work_mem is at its least): each inserts a batch of
+# rows, rolls a savepoint back, and commits or, one in four, rolls back.
+# Reads on every member must never see part of a batch, and at the end
+# every member holds every acknowledged batch whole and nothing of one
+# rolled back.
 #
 # Usage, as root (the servers run as the unprivileged USER):
 #
@@ -77,6 +84,7 @@ my $HUB = 'pgrhub';
 my @NODES = $opt{fault} eq 'bridge' ? (1 .. 5) : (1 .. 3);
 my $ACCOUNTS = 10;
 my $BALANCE = 1000;
+my $BATCH_ROWS = 20000;
 my $bindir = `pg_config --bindir`;
 chomp $bindir;
 
@@ -234,6 +242,7 @@ wal_level = logical
 max_wal_senders = 10
 max_replication_slots = 10
 max_connections = 50
+logical_decoding_work_mem = '64kB'
 log_line_prefix = '%m [%p] %a '
 EOF
 	close($conf);
@@ -348,8 +357,70 @@ sub writer
 	return;
 }
 
-# reader(I, DEADLINE): reads the total on member I, again and again;
-# writes the number of reads and each read whose total was wrong.
+# batch_writer(DEADLINE): large transactions, one after the other, through
+# the multi-host conninfo: each inserts a batch of BATCH_ROWS rows, then
+# rows it rolls back to a savepoint, then commits or, one in four times,
+# rolls back.  Writes "committed N" or "rolled back N" for each batch
+# whose COMMIT or ROLLBACK returned.
+sub batch_writer
+{
+	my ($deadline) = @_;
+	open(my $out, '>', "$base/batches") or die;
+	$out->autoflush(1);
+	my $all = join(',', map { "$SUBNET.$_" } @NODES);
+	my $ports = join(',', map { 5432 } @NODES);
+	my $ci = "host=$all port=$ports dbname=postgres user=$opt{user}"
+	  . " target_session_attrs=read-write $TIMEOUTS";
+	my $dbh;
+	my $batch = 0;
+	while (time() < $deadline)
+	{
+		$dbh //= connect_db($ci);
+		if (!$dbh)
+		{
+			sleep(0.1);
+			next;
+		}
+		$batch++;
+		my $commit = rand() >= 0.25;
+		my $ok = $dbh->begin_work
+		  && $dbh->do("INSERT INTO batches SELECT $batch, g, repeat('x', 60)"
+			  . " FROM generate_series(1, $BATCH_ROWS) g")
+		  && $dbh->do('SAVEPOINT part')
+		  && $dbh->do("INSERT INTO batches SELECT $batch, g, 'rolled back'"
+			  . " FROM generate_series($BATCH_ROWS + 1, $BATCH_ROWS + 2000) g")
+		  && $dbh->do('ROLLBACK TO SAVEPOINT part')
+		  && ($commit ? $dbh->commit : $dbh->rollback);
+		if ($ok && !$dbh->err)
+		{
+			print $out ($commit ? 'committed' : 'rolled back') . " $batch\n";
+		}
+		else
+		{
+			$dbh->disconnect;
+			undef $dbh;
+		}
+		sleep(0.2);
+	}
+	close($out);
+	return;
+}
+
+# The batches of which a member holds part, as "batch:rows ...": none, ever.
+# LATEST limits it to the last three batches there.
+sub partial_batches
+{
+	my ($latest) = @_;
+	return "SELECT coalesce(string_agg(batch || ':' || n, ' '), '') FROM"
+	  . ' (SELECT batch, count(*) AS n FROM batches'
+	  . ($latest ? ' WHERE batch >= (SELECT max(batch) - 2 FROM batches)' : '')
+	  . " GROUP BY batch HAVING count(*) <> $BATCH_ROWS) partial";
+}
+
+# reader(I, DEADLINE): reads the total on member I, again and again, and
+# now and then whether it shows part of the latest batches; writes the
+# number of reads and each read whose total was wrong, or that saw part
+# of a batch.
 sub reader
 {
 	my ($i, $deadline) = @_;
@@ -373,6 +444,11 @@ sub reader
 		}
 		$reads++;
 		push @wrong, "$sum/$count" if $sum != $ACCOUNTS * $BALANCE || $count != $ACCOUNTS;
+		if ($reads % 10 == 0)
+		{
+			my ($partial) = $dbh->selectrow_array(partial_batches(1));
+			push @wrong, "part of a batch (batch:rows) $partial" if $partial;
+		}
 		sleep(0.02);
 	}
 	open(my $out, '>', "$base/reads.$i") or die;
@@ -652,6 +728,7 @@ safe_do($_, 'CREATE EXTENSION pg_raft') foreach @NODES;
 safe_do(1,
 	'CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)',
 	'CREATE TABLE transfers (id bigint PRIMARY KEY, src int, dst int, amount int)',
+	'CREATE TABLE batches (batch int, n int, pad text, PRIMARY KEY (batch, n))',
 	"INSERT INTO accounts SELECT g, $BALANCE FROM generate_series(1, $ACCOUNTS) g",
 	"SELECT raft.create_cluster('n1', '" . conninfo(1) . "')");
 safe_do($_, "SELECT raft.join_cluster('n$_', '" . conninfo($_) . "', '" . conninfo(1) . "')")
@@ -662,6 +739,7 @@ my $first_term = query_value($first_leader, 'SELECT term FROM raft.status');
 
 my $deadline = time() + $opt{duration};
 spawn(sub { writer($_, $deadline) }) foreach (1, 2);
+spawn(sub { batch_writer($deadline) });
 spawn(sub { reader($_, $deadline) }) foreach @NODES;
 spawn(sub { monitor($deadline) });
 
@@ -730,11 +808,22 @@ ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing")
 ok($all_back, "seed $opt{seed}: every member is back in the cluster after healing")
   or describe_members();
 $writable //= 1;
-safe_do($writable, 'INSERT INTO transfers VALUES (0, 1, 1, 0)');
+# the write after healing goes to whichever member leads by then (one
+# back from a fault may still win an election), until it commits
+my $write_error = '';
+wait_until(60, sub {
+	my $leader = find_leader() // return 0;
+	my $dbh = connect_db(conninfo($leader, $TIMEOUTS)) or return 0;
+	my $done = $dbh->do('INSERT INTO transfers VALUES (0, 1, 1, 0) ON CONFLICT DO NOTHING');
+	$write_error = "n$leader: " . $dbh->errstr unless $done;
+	$dbh->disconnect;
+	return $done;
+}) or print "# the write after healing failed: $write_error\n";
 my $converged = wait_until(120, sub {
 	my %sums = map {
 		$_ => (query_value($_,
 				"SELECT raft.table_checksum('accounts') || raft.table_checksum('transfers')"
+				  . " || raft.table_checksum('batches')"
 				  . ' FROM raft.status WHERE NOT resyncing') // "down$_")
 	} @NODES;
 	my %distinct = map { $_ => 1 } values %sums;
@@ -754,6 +843,27 @@ foreach my $i (@NODES)
 	ok(!@lost, "seed $opt{seed}: n$i holds every acknowledged transfer ("
 		  . scalar(@acked) . ')')
 	  or print "# lost on n$i: @lost[0 .. ($#lost < 9 ? $#lost : 9)]\n";
+}
+
+my %batches = (committed => [], 'rolled back' => []);
+foreach (read_lines("$base/batches"))
+{
+	push @{ $batches{$1} }, $2 if /^(committed|rolled back) (\d+)$/;
+}
+foreach my $i (@NODES)
+{
+	my $dbh = connect_db(conninfo($i));
+	my %rows = $dbh ? map { $_->[0] => $_->[1] }
+	  @{ $dbh->selectall_arrayref('SELECT batch, count(*) FROM batches GROUP BY batch') } : ();
+	my $partial = $dbh ? ($dbh->selectrow_array(partial_batches(0)))[0] : 'unreachable';
+	$dbh->disconnect if $dbh;
+	my @missing = grep { ($rows{$_} // 0) != $BATCH_ROWS } @{ $batches{committed} };
+	my @present = grep { $rows{$_} } @{ $batches{'rolled back'} };
+	ok(!@missing && !@present && $partial eq '',
+		"seed $opt{seed}: n$i holds every acknowledged large transaction whole ("
+		  . scalar(@{ $batches{committed} }) . ') and nothing of one rolled back ('
+		  . scalar(@{ $batches{'rolled back'} }) . ')')
+	  or print "# n$i: missing or partial @missing; rolled back but present @present; partial $partial\n";
 }
 
 my ($reads, @wrong) = (0);
@@ -781,9 +891,9 @@ my $last_term = query_value($writable, 'SELECT term FROM raft.status') // 0;
 my $terms = $last_term - $first_term;
 ok($terms <= 10 * ($cuts + $kills + 1), "seed $opt{seed}: $terms terms for $cuts faults and $kills kills");
 
-printf "# seed %d: %d %s faults%s in %.0f s; %d transfers acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing%s\n",
+printf "# seed %d: %d %s faults%s in %.0f s; %d transfers and %d large transactions acknowledged, %d reads checked, %d terms; writable %.1f s and every member back %.1f s after healing%s\n",
   $opt{seed}, $cuts, $opt{fault}, $opt{kills} ? " and $kills leader kills" : '', $opt{duration},
-  scalar(@acked), $reads, $terms, $writable_after, $back_after,
+  scalar(@acked), scalar(@{ $batches{committed} }), $reads, $terms, $writable_after, $back_after,
   @failovers ? sprintf('; in %d of %d rounds another member took writes, %.1f s (median) and at most %.1f s after the leader was cut',
 	scalar(@failovers), $cuts, (sort { $a <=> $b } @failovers)[$#failovers / 2],
 	(sort { $b <=> $a } @failovers)[0]) : '';
