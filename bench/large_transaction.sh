@@ -11,15 +11,21 @@
 #   1. one plain instance;
 #   2. a primary with two standbys, synchronous_standby_names = 'ANY 1
 #      (s1, s2)';
-#   3. pg_raft, 3 members, with its defaults;
-#   4. the same with logical_decoding_work_mem = 4MB on every member, so
+#   3. native logical replication to one subscriber (CREATE SUBSCRIPTION
+#      ... WITH (streaming = on)), synchronous: synchronous_standby_names
+#      names the subscription;
+#   4. pg_raft, 3 members, with its defaults;
+#   5. the same with logical_decoding_work_mem = 4MB on every member, so
 #      that the leader streams the transaction sooner.
 #
 # Each runs INSERT INTO big SELECT g, repeat('x', 100) FROM
 # generate_series(1, ROWS) g (default ROWS 1,000,000) in one transaction,
 # through psql, and prints how long the statement took (its COMMIT
 # included) and, with replication, when every member held all the rows
-# (counted every 100 ms, from the statement's start).  Run as a normal
+# (counted every 100 ms, from the statement's start).  With logical
+# replication it also prints the CPU time the writer's walsenders used
+# (with logical decoding they decode the transaction, and the COMMIT waits
+# for them).  Run as a normal
 # user with pg_raft installed, e.g. runuser -u pgraft -- bash
 # bench/large_transaction.sh; works under RAFT_BASE (default
 # /tmp/pg_raft_bench_large), and the exit trap stops every instance.
@@ -41,9 +47,10 @@ statement="INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, $r
 # then until every other instance holds all the rows
 run()
 {
-	local label="$1" writer="$2" start done_ms held_ms port all
+	local label="$1" writer="$2" start done_ms held_ms port all senders
 	shift 2
-	node_sql "$writer" "CREATE TABLE big (id int PRIMARY KEY, pad text)" > /dev/null
+	PGOPTIONS="-c client_min_messages=warning" \
+		node_sql "$writer" "CREATE TABLE IF NOT EXISTS big (id int PRIMARY KEY, pad text)" > /dev/null
 	for port in "$@"; do
 		wait_until "the table on port $port" 60 "$port" \
 			"SELECT count(*) = 1 FROM pg_class WHERE relname = 'big'"
@@ -63,8 +70,11 @@ run()
 		done
 		held_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 	fi
-	printf '%-34s %8d ms to COMMIT%s\n' "$label" "$done_ms" \
-		"${held_ms:+, every member holds the rows after $held_ms ms}"
+	senders=$(cpu_ticks $(instance_pids "$writer") | awk -v hz="$(getconf CLK_TCK)" \
+		'/walsender/ { t += $2 } END { if (t) printf "%.1f", t / hz }')
+	printf '%-34s %8d ms to COMMIT%s%s\n' "$label" "$done_ms" \
+		"${held_ms:+, every member holds the rows after $held_ms ms}" \
+		"${senders:+; walsenders on the writer: $senders s of CPU}"
 }
 
 echo "== $rows rows in one transaction"
@@ -82,6 +92,23 @@ node_sql 5611 "SELECT pg_reload_conf()" > /dev/null
 wait_until "s1 and s2 to stream as quorum standbys" 60 5611 \
 	"SELECT count(*) = 2 FROM pg_stat_replication WHERE application_name IN ('s1', 's2') AND sync_state = 'quorum'"
 run "physical synchronous replication" 5611 5612 5613
+bench_cleanup
+
+all_ports=(5631 5632)
+instance_init publisher 5631 "$LOGICAL_CONF"
+instance_init subscriber 5632 "$LOGICAL_CONF"
+for port in 5631 5632; do
+	node_sql "$port" "CREATE TABLE big (id int PRIMARY KEY, pad text)" > /dev/null
+done
+node_sql 5631 "CREATE PUBLICATION p FOR ALL TABLES" > /dev/null
+PGOPTIONS="-c client_min_messages=warning" node_sql 5632 "CREATE SUBSCRIPTION s CONNECTION '$(node_conninfo 5631)' PUBLICATION p WITH (streaming = on)" > /dev/null
+node_sql 5631 "ALTER SYSTEM SET synchronous_standby_names = 's'"
+node_sql 5631 "SELECT pg_reload_conf()" > /dev/null
+wait_until "the subscription to stream synchronously" 60 5631 \
+	"SELECT count(*) = 1 FROM pg_stat_replication WHERE application_name = 's' AND sync_state = 'sync'"
+wait_until "the subscription's table to be ready" 60 5632 \
+	"SELECT count(*) = 1 FROM pg_subscription_rel WHERE srsubstate = 'r'"
+run "native logical, synchronous" 5631 5632
 bench_cleanup
 
 # raft_run LABEL [CONF]: a 3-member pg_raft cluster with CONF, then the run
