@@ -835,9 +835,24 @@ check_same_columns(PGconn *conn, const RepairTable *t, const char *columns)
 									  " FROM pg_attribute WHERE attrelid = to_regclass(%s)"
 									  " AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
 									  quote_literal_cstr(t->name)));
-	char	   *theirs = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		!PQgetisnull(res, 0, 0) ? pstrdup(PQgetvalue(res, 0, 0)) : NULL;
+	char	   *theirs;
 
+	/*
+	 * A query that failed (the leader died, the link broke) says nothing of
+	 * the schema: taken for a change, it made a member empty its database
+	 * to copy it again.  The repair fails instead, and is tried again.
+	 */
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		char	   *msg = pchomp(PQerrorMessage(conn));
+
+		PQclear(res);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not read the leader's columns of table %s", t->name),
+				 errdetail_internal("%s", msg)));
+	}
+	theirs = PQgetisnull(res, 0, 0) ? NULL : pstrdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	if (theirs != NULL && strcmp(theirs, columns) == 0)
 		return;
