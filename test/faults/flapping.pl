@@ -310,6 +310,15 @@ sub spawn
 	return;
 }
 
+# the conninfo of a writer: every member, the one that takes writes found
+sub writer_conninfo
+{
+	my $all = join(',', map { "$SUBNET.$_" } @NODES);
+	my $ports = join(',', map { 5432 } @NODES);
+	return "host=$all port=$ports dbname=postgres user=$opt{user}"
+	  . " target_session_attrs=read-write $TIMEOUTS";
+}
+
 # writer(W, DEADLINE): transfers between random accounts through the
 # multi-host conninfo, each with an id the client chose; the ids of those
 # whose COMMIT returned are acknowledged.
@@ -318,10 +327,7 @@ sub writer
 	my ($w, $deadline) = @_;
 	open(my $out, '>', "$base/acked.$w") or die;
 	$out->autoflush(1);
-	my $all = join(',', map { "$SUBNET.$_" } @NODES);
-	my $ports = join(',', map { 5432 } @NODES);
-	my $ci = "host=$all port=$ports dbname=postgres user=$opt{user}"
-	  . " target_session_attrs=read-write $TIMEOUTS";
+	my $ci = writer_conninfo();
 	my $dbh;
 	my $n = 0;
 	while (time() < $deadline)
@@ -367,10 +373,7 @@ sub batch_writer
 	my ($deadline) = @_;
 	open(my $out, '>', "$base/batches") or die;
 	$out->autoflush(1);
-	my $all = join(',', map { "$SUBNET.$_" } @NODES);
-	my $ports = join(',', map { 5432 } @NODES);
-	my $ci = "host=$all port=$ports dbname=postgres user=$opt{user}"
-	  . " target_session_attrs=read-write $TIMEOUTS";
+	my $ci = writer_conninfo();
 	my $dbh;
 	my $batch = 0;
 	while (time() < $deadline)
