@@ -205,8 +205,10 @@ my $bouncer = IPC::Run::start([ 'timeout', '900', 'pgbouncer', "$dir/pgbouncer.i
 
 # Writes: two writers go on, one through HAProxy's write port, one through
 # PgBouncer, one row per transaction, while the leader is killed (kill -9)
-# under them.  Each notes a row once its COMMIT is acknowledged, and who
-# took it.
+# under them.  Each notes a row once its COMMIT is acknowledged, who took
+# it, and when the statement was sent: one sent just before the kill may
+# still be acknowledged by the old leader's processes, which outlive its
+# postmaster for a moment (its commit is in the log by then).
 my $stop_file = "$dir/stop";
 
 # start_writer(NAME, PORT, FIRST_ID): a child process writing through PORT
@@ -221,12 +223,13 @@ sub start_writer
 	while (!-e $stop_file && time() < $deadline)
 	{
 		$id++;
+		my $sent = time();
 		my ($rc, $who) = through($port,
 			"INSERT INTO t VALUES ($id, (SELECT node_name FROM raft.status)) RETURNING served_by");
 		if ($rc == 0)
 		{
 			PostgreSQL::Test::Utils::append_to_file($acked_file,
-				sprintf("%d %s %.3f\n", $id, $who, time()));
+				sprintf("%d %s %.3f %.3f\n", $id, $who, time(), $sent));
 		}
 		else
 		{
@@ -237,7 +240,8 @@ sub start_writer
 	POSIX::_exit(0);
 }
 
-# acked(NAME): [id, member, time] of every row acknowledged to that writer
+# acked(NAME): [id, member, time acknowledged, time sent] of every row
+# acknowledged to that writer
 sub acked
 {
 	my ($name) = @_;
@@ -259,14 +263,14 @@ my $new_leader = RaftCluster::wait_for_leader(@followers);
 my %acked;
 foreach my $name (sort keys %writers)
 {
-	ok(RaftCluster::wait_until(sub { (grep { $_->[2] > $killed_at } @{ acked($name) }) >= 20 }),
+	ok(RaftCluster::wait_until(sub { (grep { $_->[3] > $killed_at } @{ acked($name) }) >= 20 }),
 		"after kill -9 of the leader, rows written through $name are taken again");
 }
 PostgreSQL::Test::Utils::append_to_file($stop_file, '');
 foreach my $name (sort keys %writers)
 {
 	waitpid($writers{$name}, 0);
-	my @after = grep { $_->[2] > $killed_at } @{ acked($name) };
+	my @after = grep { $_->[3] > $killed_at } @{ acked($name) };
 	note(sprintf('%s: first row taken %.2f s after the kill', $name, $after[0][2] - $killed_at));
 	is(scalar(grep { $_->[1] ne $new_leader->name } @after), 0,
 		"... through $name, all by the new leader");
