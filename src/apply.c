@@ -1012,6 +1012,8 @@ typedef struct ApplyProgress
  */
 #define RESYNC_RETRY_MS 5000
 #define REPAIR_RETRY_MS 1000
+/* how long the old slot's settling waits for its holder to let it go */
+#define SETTLE_WAIT_MS 5000
 #define SPOOL_STATE_FILE "apply_spool_state"
 
 static ApplyWorker AW;
@@ -2342,6 +2344,31 @@ past_own_leadership(uint64 term)
 }
 
 /*
+ * Settles the old slot, waiting up to SETTLE_WAIT_MS while a process still
+ * holds it: the decoding worker of the leadership that just ended is on
+ * its way out.  Applying the new leader's entries first would report them
+ * applied (raft.wait_for_index) before the repair of the rows this node's
+ * diverged transactions touched.
+ */
+static int64
+settle_when_released(void)
+{
+	int64		settled = RaftSettleOldSlot(AW.own_committed_lsn, true, false);
+	int			waited_ms = 0;
+
+	while (settled < 0 && waited_ms < SETTLE_WAIT_MS && RaftOldSlotHeld())
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		waited_ms += 10;
+		settled = RaftSettleOldSlot(AW.own_committed_lsn, true, false);
+	}
+	return settled;
+}
+
+/*
  * Settles the old slot once this node is about to apply (before) or has
  * applied (after) an entry past its last leadership, and repairs the rows
  * that its diverged transactions touched, if any.  Returns true if it
@@ -2365,7 +2392,7 @@ settle_old_slot(uint64 term)
 			return false;
 		eager_abandon("the leader that sent it lost its leadership");
 	}
-	if (RaftSettleOldSlot(AW.own_committed_lsn, true, false) <= 0)
+	if (settle_when_released() <= 0)
 		return false;
 	(void) repair();
 	return true;

@@ -8,25 +8,39 @@
  *	  Runs in the raft worker while the node leads.  It opens a replication
  *	  connection to its own server with application_name pg_raft, creates
  *	  the slot pg_raft afresh for the term (a slot left from an earlier
- *	  leadership holds nothing this one may ship), and streams from it
- *	  with the pg_raft output plugin (decoder.c).
+ *	  leadership holds nothing this one may ship), then starts a decoding
+ *	  worker (decoding.c), which decodes from the slot with the pg_raft
+ *	  output plugin (decoder.c) and queues the plugin's writes in shared
+ *	  memory, and turns the connection into a physical stream from the
+ *	  WAL's flush position.  The WAL that stream brings is not used: it
+ *	  only says that there is more to decode, and wakes the decoding worker
+ *	  up.  What the stream is for is the other way: the reports of the
+ *	  standby it stands for.
  *
  *	  Each transaction's stream is cut into data entries of at most
  *	  RAFT_DATA_PIECE_BYTES (see changes/changes.h) and proposed.  The
- *	  position reported back to the walsender as written and flushed moves
- *	  past a transaction only once its last entry is committed in Raft.
- *	  With synchronous_standby_names naming pg_raft, that report is what
- *	  releases the client's COMMIT: every acknowledged transaction is in a
- *	  majority of the members' logs.  When nothing is waiting for Raft, a
- *	  keepalive's position is reported as it comes, which releases the
- *	  commits of transactions that replicate nothing.
+ *	  position reported on the physical stream as written and flushed
+ *	  moves past a transaction only once its last entry is committed in
+ *	  Raft.  With synchronous_standby_names naming pg_raft, that report is
+ *	  what releases the client's COMMIT: every acknowledged transaction is
+ *	  in a majority of the members' logs.  When nothing is waiting for
+ *	  Raft, the position up to which the decoding worker has decoded
+ *	  everything is reported as it comes, which releases the commits of
+ *	  transactions that replicate nothing.  The decoding worker confirms
+ *	  the slot up to the reported position.
  *
- *	  When the connection breaks while the node still leads, streaming
- *	  resumes from the slot's confirmed position; transactions whose last
- *	  entry was already proposed in this term are recognised by their
- *	  commit LSN and skipped, and a transaction cut off halfway is sent
- *	  again from its first entry (the apply worker drops the incomplete
- *	  copy when it sees a new first entry).
+ *	  Decoding does not run in a walsender: PostgreSQL 15's walsender
+ *	  polls its client with a recv() before every WAL record, which cost
+ *	  three quarters of its time in a large transaction
+ *	  (docs/benchmarks.md), and the COMMIT waits for the decoding.
+ *
+ *	  When the connection breaks or the decoding worker stops while the
+ *	  node still leads, both start again and decoding resumes from the
+ *	  slot's confirmed position; transactions whose last entry was already
+ *	  proposed in this term are recognised by their commit LSN and
+ *	  skipped, and a transaction cut off halfway is sent again from its
+ *	  first entry (the apply worker drops the incomplete copy when it sees
+ *	  a new first entry).
  *
  *	  With raft.stream_large_transactions (the default), the plugin also
  *	  streams a transaction that outgrows logical_decoding_work_mem while
@@ -34,7 +48,7 @@
  *	  interleaved with other transactions; its abort or commit is an entry
  *	  of its own, and the commit's end LSN is what the flush position waits
  *	  for: the client's COMMIT waits for the tail of the transaction, not
- *	  for all of it.  When the connection breaks, each streamed transaction
+ *	  for all of it.  When the stream breaks, each streamed transaction
  *	  still open gets an abort entry (it is streamed again from its first
  *	  block), and one whose commit was proposed already, streamed again,
  *	  gets an abort in place of a second commit.
@@ -42,7 +56,7 @@
  *	  The connection goes through states, each waiting for its socket:
  *
  *		idle -> connecting -> dropping the slot -> creating it ->
- *		starting -> streaming
+ *		starting (the decoding worker and the physical stream) -> streaming
  *
  *	  (dropping and creating only once per term).  A failure returns to
  *	  idle, says why in RaftCaptureProblem(), and retries a second later.
@@ -52,12 +66,14 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/xlog.h"
 #include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 #include "libpq-fe.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
+#include "postmaster/bgworker.h"
 #include "postmaster/postmaster.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -118,6 +134,12 @@ typedef struct Capture
 	uint64		slot_term;		/* the term the slot was created in */
 	uint64		streamed_term;	/* the term streaming started in */
 	raft_id_t	node_id;
+
+	/* the decoding worker of this stream (decoding.c) */
+	BackgroundWorkerHandle *decoder;
+	uint64		decoder_generation;
+	char	   *chunk;			/* a record of its ring ... */
+	StringInfo	message;		/* ... and the message its chunks make */
 	RaftProposeData propose;
 
 	/* the transaction, or the streamed block, being cut into entries */
@@ -158,12 +180,72 @@ capture_set_problem(const char *problem)
 	strlcpy(C.problem, problem, sizeof(C.problem));
 }
 
+/*
+ * Stops the decoding worker, if there is one: a worker of an older
+ * generation queues nothing more and exits.
+ */
+static void
+decoding_stop(void)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	RaftShmem->capture.generation++;
+	RaftRingClear(&RaftShmem->capture.ring);
+	if (RaftShmem->capture.decoder_latch != NULL)
+		SetLatch(RaftShmem->capture.decoder_latch);
+	LWLockRelease(RaftShmem->lock);
+	if (C.decoder != NULL)
+	{
+		TerminateBackgroundWorker(C.decoder);
+		pfree(C.decoder);
+		C.decoder = NULL;
+	}
+	if (C.message != NULL)
+		resetStringInfo(C.message);
+}
+
+/* Starts a decoding worker for the stream; false when it cannot. */
+static bool
+decoding_start(void)
+{
+	BackgroundWorker worker;
+	MemoryContext old;
+	bool		started;
+
+	decoding_stop();
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	C.decoder_generation = RaftShmem->capture.generation;
+	RaftShmem->capture.streaming = raft_stream_large_transactions;
+	RaftShmem->capture.confirmed = C.flushed;
+	RaftShmem->capture.error[0] = '\0';
+	LWLockRelease(RaftShmem->lock);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_raft");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "RaftDecodingWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_raft decoding worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_raft decoding worker");
+	worker.bgw_main_arg = UInt64GetDatum(C.decoder_generation);
+	worker.bgw_notify_pid = MyProcPid;
+	old = MemoryContextSwitchTo(C.cxt);
+	started = RegisterDynamicBackgroundWorker(&worker, &C.decoder);
+	if (C.chunk == NULL)
+		C.chunk = palloc(RAFT_CAPTURE_CHUNK_BYTES + 1);
+	if (C.message == NULL)
+		C.message = makeStringInfo();
+	MemoryContextSwitchTo(old);
+	if (!started)
+		C.decoder = NULL;
+	return started;
+}
+
 /* Closes the connection and retries later; what was captured is kept. */
 static void
-capture_fail(const char *what)
+capture_fail_because(const char *what, const char *why)
 {
 	char		problem[RAFT_ERROR_BYTES];
-	const char *why = C.conn ? PQerrorMessage(C.conn) : "";
 
 	if (C.flushed > C.failed_flushed)
 		C.failures = 0;
@@ -174,6 +256,7 @@ capture_fail(const char *what)
 	if (problem[0] != '\0' && problem[strlen(problem) - 1] == '\n')
 		problem[strlen(problem) - 1] = '\0';
 	capture_set_problem(problem);
+	decoding_stop();
 	if (C.conn != NULL)
 		PQfinish(C.conn);
 	C.conn = NULL;
@@ -209,10 +292,17 @@ capture_fail(const char *what)
 	}
 }
 
+static void
+capture_fail(const char *what)
+{
+	capture_fail_because(what, C.conn ? PQerrorMessage(C.conn) : "");
+}
+
 /* Forgets everything about the current leadership. */
 static void
 capture_reset(void)
 {
+	decoding_stop();
 	if (C.conn != NULL)
 		PQfinish(C.conn);
 	C.conn = NULL;
@@ -230,6 +320,8 @@ capture_reset(void)
 	C.failed_flushed = InvalidXLogRecPtr;
 	if (C.cxt != NULL)
 		MemoryContextReset(C.cxt);
+	C.chunk = NULL;
+	C.message = NULL;
 	C.piece = NULL;
 	C.ready = NIL;
 	C.pending = NIL;
@@ -679,14 +771,26 @@ send_feedback(void)
 	if (PQputCopyData(C.conn, buf.data, buf.len) <= 0 || PQflush(C.conn) < 0)
 		capture_fail("could not send feedback on the local replication connection");
 	pfree(buf.data);
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	if (RaftShmem->capture.generation == C.decoder_generation &&
+		C.flushed > RaftShmem->capture.confirmed)
+	{
+		RaftShmem->capture.confirmed = C.flushed;
+		if (RaftShmem->capture.decoder_latch != NULL)
+			SetLatch(RaftShmem->capture.decoder_latch);
+	}
+	LWLockRelease(RaftShmem->lock);
 	C.reported = C.flushed;
 	C.last_feedback = GetCurrentTimestamp();
 	C.reply_requested = false;
 }
 
-/* Handles one CopyData message of the stream; false when it failed. */
+/*
+ * Handles one message of the decoding worker, as a walsender would have
+ * sent it; false when it failed.
+ */
 static bool
-take_copy_message(const char *msg, int len)
+take_decoded_message(const char *msg, int len)
 {
 	const int	w_header = 1 + 8 + 8 + 8;
 	const int	k_length = 1 + 8 + 8 + 1;
@@ -706,7 +810,88 @@ take_copy_message(const char *msg, int len)
 			C.reply_requested = true;
 		return true;
 	}
+	capture_fail_because("unexpected message from the decoding worker", "");
+	return false;
+}
+
+/* Wakes the decoding worker up: there is WAL, or room in the ring. */
+static void
+wake_decoder(void)
+{
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	if (RaftShmem->capture.decoder_latch != NULL)
+		SetLatch(RaftShmem->capture.decoder_latch);
+	LWLockRelease(RaftShmem->lock);
+}
+
+/*
+ * Handles one CopyData message of the physical stream: its WAL is only a
+ * sign that there is more to decode; false when it failed.
+ */
+static bool
+take_physical_message(const char *msg, int len)
+{
+	const int	k_length = 1 + 8 + 8 + 1;
+
+	if (len >= 1 && msg[0] == 'w')
+	{
+		wake_decoder();
+		return true;
+	}
+	if (len >= k_length && msg[0] == 'k')
+	{
+		if (msg[17])
+			C.reply_requested = true;
+		return true;
+	}
 	capture_fail("unexpected message on the local replication connection");
+	return false;
+}
+
+/*
+ * Takes the next chunk the decoding worker queued into C.chunk; its
+ * length in *len, 0 when there is none.
+ */
+static void
+pop_decoded_chunk(uint32 *len)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	if (!RaftRingPop(&RaftShmem->capture.ring, C.chunk,
+					 RAFT_CAPTURE_CHUNK_BYTES + 1, len))
+		*len = 0;
+	LWLockRelease(RaftShmem->lock);
+}
+
+/*
+ * Whether the decoding worker runs or is starting; when it stopped, the
+ * stream fails with the error it left.
+ */
+static bool
+decoder_alive(void)
+{
+	pid_t		pid;
+	char		error[RAFT_ERROR_BYTES];
+
+	if (C.decoder != NULL &&
+		GetBackgroundWorkerPid(C.decoder, &pid) != BGWH_STOPPED)
+		return true;
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	if (RaftShmem->capture.error_generation == C.decoder_generation)
+	{
+		strlcpy(error, RaftShmem->capture.error, sizeof(error));
+		/*
+		 * Only a slot that is gone is made again.  One still held by
+		 * another process (the decoding worker of a stream that broke) is
+		 * waited for: a new slot would begin after transactions that the
+		 * old one still holds, and they would never be captured.
+		 */
+		if (RaftShmem->capture.error_code == ERRCODE_UNDEFINED_OBJECT)
+			C.slot_term = 0;
+	}
+	else
+		strlcpy(error, "it exited", sizeof(error));
+	LWLockRelease(RaftShmem->lock);
+	capture_fail_because("the decoding worker stopped", error);
 	return false;
 }
 
@@ -728,38 +913,60 @@ stream(uint64 commit_index)
 		pfree(p);
 	}
 
-	if (propose_ready())
+	if (!PQconsumeInput(C.conn))
 	{
-		if (!PQconsumeInput(C.conn))
+		capture_fail("lost the local replication connection");
+		return;
+	}
+	for (;;)
+	{
+		char	   *msg;
+		int			len = PQgetCopyData(C.conn, &msg, 1);
+
+		if (len == 0)
+			break;
+		if (len < 0)
 		{
-			capture_fail("lost the local replication connection");
+			capture_fail("the local replication stream ended");
 			return;
 		}
+		if (!take_physical_message(msg, len))
+		{
+			PQfreemem(msg);
+			return;
+		}
+		PQfreemem(msg);
+	}
+
+	if (propose_ready())
+	{
+		bool		popped = false;
+
 		while (budget > 0 && C.ready == NIL)
 		{
-			char	   *msg;
-			int			len = PQgetCopyData(C.conn, &msg, 1);
+			uint32		len;
 
+			pop_decoded_chunk(&len);
 			if (len == 0)
 				break;
-			if (len < 0)
-			{
-				capture_fail("the local replication stream ended");
-				return;
-			}
-			if (!take_copy_message(msg, len))
-			{
-				PQfreemem(msg);
-				return;
-			}
-			PQfreemem(msg);
+			popped = true;
+			appendBinaryStringInfo(C.message, C.chunk + 1, len - 1);
 			budget = (size_t) len >= budget ? 0 : budget - len;
+			if (C.chunk[0] != RAFT_CAPTURE_LAST)
+				continue;
+			if (!take_decoded_message(C.message->data, C.message->len))
+				return;
+			resetStringInfo(C.message);
 			propose_ready();
 		}
-		/* more may wait in libpq's buffer: come back at once */
+		if (popped)
+			wake_decoder();
+		/* more may wait in the ring: come back at once */
 		if (budget == 0)
 			SetLatch(MyLatch);
 	}
+	if (!decoder_alive())
+		return;
 
 	now = GetCurrentTimestamp();
 	if (C.flushed > C.reported || C.reply_requested ||
@@ -784,14 +991,25 @@ end_idle_transactions(void)
 }
 
 /*
- * The command that starts streaming from the slot: with the plugin's
- * option streaming as raft.stream_large_transactions says now.
+ * Starts the decoding worker, which decodes from the slot, and the
+ * physical stream from the WAL's flush position, which wakes the worker
+ * up as WAL comes and carries the reports that release the commits.
  */
 static void
-start_replication_command(char *command, size_t size)
+start_streaming(void)
 {
-	snprintf(command, size, "START_REPLICATION SLOT %s LOGICAL 0/0 (streaming '%s')",
-			 RAFT_SLOT_NAME, raft_stream_large_transactions ? "on" : "off");
+	char		command[128];
+	XLogRecPtr	flush = GetFlushRecPtr(NULL);
+
+	if (!decoding_start())
+	{
+		capture_fail_because("could not start the decoding worker",
+							 "no background worker slot is free (raise \"max_worker_processes\")");
+		return;
+	}
+	snprintf(command, sizeof(command), "START_REPLICATION PHYSICAL %X/%X",
+			 LSN_FORMAT_ARGS(flush));
+	capture_send(command, CAPTURE_STARTING);
 }
 
 /* Moves the connection on as far as it can go without waiting. */
@@ -822,12 +1040,13 @@ advance(uint64 commit_index)
 				return;
 			}
 			if (C.slot_term == C.term)
-				start_replication_command(command, sizeof(command));
-			else
-				snprintf(command, sizeof(command),
-						 "DROP_REPLICATION_SLOT %s WAIT", RAFT_SLOT_NAME);
-			capture_send(command, C.slot_term == C.term ?
-						 CAPTURE_STARTING : CAPTURE_DROPPING);
+			{
+				start_streaming();
+				return;
+			}
+			snprintf(command, sizeof(command),
+					 "DROP_REPLICATION_SLOT %s WAIT", RAFT_SLOT_NAME);
+			capture_send(command, CAPTURE_DROPPING);
 			return;
 		case CAPTURE_DROPPING:
 			if ((res = capture_result()) == NULL)
@@ -863,26 +1082,15 @@ advance(uint64 commit_index)
 			}
 			PQclear(res);
 			C.slot_term = C.term;
-			start_replication_command(command, sizeof(command));
-			capture_send(command, CAPTURE_STARTING);
+			start_streaming();
 			return;
 		case CAPTURE_STARTING:
 			if ((res = capture_result()) == NULL)
 				return;
 			if (PQresultStatus(res) != PGRES_COPY_BOTH)
 			{
-				const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-				/*
-				 * Only a slot that is gone is made again.  One still held
-				 * by the walsender of a connection that broke is waited
-				 * for: a new slot would begin after transactions that the
-				 * old one still holds, and they would never be captured.
-				 */
-				if (sqlstate != NULL && strcmp(sqlstate, "42704") == 0)
-					C.slot_term = 0;
 				PQclear(res);
-				capture_fail("could not start streaming from the replication slot");
+				capture_fail("could not start the physical stream");
 				return;
 			}
 			PQclear(res);

@@ -93,8 +93,9 @@ typedef struct DecoderState
 
 /*
  * Row changes are written in batches of about this many bytes: one write
- * per change cost the walsender a send() and a recv() per row, most of its
- * time in a large transaction.
+ * per change cost a walsender a send() and a recv() per row, most of its
+ * time in a large transaction (when capture decoded in one), and costs
+ * the decoding worker a trip through the ring per row.
  */
 #define DECODER_BATCH_BYTES (64 * 1024)
 
@@ -398,8 +399,8 @@ has_replica_key(Relation relation)
  * key: the table had no replica identity) cannot be applied on the other
  * members, and must not be skipped either.  The leader refuses such
  * changes before they run (fence.c), so only a path around the executor
- * leads here.  Capture, which ships what it decodes through a walsender,
- * stops with this error, and the raft worker hands leadership to a member
+ * leads here.  Capture's decoding worker (decoding.c), and a walsender,
+ * stop with this error, and the raft worker hands leadership to a member
  * that can capture (worker.c); the transaction never reaches the log.  A
  * slot read with SQL, as when this node looks for transactions that never
  * reached the log (repair.c), gets the change with no old row instead:
@@ -408,7 +409,7 @@ has_replica_key(Relation relation)
 static void
 refuse_unidentified(Relation relation, ReorderBufferChangeType action)
 {
-	if (!am_walsender)
+	if (!am_walsender && !raft_am_decoding_worker)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -244,6 +244,8 @@ raft_shmem_startup(void)
 		RaftShmem->member = stat(RAFT_IDENTITY_PATH, &st) == 0;
 		RaftRingInit(&RaftShmem->apply.ring, RaftShmem->apply_data,
 					 RAFT_APPLY_QUEUE_BYTES);
+		RaftRingInit(&RaftShmem->capture.ring, RaftShmem->capture_data,
+					 RAFT_CAPTURE_QUEUE_BYTES);
 		RaftShmem->lock = &(GetNamedLWLockTranche("pg_raft"))->lock;
 	}
 	LWLockRelease(AddinShmemInitLock);

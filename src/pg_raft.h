@@ -24,6 +24,7 @@
 #ifndef PG_RAFT_H
 #define PG_RAFT_H
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "port/atomics.h"
@@ -37,6 +38,9 @@
 #define RAFT_ERROR_BYTES 512
 #define RAFT_INBOX_BYTES (8 * 1024 * 1024)
 #define RAFT_APPLY_QUEUE_BYTES (16 * 1024 * 1024)
+#define RAFT_CAPTURE_QUEUE_BYTES (8 * 1024 * 1024)
+/* the decoding worker queues its output in records of at most this much */
+#define RAFT_CAPTURE_CHUNK_BYTES (1024 * 1024)
 #define RAFT_MAX_REQUESTS 32
 
 /*
@@ -257,6 +261,34 @@ typedef struct RaftApplyQueue
 	RaftRing	ring;
 } RaftApplyQueue;
 
+/*
+ * What the decoding worker (decoding.c) decodes, on its way to capture in
+ * the raft worker (capture.c).  Capture starts a decoding worker for a
+ * generation, and bumps generation to stop it: a worker whose generation
+ * is not the current one queues nothing and exits.  Each record of the
+ * ring is a chunk of a message: a byte, RAFT_CAPTURE_MORE or
+ * RAFT_CAPTURE_LAST, then up to RAFT_CAPTURE_CHUNK_BYTES of it.  The
+ * messages are those a walsender would send: 'w' with a write of the
+ * output plugin, 'k' with the position up to which everything decoded is
+ * queued.
+ */
+#define RAFT_CAPTURE_MORE '+'
+#define RAFT_CAPTURE_LAST '.'
+typedef struct RaftCaptureQueue
+{
+	uint64		generation;
+	pid_t		decoder_pid;
+	Latch	   *decoder_latch;
+	bool		streaming;		/* the output plugin's option "streaming" */
+	/* every transaction that ends before here is committed in Raft */
+	XLogRecPtr	confirmed;
+	/* the error the decoding worker of error_generation stopped with */
+	uint64		error_generation;
+	int			error_code;		/* its SQLSTATE */
+	char		error[RAFT_ERROR_BYTES];
+	RaftRing	ring;
+} RaftCaptureQueue;
+
 /* An entry in the apply queue: this header, then the entry's data. */
 typedef struct RaftQueuedEntry
 {
@@ -325,12 +357,14 @@ typedef struct RaftShared
 	RaftSenderSeq senders[RAFT_MAX_MEMBERS * 2];
 
 	RaftApplyQueue apply;
+	RaftCaptureQueue capture;
 	RaftCounters counters;
 
 	RaftRequest requests[RAFT_MAX_REQUESTS];
 	RaftView	view;
 	char		inbox_data[RAFT_INBOX_BYTES];
 	char		apply_data[RAFT_APPLY_QUEUE_BYTES];
+	char		capture_data[RAFT_CAPTURE_QUEUE_BYTES];
 } RaftShared;
 
 extern RaftShared *RaftShmem;
@@ -406,6 +440,10 @@ extern const char *RaftCaptureProblem(void);
 extern bool RaftCaptureStuck(void);
 extern char *RaftLocalSocketDirectory(void);
 extern int	RaftCaptureWaitSockets(RaftWaitSocket *out, int max);
+
+/* decoding.c */
+extern bool raft_am_decoding_worker;
+extern PGDLLEXPORT void RaftDecodingWorkerMain(Datum arg);
 
 /* decoder.c: writing and reading a change stream (changes/changes.h) */
 struct chg_arrays;

@@ -1446,6 +1446,30 @@ end_slot_holder(pid_t holder)
 }
 
 /*
+ * RaftOldSlotHeld
+ *		Whether the slot pg_raft exists and a process holds it: on a node
+ *		that does not lead, the decoding worker of its last leadership on
+ *		its way out, or a leftover that end_slot_holder ends.
+ */
+bool
+RaftOldSlotHeld(void)
+{
+	ReplicationSlot *slot;
+	bool		held = false;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		held = slot->active_pid != 0;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return held;
+}
+
+/*
  * RaftSettleOldSlot
  *		Settles the slot a leadership of this node left, if there is one
  *		and the node does not lead (unless leading, when a new leadership

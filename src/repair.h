@@ -16,6 +16,7 @@
 #include "pg_raft.h"
 
 /* finding diverged transactions and what they touched */
+extern bool RaftOldSlotHeld(void);
 extern int64 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain,
 								bool leading);
 extern void RaftRepairCollectRow(Relation rel, TupleTableSlot *old_key,

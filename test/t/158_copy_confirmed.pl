@@ -8,8 +8,8 @@
 # it), and that the log may never get (the leader dies).  A member that
 # copies rows from that leader must not take it: the copy's snapshot is
 # used only once the leader's own slot has confirmed the snapshot's
-# position in the same term.  Here capture is held up (its walsender is
-# stopped), so the leader cannot confirm: the repair waits and fails, and
+# position in the same term.  Here capture is held up (its decoding
+# worker is stopped), so the leader cannot confirm: the repair waits and fails, and
 # the member keeps its rows.  The leader then dies with the transaction,
 # and the member repairs from the next leader: it never holds that
 # transaction.  (Without the check, the member copied the transaction and
@@ -46,10 +46,13 @@ my $second = RaftCluster::wait_for_leader(@rest);
 
 # The second leader's capture is held up, and it commits, locally only, a
 # change to the row the first one will repair.
-my $walsender = $second->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_replication WHERE application_name = 'pg_raft'});
-like($walsender, qr/^\d+$/, 'the second leader captures through a walsender');
-kill 'STOP', $walsender;
+$second->poll_query_until('postgres',
+	q{SELECT active_pid IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'pg_raft'})
+  or die 'the second leader never decoded its slot';
+my $decoder = $second->safe_psql('postgres',
+	q{SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pg_raft'});
+like($decoder, qr/^\d+$/, 'the second leader decodes its slot');
+kill 'STOP', $decoder;
 $second->safe_psql('postgres',
 	q{SET synchronous_commit = local; UPDATE t SET note = 'not in the log' WHERE id = 1});
 
@@ -63,7 +66,7 @@ isnt($first->safe_psql('postgres', q{SELECT note FROM t WHERE id = 1}), 'not in 
 
 # The second leader dies with that transaction.
 $second->kill9;
-kill 'KILL', $walsender;
+kill 'KILL', $decoder;
 my ($third) = grep { $_ != $first && $_ != $second } @nodes;
 my $leader = RaftCluster::wait_for_leader($first, $third);
 is($leader->name, $third->name, 'the third member leads');

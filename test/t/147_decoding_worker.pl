@@ -1,0 +1,128 @@
+# Copyright (c) pg_raft contributors
+#
+# 147_decoding_worker.pl: the leader decodes its transactions in a
+# decoding worker of pg_raft's own, and capture starts it again when it
+# stops.
+#
+# - Only the leader runs a decoding worker, and it is the one holding the
+#   slot pg_raft; the leader's raft worker holds the stream, under
+#   application_name pg_raft, that synchronous replication waits for.
+# - The decoding worker is ended (pg_terminate_backend) between commits,
+#   and twice in the middle of a transaction that streams while it runs:
+#   capture says so, starts a new one, and every acknowledged row reaches
+#   every member once, the streamed transaction whole.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RaftCluster;
+use Test::More;
+
+my @nodes =
+  map { RaftCluster::new_node($_, "logical_decoding_work_mem = '64kB'\n") } qw(n1 n2 n3);
+$nodes[0]->safe_psql('postgres', 'CREATE TABLE t (id int PRIMARY KEY, pad text)');
+RaftCluster::form_cluster(@nodes);
+my $leader = RaftCluster::wait_for_leader(@nodes);
+my @followers = grep { $_ != $leader } @nodes;
+
+# the decoding worker of the current capture, once it holds the slot
+sub decoder_pid
+{
+	$leader->poll_query_until('postgres',
+		q{SELECT active_pid IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'pg_raft'})
+	  or die 'no process holds the slot pg_raft';
+	return $leader->safe_psql('postgres',
+		q{SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pg_raft'});
+}
+
+# ---- who does what
+
+my $decoder = decoder_pid();
+is($leader->safe_psql('postgres',
+		"SELECT backend_type FROM pg_stat_activity WHERE pid = $decoder"),
+	'pg_raft decoding worker', 'the leader\'s decoding worker holds the slot');
+is($_->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_raft decoding worker'}),
+	'0', $_->name . ', a follower, runs no decoding worker')
+  foreach @followers;
+is($leader->safe_psql('postgres',
+		q{SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pg_raft'}),
+	'sync', 'the leader\'s own stream is its synchronous standby');
+
+# ---- ended between commits
+
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g});
+my $offset = -s $leader->logfile;
+$leader->safe_psql('postgres', "SELECT pg_terminate_backend($decoder)");
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'after' FROM generate_series(101, 200) g});
+pass('a commit after the decoding worker was ended is acknowledged');
+ok($leader->wait_for_log(
+		qr/pg_raft could not capture this leader's changes: the decoding worker stopped/,
+		$offset),
+	'capture says that its decoding worker stopped');
+ok($leader->wait_for_log(qr/pg_raft captures this leader's changes again/, $offset),
+	'and that it captures again');
+my $second = decoder_pid();
+isnt($second, $decoder, 'a new decoding worker holds the slot');
+
+# ---- ended twice while a transaction streams
+
+my ($in, $out, $err) = ('', '', '');
+my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+my $big = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$in, '>', \$out, '2>', \$err, $timer);
+
+# runs SQL in the large transaction's session, and waits for it
+sub in_big_transaction
+{
+	my ($sql, $step) = @_;
+	$in .= "$sql\n\\echo $step\n";
+	$big->pump until $out =~ /\b$step\b/ || $timer->is_expired;
+	die "the large transaction's session did not get through $step: $err"
+	  unless $out =~ /\b$step\b/;
+	return;
+}
+
+in_big_transaction('BEGIN;', 'begun');
+my $first_id = 1001;
+foreach my $round (1 .. 2)
+{
+	my $pid = decoder_pid();
+	in_big_transaction(
+		"INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series($first_id, "
+		  . ($first_id + 29_999) . ') g;', "inserted$round");
+	$first_id += 30_000;
+	# blocks of it are queued by now (logical_decoding_work_mem = 64kB)
+	$leader->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+	$leader->poll_query_until('postgres',
+		qq{SELECT active_pid IS DISTINCT FROM $pid FROM pg_replication_slots WHERE slot_name = 'pg_raft'})
+	  or die 'the ended decoding worker still holds the slot';
+}
+in_big_transaction(
+	"INSERT INTO t SELECT g, repeat('z', 100) FROM generate_series($first_id, "
+	  . ($first_id + 29_999) . ') g;', 'inserted3');
+in_big_transaction('COMMIT;', 'committed');
+$in .= "\\q\n";
+$big->finish;
+pass('the streamed transaction commits');
+
+RaftCluster::wait_for_apply($leader, @followers);
+foreach my $node (@nodes)
+{
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM t'), '90200',
+		$node->name . ' holds every row once');
+}
+is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
+	$_->name . ' holds the leader\'s rows')
+  foreach @followers;
+
+done_testing();
