@@ -24,8 +24,9 @@
 # included) and, with replication, when every member held all the rows
 # (counted every 100 ms, from the statement's start).  With logical
 # replication it also prints the CPU time the writer's walsenders used
-# (with logical decoding they decode the transaction, and the COMMIT waits
-# for them).  Run as a normal
+# (with native logical replication they decode the transaction, and the
+# COMMIT waits for them), and with pg_raft that of the leader's decoding
+# worker, which decodes it there.  Run as a normal
 # user with pg_raft installed, e.g. runuser -u pgraft -- bash
 # bench/large_transaction.sh; works under RAFT_BASE (default
 # /tmp/pg_raft_bench_large), and the exit trap stops every instance.
@@ -47,7 +48,7 @@ statement="INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, $r
 # then until every other instance holds all the rows
 run()
 {
-	local label="$1" writer="$2" start done_ms held_ms port all senders
+	local label="$1" writer="$2" start done_ms held_ms port all senders decoder
 	shift 2
 	PGOPTIONS="-c client_min_messages=warning" \
 		node_sql "$writer" "CREATE TABLE IF NOT EXISTS big (id int PRIMARY KEY, pad text)" > /dev/null
@@ -72,9 +73,12 @@ run()
 	fi
 	senders=$(cpu_ticks $(instance_pids "$writer") | awk -v hz="$(getconf CLK_TCK)" \
 		'/walsender/ { t += $2 } END { if (t) printf "%.1f", t / hz }')
-	printf '%-34s %8d ms to COMMIT%s%s\n' "$label" "$done_ms" \
+	decoder=$(cpu_ticks $(instance_pids "$writer") | awk -v hz="$(getconf CLK_TCK)" \
+		'/pg_raft decoding worker/ { t += $2 } END { if (t) printf "%.1f", t / hz }')
+	printf '%-34s %8d ms to COMMIT%s%s%s\n' "$label" "$done_ms" \
 		"${held_ms:+, every member holds the rows after $held_ms ms}" \
-		"${senders:+; walsenders on the writer: $senders s of CPU}"
+		"${senders:+; walsenders on the writer: $senders s of CPU}" \
+		"${decoder:+, its decoding worker: $decoder s}"
 }
 
 echo "== $rows rows in one transaction"
