@@ -881,9 +881,11 @@ decoder_alive(void)
 		strlcpy(error, RaftShmem->capture.error, sizeof(error));
 		/*
 		 * Only a slot that is gone is made again.  One still held by
-		 * another process (the decoding worker of a stream that broke) is
-		 * waited for: a new slot would begin after transactions that the
-		 * old one still holds, and they would never be captured.
+		 * another process (the decoding worker of a stream that broke, on
+		 * its way out) is tried again, like any failure: a new slot would
+		 * begin after transactions that the old one still holds, and they
+		 * would never be captured.  A holder that stays makes capture
+		 * stuck, and the leadership goes to another member.
 		 */
 		if (RaftShmem->capture.error_code == ERRCODE_UNDEFINED_OBJECT)
 			C.slot_term = 0;

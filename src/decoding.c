@@ -9,7 +9,7 @@
  *	  Capture (capture.c) starts one, as a dynamic background worker, each
  *	  time it starts streaming, and stops it by moving
  *	  RaftShmem->capture.generation on.  The worker acquires the slot
- *	  pg_raft (waiting while another process still holds it), decodes the
+ *	  pg_raft (an error if another process holds it), decodes the
  *	  WAL from the slot's position as far as it is flushed, and queues each
  *	  write of the plugin (decoder.c) in RaftShmem->capture.ring as the
  *	  message a walsender would have sent: 'w' with the write, and, each
@@ -242,7 +242,7 @@ decode(bool streaming)
 	LogicalDecodingContext *ctx;
 	List	   *options;
 
-	ReplicationSlotAcquire(RAFT_SLOT_NAME, false);
+	ReplicationSlotAcquire(RAFT_SLOT_NAME, true);
 	options = list_make1(makeDefElem("streaming",
 									 (Node *) makeString(streaming ? "on" : "off"),
 									 -1));
