@@ -190,6 +190,7 @@ decoding_stop(void)
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	RaftShmem->capture.generation++;
 	RaftRingClear(&RaftShmem->capture.ring);
+	RaftShmem->capture.decoder_waits_for_room = false;
 	if (RaftShmem->capture.decoder_latch != NULL)
 		SetLatch(RaftShmem->capture.decoder_latch);
 	LWLockRelease(RaftShmem->lock);
@@ -774,11 +775,7 @@ send_feedback(void)
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	if (RaftShmem->capture.generation == C.decoder_generation &&
 		C.flushed > RaftShmem->capture.confirmed)
-	{
 		RaftShmem->capture.confirmed = C.flushed;
-		if (RaftShmem->capture.decoder_latch != NULL)
-			SetLatch(RaftShmem->capture.decoder_latch);
-	}
 	LWLockRelease(RaftShmem->lock);
 	C.reported = C.flushed;
 	C.last_feedback = GetCurrentTimestamp();
@@ -814,13 +811,27 @@ take_decoded_message(const char *msg, int len)
 	return false;
 }
 
-/* Wakes the decoding worker up: there is WAL, or room in the ring. */
+/* Wakes the decoding worker up: there is WAL to decode. */
 static void
 wake_decoder(void)
 {
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	if (RaftShmem->capture.decoder_latch != NULL)
 		SetLatch(RaftShmem->capture.decoder_latch);
+	LWLockRelease(RaftShmem->lock);
+}
+
+/* Wakes the decoding worker up if it waits for room in the ring. */
+static void
+wake_decoder_for_room(void)
+{
+	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+	if (RaftShmem->capture.decoder_waits_for_room)
+	{
+		RaftShmem->capture.decoder_waits_for_room = false;
+		if (RaftShmem->capture.decoder_latch != NULL)
+			SetLatch(RaftShmem->capture.decoder_latch);
+	}
 	LWLockRelease(RaftShmem->lock);
 }
 
@@ -962,7 +973,7 @@ stream(uint64 commit_index)
 			propose_ready();
 		}
 		if (popped)
-			wake_decoder();
+			wake_decoder_for_room();
 		/* more may wait in the ring: come back at once */
 		if (budget == 0)
 			SetLatch(MyLatch);

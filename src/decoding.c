@@ -25,10 +25,16 @@
  *	  With no WAL left to decode, it waits on its latch, which capture sets
  *	  when WAL arrives on the physical stream it keeps with its own server
  *	  (the stream whose reports release the commits), and once a second
- *	  anyway.  It confirms the slot up to RaftShmem->capture.confirmed,
- *	  which capture moves as transactions are committed in Raft.
+ *	  anyway.  Each time it wakes it confirms the slot up to
+ *	  RaftShmem->capture.confirmed, which capture moves as transactions
+ *	  are committed in Raft; capture does not wake it for that alone.
  *
- *	  When the ring is full it waits for capture to take from it.  An
+ *	  Wakeups are what a small commit costs most, so it wakes capture only
+ *	  once per batch: when it is about to wait (for WAL or for room), or
+ *	  when a batch has grown to RAFT_CAPTURE_WAKE_BYTES.  A small
+ *	  transaction's writes and the position after it then reach capture at
+ *	  one wakeup.  When the ring is full it waits for capture to take from
+ *	  it, and says so, as capture wakes it only then.  An
  *	  error (such as a change the plugin refuses to ship) ends it, after it
  *	  has left its message in the queue for capture to report.
  *
@@ -61,12 +67,16 @@
 #define DECODED_W_HEADER (1 + 8 + 8 + 8)
 /* how long the worker sleeps when nothing wakes it */
 #define DECODING_NAP_MS 1000
+/* queued bytes after which capture is woken without waiting for the batch's end */
+#define RAFT_CAPTURE_WAKE_BYTES (256 * 1024)
 
 bool		raft_am_decoding_worker = false;
 
 static uint64 my_generation;
 static XLogRecPtr confirmed_here = InvalidXLogRecPtr;
 static XLogRecPtr position_queued = InvalidXLogRecPtr;
+/* bytes queued since capture was last woken */
+static size_t queued_unannounced = 0;
 
 /* Exits when capture no longer wants this worker.  Caller holds the lock. */
 static void
@@ -98,10 +108,30 @@ confirm_committed(void)
 	}
 }
 
-/* Waits for the latch, or a nap; reacts to signals and to capture. */
+/* Wakes capture for what was queued since it was last woken. */
+static void
+wake_capture(void)
+{
+	Latch	   *worker_latch;
+
+	if (queued_unannounced == 0)
+		return;
+	LWLockAcquire(RaftShmem->lock, LW_SHARED);
+	worker_latch = RaftShmem->worker_latch;
+	LWLockRelease(RaftShmem->lock);
+	if (worker_latch != NULL)
+		SetLatch(worker_latch);
+	queued_unannounced = 0;
+}
+
+/*
+ * Waits for the latch, or a nap, after waking capture for what is queued;
+ * reacts to signals and to capture.
+ */
 static void
 nap(void)
 {
+	wake_capture();
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 DECODING_NAP_MS, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
@@ -126,8 +156,6 @@ queue_message(const char *a, size_t a_len, const char *b, size_t b_len)
 		char	   *copy = NULL;
 		const char *data;
 		bool		pushed;
-		bool		was_empty;
-		Latch	   *worker_latch;
 
 		/* a chunk that spans both parts (only the header is part a) */
 		if (done < a_len && done + chunk > a_len)
@@ -143,18 +171,11 @@ queue_message(const char *a, size_t a_len, const char *b, size_t b_len)
 		{
 			LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 			exit_if_unwanted_locked();
-			was_empty = RaftShmem->capture.ring.head == RaftShmem->capture.ring.tail;
 			pushed = RaftRingPush(&RaftShmem->capture.ring, &marker, 1,
 								  data, (uint32) chunk);
-			worker_latch = RaftShmem->worker_latch;
+			if (!pushed)
+				RaftShmem->capture.decoder_waits_for_room = true;
 			LWLockRelease(RaftShmem->lock);
-
-			/*
-			 * Capture takes everything queued when it wakes: only a ring
-			 * that was empty, or full, needs to wake it.
-			 */
-			if (worker_latch != NULL && (was_empty || !pushed))
-				SetLatch(worker_latch);
 			if (pushed)
 				break;
 			nap();
@@ -162,7 +183,10 @@ queue_message(const char *a, size_t a_len, const char *b, size_t b_len)
 		if (copy != NULL)
 			pfree(copy);
 		done += chunk;
+		queued_unannounced += chunk;
 	} while (done < len);
+	if (queued_unannounced >= RAFT_CAPTURE_WAKE_BYTES)
+		wake_capture();
 }
 
 /* The output plugin's prepare_write: room for the 'w' header first. */

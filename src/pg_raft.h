@@ -282,6 +282,7 @@ typedef struct RaftCaptureQueue
 	bool		streaming;		/* the output plugin's option "streaming" */
 	/* every transaction that ends before here is committed in Raft */
 	XLogRecPtr	confirmed;
+	bool		decoder_waits_for_room; /* the ring was full at its push */
 	/* the error the decoding worker of error_generation stopped with */
 	uint64		error_generation;
 	int			error_code;		/* its SQLSTATE */
