@@ -8,31 +8,40 @@
  *	  Runs in the raft worker while the node leads.  It opens a replication
  *	  connection to its own server with application_name pg_raft, creates
  *	  the slot pg_raft afresh for the term (a slot left from an earlier
- *	  leadership holds nothing this one may ship), then starts a decoding
- *	  worker (decoding.c), which decodes from the slot with the pg_raft
- *	  output plugin (decoder.c) and queues the plugin's writes in shared
- *	  memory, and turns the connection into a physical stream from the
- *	  WAL's flush position.  The WAL that stream brings is not used: it
- *	  only says that there is more to decode, and wakes the decoding worker
- *	  up.  What the stream is for is the other way: the reports of the
- *	  standby it stands for.
+ *	  leadership holds nothing this one may ship), and decodes from the
+ *	  slot with the pg_raft output plugin (decoder.c) in one of two places
+ *	  (raft.decoding):
+ *
+ *	  - in the walsender of that connection, which sends the plugin's
+ *		writes;
+ *	  - in a decoding worker (decoding.c), which queues them in shared
+ *		memory as a walsender would have sent them.  The connection then
+ *		becomes a physical stream from the WAL's flush position, whose WAL
+ *		is not used: it only says that there is more to decode, and wakes
+ *		the decoding worker up.
+ *
+ *	  Either way, what the connection is for is the other way: the reports
+ *	  of the standby it stands for.  A walsender costs a small commit least
+ *	  (one process less to wake), but PostgreSQL 15's walsender polls its
+ *	  client with a recv() before every WAL record, which makes it decode a
+ *	  large transaction four times slower than the worker
+ *	  (docs/benchmarks.md), and the COMMIT waits for the decoding.  So by
+ *	  default (auto) a walsender decodes, and hands over to the decoding
+ *	  worker when it falls behind the WAL (choose_decoding); the worker
+ *	  hands back once it keeps up.  A hand-over is a break of the stream,
+ *	  as below.
  *
  *	  Each transaction's stream is cut into data entries of at most
  *	  RAFT_DATA_PIECE_BYTES (see changes/changes.h) and proposed.  The
- *	  position reported on the physical stream as written and flushed
+ *	  position reported on the connection as written and flushed
  *	  moves past a transaction only once its last entry is committed in
  *	  Raft.  With synchronous_standby_names naming pg_raft, that report is
  *	  what releases the client's COMMIT: every acknowledged transaction is
  *	  in a majority of the members' logs.  When nothing is waiting for
- *	  Raft, the position up to which the decoding worker has decoded
- *	  everything is reported as it comes, which releases the commits of
- *	  transactions that replicate nothing.  The decoding worker confirms
- *	  the slot up to the reported position.
- *
- *	  Decoding does not run in a walsender: PostgreSQL 15's walsender
- *	  polls its client with a recv() before every WAL record, which cost
- *	  three quarters of its time in a large transaction
- *	  (docs/benchmarks.md), and the COMMIT waits for the decoding.
+ *	  Raft, the position up to which everything is decoded is reported as
+ *	  it comes, which releases the commits of transactions that replicate
+ *	  nothing.  The slot is confirmed up to the reported position (by the
+ *	  walsender, or by the decoding worker when it next wakes up).
  *
  *	  When the connection breaks or the decoding worker stops while the
  *	  node still leads, both start again and decoding resumes from the
@@ -56,7 +65,8 @@
  *	  The connection goes through states, each waiting for its socket:
  *
  *		idle -> connecting -> dropping the slot -> creating it ->
- *		starting (the decoding worker and the physical stream) -> streaming
+ *		starting (from the slot, or the decoding worker and the physical
+ *		stream) -> streaming
  *
  *	  (dropping and creating only once per term).  A failure returns to
  *	  idle, says why in RaftCaptureProblem(), and retries a second later.
@@ -75,6 +85,9 @@
 #include "port/pg_bswap.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/postmaster.h"
+#include "replication/slot.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -90,6 +103,14 @@
 #define CAPTURE_STUCK_FAILURES 3
 /* read at most this much per turn of the worker's loop */
 #define CAPTURE_READ_BUDGET_BYTES (4 * 1024 * 1024)
+/* how often capture looks at whether decoding keeps up */
+#define CAPTURE_MODE_CHECK_MS 100
+/* WAL not yet decoded beyond which a walsender hands decoding over */
+#define CAPTURE_BEHIND_BYTES (8 * 1024 * 1024)
+/* how long the decoding worker keeps up before a walsender takes over */
+#define CAPTURE_WALSENDER_AFTER_MS 5000
+/* how long a walsender waits for the decoding worker to let the slot go */
+#define CAPTURE_SLOT_WAIT_MS 2000
 
 typedef enum CaptureState
 {
@@ -134,6 +155,12 @@ typedef struct Capture
 	uint64		slot_term;		/* the term the slot was created in */
 	uint64		streamed_term;	/* the term streaming started in */
 	raft_id_t	node_id;
+
+	/* where the stream decodes: the decoding worker, or a walsender */
+	bool		use_decoder;
+	TimestampTz mode_check_at;	/* next look at whether decoding keeps up */
+	TimestampTz behind_at;		/* when decoding was last seen behind */
+	TimestampTz slot_wait_until;	/* a walsender waits for the slot till then */
 
 	/* the decoding worker of this stream (decoding.c) */
 	BackgroundWorkerHandle *decoder;
@@ -215,6 +242,7 @@ decoding_start(void)
 	decoding_stop();
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	C.decoder_generation = RaftShmem->capture.generation;
+	pg_atomic_write_u64(&RaftShmem->capture.decoded, InvalidXLogRecPtr);
 	RaftShmem->capture.streaming = raft_stream_large_transactions;
 	RaftShmem->capture.confirmed = C.flushed;
 	RaftShmem->capture.error[0] = '\0';
@@ -242,28 +270,18 @@ decoding_start(void)
 	return started;
 }
 
-/* Closes the connection and retries later; what was captured is kept. */
+/*
+ * Ends the stream: the decoding worker, the connection, and what was read
+ * of a transaction not read to its end.  What was captured is kept.
+ */
 static void
-capture_fail_because(const char *what, const char *why)
+stream_break(void)
 {
-	char		problem[RAFT_ERROR_BYTES];
-
-	if (C.flushed > C.failed_flushed)
-		C.failures = 0;
-	C.failures++;
-	C.failed_flushed = C.flushed;
-	snprintf(problem, sizeof(problem), "%s: %s", what, why);
-	/* libpq messages end with a newline */
-	if (problem[0] != '\0' && problem[strlen(problem) - 1] == '\n')
-		problem[strlen(problem) - 1] = '\0';
-	capture_set_problem(problem);
 	decoding_stop();
 	if (C.conn != NULL)
 		PQfinish(C.conn);
 	C.conn = NULL;
 	C.state = CAPTURE_IDLE;
-	C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-											 CAPTURE_RETRY_MS);
 	/*
 	 * A transaction cut off halfway is decoded again from its start: its
 	 * entries not yet proposed are dropped.
@@ -293,6 +311,26 @@ capture_fail_because(const char *what, const char *why)
 	}
 }
 
+/* Ends the stream and retries later, saying why. */
+static void
+capture_fail_because(const char *what, const char *why)
+{
+	char		problem[RAFT_ERROR_BYTES];
+
+	if (C.flushed > C.failed_flushed)
+		C.failures = 0;
+	C.failures++;
+	C.failed_flushed = C.flushed;
+	snprintf(problem, sizeof(problem), "%s: %s", what, why);
+	/* libpq messages end with a newline */
+	if (problem[0] != '\0' && problem[strlen(problem) - 1] == '\n')
+		problem[strlen(problem) - 1] = '\0';
+	capture_set_problem(problem);
+	stream_break();
+	C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 CAPTURE_RETRY_MS);
+}
+
 static void
 capture_fail(const char *what)
 {
@@ -318,6 +356,10 @@ capture_reset(void)
 	C.retry_at = 0;
 	C.problem[0] = '\0';
 	C.failures = 0;
+	C.use_decoder = raft_decoding == RAFT_DECODING_WORKER;
+	C.mode_check_at = 0;
+	C.behind_at = 0;
+	C.slot_wait_until = 0;
 	C.failed_flushed = InvalidXLogRecPtr;
 	if (C.cxt != NULL)
 		MemoryContextReset(C.cxt);
@@ -783,8 +825,8 @@ send_feedback(void)
 }
 
 /*
- * Handles one message of the decoding worker, as a walsender would have
- * sent it; false when it failed.
+ * Handles one message of the walsender, or of the decoding worker, which
+ * writes what a walsender would have sent; false when it failed.
  */
 static bool
 take_decoded_message(const char *msg, int len)
@@ -807,7 +849,7 @@ take_decoded_message(const char *msg, int len)
 			C.reply_requested = true;
 		return true;
 	}
-	capture_fail_because("unexpected message from the decoding worker", "");
+	capture_fail_because("unexpected message in the decoded stream", "");
 	return false;
 }
 
@@ -908,28 +950,63 @@ decoder_alive(void)
 	return false;
 }
 
-static void
-stream(uint64 commit_index)
+/*
+ * Reads what the walsender decoded, as far as the log has room and the
+ * budget goes; false when the stream failed.
+ */
+static bool
+read_walsender(void)
 {
 	size_t		budget = CAPTURE_READ_BUDGET_BYTES;
-	TimestampTz now;
 
-	/* transactions whose last entry is committed are durable */
-	while (C.pending != NIL)
+	if (!propose_ready())
+		return true;
+	if (!PQconsumeInput(C.conn))
 	{
-		PendingCommit *p = linitial(C.pending);
-
-		if (p->index > commit_index)
-			break;
-		C.flushed = Max(C.flushed, p->end_lsn);
-		C.pending = list_delete_first(C.pending);
-		pfree(p);
+		capture_fail("lost the local replication connection");
+		return false;
 	}
+	while (budget > 0 && C.ready == NIL)
+	{
+		char	   *msg;
+		int			len = PQgetCopyData(C.conn, &msg, 1);
+
+		if (len == 0)
+			break;
+		if (len < 0)
+		{
+			capture_fail("the local replication stream ended");
+			return false;
+		}
+		if (!take_decoded_message(msg, len))
+		{
+			PQfreemem(msg);
+			return false;
+		}
+		PQfreemem(msg);
+		budget = (size_t) len >= budget ? 0 : budget - len;
+		propose_ready();
+	}
+	/* more may wait in libpq's buffer: come back at once */
+	if (budget == 0)
+		SetLatch(MyLatch);
+	return true;
+}
+
+/*
+ * Reads the physical stream (its WAL wakes the decoding worker up), then
+ * what the decoding worker queued, as far as the log has room and the
+ * budget goes; false when the stream failed.
+ */
+static bool
+read_decoding_worker(void)
+{
+	size_t		budget = CAPTURE_READ_BUDGET_BYTES;
 
 	if (!PQconsumeInput(C.conn))
 	{
 		capture_fail("lost the local replication connection");
-		return;
+		return false;
 	}
 	for (;;)
 	{
@@ -941,12 +1018,12 @@ stream(uint64 commit_index)
 		if (len < 0)
 		{
 			capture_fail("the local replication stream ended");
-			return;
+			return false;
 		}
 		if (!take_physical_message(msg, len))
 		{
 			PQfreemem(msg);
-			return;
+			return false;
 		}
 		PQfreemem(msg);
 	}
@@ -968,7 +1045,7 @@ stream(uint64 commit_index)
 			if (C.chunk[0] != RAFT_CAPTURE_LAST)
 				continue;
 			if (!take_decoded_message(C.message->data, C.message->len))
-				return;
+				return false;
 			resetStringInfo(C.message);
 			propose_ready();
 		}
@@ -978,13 +1055,164 @@ stream(uint64 commit_index)
 		if (budget == 0)
 			SetLatch(MyLatch);
 	}
-	if (!decoder_alive())
+	return decoder_alive();
+}
+
+/* How far the walsender of the stream has decoded; invalid if unknown. */
+static XLogRecPtr
+walsender_position(void)
+{
+	int			pid = PQbackendPID(C.conn);
+	XLogRecPtr	sent = InvalidXLogRecPtr;
+
+	for (int i = 0; i < max_wal_senders; i++)
+	{
+		WalSnd	   *walsnd = &WalSndCtl->walsnds[i];
+
+		SpinLockAcquire(&walsnd->mutex);
+		if (walsnd->pid == pid)
+			sent = walsnd->sentPtr;
+		SpinLockRelease(&walsnd->mutex);
+	}
+	return sent;
+}
+
+/*
+ * The slot's restart point (where decoding it starts again), and in
+ * *holder the process that holds it (0 when none); invalid when there is
+ * no slot.
+ */
+static XLogRecPtr
+slot_restart_lsn(pid_t *holder)
+{
+	ReplicationSlot *slot;
+	XLogRecPtr	restart = InvalidXLogRecPtr;
+
+	*holder = 0;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		restart = slot->data.restart_lsn;
+		*holder = slot->active_pid;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return restart;
+}
+
+/*
+ * Ends the stream and starts it again at once in the other place: in the
+ * decoding worker (to_worker) or in a walsender.  Nothing is lost: as
+ * after a failure, decoding resumes from the slot, and what was proposed
+ * in the term is skipped.
+ */
+static void
+hand_decoding_over(bool to_worker, const char *why)
+{
+	ereport(LOG,
+			(errmsg(to_worker ?
+					"pg_raft hands this leader's decoding to its decoding worker" :
+					"pg_raft hands this leader's decoding back to a walsender"),
+			 errdetail_internal("%s", why)));
+	stream_break();
+	C.use_decoder = to_worker;
+	C.retry_at = 0;
+	C.slot_wait_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													CAPTURE_SLOT_WAIT_MS);
+	SetLatch(MyLatch);
+}
+
+/*
+ * Chooses where to decode, as raft.decoding says.  With auto, a walsender
+ * decodes while it keeps up: it costs a small commit least.  When it falls
+ * CAPTURE_BEHIND_BYTES of WAL behind the flush position (a large
+ * transaction: PostgreSQL 15's walsender decodes one at about a quarter of
+ * the decoding worker's speed), the decoding worker takes over.  It hands
+ * back once it has kept up for CAPTURE_WALSENDER_AFTER_MS, with no
+ * transaction half read, and the slot's restart point is recent: a
+ * walsender starts again from there, and would otherwise decode again
+ * what the worker just did.
+ */
+static void
+choose_decoding(TimestampTz now)
+{
+	XLogRecPtr	flush;
+	XLogRecPtr	at;
+	XLogRecPtr	restart;
+	pid_t		holder;
+	char		why[128];
+
+	if (now < C.mode_check_at)
+		return;
+	C.mode_check_at = TimestampTzPlusMilliseconds(now, CAPTURE_MODE_CHECK_MS);
+	if (raft_decoding != RAFT_DECODING_AUTO)
+	{
+		bool		to_worker = raft_decoding == RAFT_DECODING_WORKER;
+
+		if (to_worker != C.use_decoder)
+			hand_decoding_over(to_worker, to_worker ?
+							   "raft.decoding is set to worker." :
+							   "raft.decoding is set to walsender.");
+		return;
+	}
+	flush = GetFlushRecPtr(NULL);
+	if (!C.use_decoder)
+	{
+		at = walsender_position();
+		if (!XLogRecPtrIsInvalid(at) && flush > at + CAPTURE_BEHIND_BYTES &&
+			C.ready == NIL)
+		{
+			snprintf(why, sizeof(why),
+					 "The walsender is %llu kB of WAL behind the flush position.",
+					 (unsigned long long) ((flush - at) / 1024));
+			C.behind_at = now;
+			hand_decoding_over(true, why);
+		}
+		return;
+	}
+	at = pg_atomic_read_u64(&RaftShmem->capture.decoded);
+	if (XLogRecPtrIsInvalid(at) || flush > at + CAPTURE_BEHIND_BYTES)
+	{
+		C.behind_at = now;
+		return;
+	}
+	if (now - C.behind_at < CAPTURE_WALSENDER_AFTER_MS * INT64CONST(1000) ||
+		C.in_txn || C.block_xid != InvalidTransactionId || C.open_streams != NIL)
+		return;
+	restart = slot_restart_lsn(&holder);
+	if (XLogRecPtrIsInvalid(restart) || flush > restart + CAPTURE_BEHIND_BYTES)
+		return;
+	hand_decoding_over(false, "The decoding worker kept up, and the slot's restart point is recent.");
+}
+
+static void
+stream(uint64 commit_index)
+{
+	TimestampTz now;
+
+	/* transactions whose last entry is committed are durable */
+	while (C.pending != NIL)
+	{
+		PendingCommit *p = linitial(C.pending);
+
+		if (p->index > commit_index)
+			break;
+		C.flushed = Max(C.flushed, p->end_lsn);
+		C.pending = list_delete_first(C.pending);
+		pfree(p);
+	}
+
+	if (!(C.use_decoder ? read_decoding_worker() : read_walsender()))
 		return;
 
 	now = GetCurrentTimestamp();
 	if (C.flushed > C.reported || C.reply_requested ||
 		now - C.last_feedback >= CAPTURE_FEEDBACK_MS * 1000)
 		send_feedback();
+	if (C.conn != NULL)
+		choose_decoding(now);
 }
 
 /*
@@ -1004,9 +1232,11 @@ end_idle_transactions(void)
 }
 
 /*
- * Starts the decoding worker, which decodes from the slot, and the
- * physical stream from the WAL's flush position, which wakes the worker
- * up as WAL comes and carries the reports that release the commits.
+ * Starts decoding.  In a walsender: the connection streams from the slot.
+ * In the decoding worker: the worker decodes from the slot, and the
+ * connection becomes a physical stream from the WAL's flush position,
+ * which wakes the worker up as WAL comes.  Either way, the reports on the
+ * connection are what release the commits.
  */
 static void
 start_streaming(void)
@@ -1014,6 +1244,14 @@ start_streaming(void)
 	char		command[128];
 	XLogRecPtr	flush = GetFlushRecPtr(NULL);
 
+	if (!C.use_decoder)
+	{
+		snprintf(command, sizeof(command),
+				 "START_REPLICATION SLOT %s LOGICAL 0/0 (streaming '%s')",
+				 RAFT_SLOT_NAME, raft_stream_large_transactions ? "on" : "off");
+		capture_send(command, CAPTURE_STARTING);
+		return;
+	}
 	if (!decoding_start())
 	{
 		capture_fail_because("could not start the decoding worker",
@@ -1035,8 +1273,21 @@ advance(uint64 commit_index)
 	switch (C.state)
 	{
 		case CAPTURE_IDLE:
-			if (GetCurrentTimestamp() >= C.retry_at)
-				capture_connect();
+			if (GetCurrentTimestamp() < C.retry_at)
+				return;
+			/* a walsender cannot take the slot while the worker holds it */
+			if (!C.use_decoder && GetCurrentTimestamp() < C.slot_wait_until)
+			{
+				pid_t		holder;
+
+				(void) slot_restart_lsn(&holder);
+				if (holder != 0)
+				{
+					C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10);
+					return;
+				}
+			}
+			capture_connect();
 			return;
 		case CAPTURE_CONNECTING:
 			C.poll = PQconnectPoll(C.conn);
@@ -1103,7 +1354,8 @@ advance(uint64 commit_index)
 			if (PQresultStatus(res) != PGRES_COPY_BOTH)
 			{
 				PQclear(res);
-				capture_fail("could not start the physical stream");
+				capture_fail(C.use_decoder ? "could not start the physical stream" :
+							 "could not start streaming from the slot");
 				return;
 			}
 			PQclear(res);

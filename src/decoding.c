@@ -6,21 +6,25 @@
  *	  capture in the raft worker.
  *
  * NOTES
- *	  Capture (capture.c) starts one, as a dynamic background worker, each
- *	  time it starts streaming, and stops it by moving
+ *	  Capture (capture.c) starts one, as a dynamic background worker, when
+ *	  it hands decoding to it, and stops it by moving
  *	  RaftShmem->capture.generation on.  The worker acquires the slot
- *	  pg_raft (an error if another process holds it), decodes the
+ *	  pg_raft (an error if another process still holds it after two
+ *	  seconds), decodes the
  *	  WAL from the slot's position as far as it is flushed, and queues each
  *	  write of the plugin (decoder.c) in RaftShmem->capture.ring as the
  *	  message a walsender would have sent: 'w' with the write, and, each
  *	  time it has caught up with the WAL, 'k' with the position up to which
  *	  everything decoded is queued.
  *
- *	  A walsender would do the same decoding, but PostgreSQL 15's walsender
- *	  polls its client with a recv() before every WAL record: for a
- *	  million-row transaction that took three quarters of its 4.2 s of CPU
- *	  against 0.9 s for the decoding itself (bench/decoding.sh,
- *	  docs/benchmarks.md), and the leader's COMMIT waits for the decoding.
+ *	  A walsender does the same decoding (and capture uses one while it
+ *	  keeps up), but PostgreSQL 15's walsender polls its client with a
+ *	  recv() before every WAL record: for a million-row transaction that
+ *	  took three quarters of its 4.2 s of CPU against 0.9 s for the
+ *	  decoding itself (bench/decoding.sh, docs/benchmarks.md), and the
+ *	  leader's COMMIT waits for the decoding.  The worker publishes how far
+ *	  it decoded in RaftShmem->capture.decoded, for capture to see whether
+ *	  it keeps up.
  *
  *	  With no WAL left to decode, it waits on its latch, which capture sets
  *	  when WAL arrives on the physical stream it keeps with its own server
@@ -67,6 +71,8 @@
 #define DECODED_W_HEADER (1 + 8 + 8 + 8)
 /* how long the worker sleeps when nothing wakes it */
 #define DECODING_NAP_MS 1000
+/* how long a process that holds the slot has to let it go */
+#define SLOT_RELEASE_WAIT_MS 2000
 /* queued bytes after which capture is woken without waiting for the batch's end */
 #define RAFT_CAPTURE_WAKE_BYTES (256 * 1024)
 
@@ -259,6 +265,44 @@ read_page(XLogReaderState *state, XLogRecPtr target_page, int req_len,
 								cur_page);
 }
 
+/*
+ * Waits, up to SLOT_RELEASE_WAIT_MS, for the process that holds the slot
+ * to let it go: the walsender that decoded before this worker (capture
+ * hands decoding over, and closes its connection) is on its way out.  A
+ * holder that stays makes the acquisition fail, as it should.
+ */
+static void
+wait_for_slot_release(void)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   SLOT_RELEASE_WAIT_MS);
+
+	for (;;)
+	{
+		ReplicationSlot *slot;
+		pid_t		holder = 0;
+
+		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+		slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
+		if (slot != NULL)
+		{
+			SpinLockAcquire(&slot->mutex);
+			holder = slot->active_pid;
+			SpinLockRelease(&slot->mutex);
+		}
+		LWLockRelease(ReplicationSlotControlLock);
+		if (holder == 0 || GetCurrentTimestamp() >= deadline)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		LWLockAcquire(RaftShmem->lock, LW_SHARED);
+		exit_if_unwanted_locked();
+		LWLockRelease(RaftShmem->lock);
+	}
+}
+
 /* Decodes from the slot's position on, until told to stop. */
 static void
 decode(bool streaming)
@@ -266,6 +310,7 @@ decode(bool streaming)
 	LogicalDecodingContext *ctx;
 	List	   *options;
 
+	wait_for_slot_release();
 	ReplicationSlotAcquire(RAFT_SLOT_NAME, true);
 	options = list_make1(makeDefElem("streaming",
 									 (Node *) makeString(streaming ? "on" : "off"),
@@ -288,7 +333,11 @@ decode(bool streaming)
 					 errmsg("could not read the WAL at %X/%X: %s",
 							LSN_FORMAT_ARGS(ctx->reader->EndRecPtr), errm)));
 		if (record != NULL)
+		{
 			LogicalDecodingProcessRecord(ctx, ctx->reader);
+			pg_atomic_write_u64(&RaftShmem->capture.decoded,
+								ctx->reader->EndRecPtr);
+		}
 		CHECK_FOR_INTERRUPTS();
 	}
 }

@@ -104,6 +104,14 @@ extern char *raft_http_password;
 extern char *raft_http_ssl_cert_file;
 extern char *raft_http_ssl_key_file;
 extern bool raft_stream_large_transactions;
+/* raft.decoding: where the leader decodes its transactions (capture.c) */
+typedef enum RaftDecoding
+{
+	RAFT_DECODING_AUTO,
+	RAFT_DECODING_WALSENDER,
+	RAFT_DECODING_WORKER
+} RaftDecoding;
+extern int	raft_decoding;
 
 /* One member as the views show it. */
 typedef struct RaftMemberInfo
@@ -283,6 +291,7 @@ typedef struct RaftCaptureQueue
 	/* every transaction that ends before here is committed in Raft */
 	XLogRecPtr	confirmed;
 	bool		decoder_waits_for_room; /* the ring was full at its push */
+	pg_atomic_uint64 decoded;	/* the end of the last record it decoded */
 	/* the error the decoding worker of error_generation stopped with */
 	uint64		error_generation;
 	int			error_code;		/* its SQLSTATE */

@@ -1,9 +1,10 @@
 # Copyright (c) pg_raft contributors
 #
-# 147_decoding_worker.pl: the leader decodes its transactions in a
-# decoding worker of pg_raft's own, and capture starts it again when it
-# stops.
+# 147_decoding_worker.pl: where the leader decodes its transactions
+# (raft.decoding): in a decoding worker of pg_raft's own, or in a
+# walsender, and the hand-overs between them.
 #
+# With raft.decoding = worker:
 # - Only the leader runs a decoding worker, and it is the one holding the
 #   slot pg_raft; the leader's raft worker holds the stream, under
 #   application_name pg_raft, that synchronous replication waits for.
@@ -11,6 +12,12 @@
 #   and twice in the middle of a transaction that streams while it runs:
 #   capture says so, starts a new one, and every acknowledged row reaches
 #   every member once, the streamed transaction whole.
+# With raft.decoding = auto (the default):
+# - A walsender decodes while it keeps up.
+# - A large transaction, which streams while it runs, puts it behind the
+#   WAL: capture hands decoding to the decoding worker, in the middle of
+#   the stream; once the worker has kept up, a walsender takes over again.
+# - Rows written across both hand-overs reach every member once.
 
 use strict;
 use warnings;
@@ -25,7 +32,8 @@ use RaftCluster;
 use Test::More;
 
 my @nodes =
-  map { RaftCluster::new_node($_, "logical_decoding_work_mem = '64kB'\n") } qw(n1 n2 n3);
+  map { RaftCluster::new_node($_, "logical_decoding_work_mem = '64kB'\nraft.decoding = worker\n") }
+  qw(n1 n2 n3);
 $nodes[0]->safe_psql('postgres', 'CREATE TABLE t (id int PRIMARY KEY, pad text)');
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
@@ -123,6 +131,59 @@ foreach my $node (@nodes)
 }
 is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
 	$_->name . ' holds the leader\'s rows')
+  foreach @followers;
+
+# ---- raft.decoding = auto: a walsender, the worker for a large transaction
+
+# the backend type of the process that holds the slot
+sub slot_holder
+{
+	my $pid = decoder_pid();
+	return $leader->safe_psql('postgres',
+		"SELECT backend_type FROM pg_stat_activity WHERE pid = $pid");
+}
+
+$offset = -s $leader->logfile;
+foreach my $node (@nodes)
+{
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET raft.decoding = auto});
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+}
+ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding back to a walsender/, $offset),
+	'auto: once the decoding worker keeps up, capture hands decoding to a walsender');
+$leader->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_raft decoding worker'})
+  or die 'the decoding worker did not exit';
+is(slot_holder(), 'walsender', 'auto: a walsender holds the slot');
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'walsender' FROM generate_series(200001, 200100) g});
+pass('auto: a commit decoded by the walsender is acknowledged');
+
+$offset = -s $leader->logfile;
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, repeat('y', 100) FROM generate_series(300001, 800000) g});
+pass('auto: a transaction of 500,000 rows commits');
+ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding to its decoding worker/, $offset),
+	'auto: the walsender fell behind, and capture handed decoding to the decoding worker');
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'worker' FROM generate_series(200101, 200200) g});
+ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding back to a walsender/, $offset),
+	'auto: once the worker kept up, a walsender took over again');
+$leader->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_raft decoding worker'})
+  or die 'the decoding worker did not exit';
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'walsender again' FROM generate_series(200201, 200300) g});
+is(slot_holder(), 'walsender', 'auto: the walsender decodes again');
+
+RaftCluster::wait_for_apply($leader, @followers);
+foreach my $node (@nodes)
+{
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM t'), '590500',
+		$node->name . ' holds every row once, across both hand-overs');
+}
+is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
+	$_->name . ' holds the leader\'s rows after the hand-overs')
   foreach @followers;
 
 done_testing();

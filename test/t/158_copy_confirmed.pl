@@ -8,8 +8,9 @@
 # it), and that the log may never get (the leader dies).  A member that
 # copies rows from that leader must not take it: the copy's snapshot is
 # used only once the leader's own slot has confirmed the snapshot's
-# position in the same term.  Here capture is held up (its decoding
-# worker is stopped), so the leader cannot confirm: the repair waits and fails, and
+# position in the same term.  Here capture is held up (the process that
+# decodes its slot is stopped), so the leader cannot confirm: the repair
+# waits and fails, and
 # the member keeps its rows.  The leader then dies with the transaction,
 # and the member repairs from the next leader: it never holds that
 # transaction.  (Without the check, the member copied the transaction and
