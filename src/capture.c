@@ -109,6 +109,8 @@
 #define CAPTURE_BEHIND_BYTES (8 * 1024 * 1024)
 /* how long the decoding worker keeps up before a walsender takes over */
 #define CAPTURE_WALSENDER_AFTER_MS 5000
+/* how long auto decodes in a walsender after no worker could start */
+#define CAPTURE_WORKER_RETRY_MS 60000
 /* how long a walsender waits for the decoding worker to let the slot go */
 #define CAPTURE_SLOT_WAIT_MS 2000
 
@@ -161,6 +163,7 @@ typedef struct Capture
 	TimestampTz mode_check_at;	/* next look at whether decoding keeps up */
 	TimestampTz behind_at;		/* when decoding was last seen behind */
 	TimestampTz slot_wait_until;	/* a walsender waits for the slot till then */
+	TimestampTz worker_refused_at;	/* no worker slot was free for auto */
 
 	/* the decoding worker of this stream (decoding.c) */
 	BackgroundWorkerHandle *decoder;
@@ -360,6 +363,7 @@ capture_reset(void)
 	C.mode_check_at = 0;
 	C.behind_at = 0;
 	C.slot_wait_until = 0;
+	C.worker_refused_at = 0;
 	C.failed_flushed = InvalidXLogRecPtr;
 	if (C.cxt != NULL)
 		MemoryContextReset(C.cxt);
@@ -1133,7 +1137,9 @@ hand_decoding_over(bool to_worker, const char *why)
  * back once it has kept up for CAPTURE_WALSENDER_AFTER_MS, with no
  * transaction half read, and the slot's restart point is recent: a
  * walsender starts again from there, and would otherwise decode again
- * what the worker just did.
+ * what the worker just did.  When no worker could start (no background
+ * worker slot was free), a walsender goes on for CAPTURE_WORKER_RETRY_MS
+ * before auto tries again.
  */
 static void
 choose_decoding(TimestampTz now)
@@ -1160,6 +1166,8 @@ choose_decoding(TimestampTz now)
 	flush = GetFlushRecPtr(NULL);
 	if (!C.use_decoder)
 	{
+		if (now - C.worker_refused_at < CAPTURE_WORKER_RETRY_MS * INT64CONST(1000))
+			return;
 		at = walsender_position();
 		if (!XLogRecPtrIsInvalid(at) && flush > at + CAPTURE_BEHIND_BYTES &&
 			C.ready == NIL)
@@ -1254,8 +1262,21 @@ start_streaming(void)
 	}
 	if (!decoding_start())
 	{
-		capture_fail_because("could not start the decoding worker",
-							 "no background worker slot is free (raise \"max_worker_processes\")");
+		if (raft_decoding == RAFT_DECODING_WORKER)
+		{
+			capture_fail_because("could not start the decoding worker",
+								 "no background worker slot is free (raise \"max_worker_processes\")");
+			return;
+		}
+		/* auto: slower decoding beats none; try again later */
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("pg_raft could not start its decoding worker, and decodes in a walsender"),
+				 errdetail("No background worker slot is free."),
+				 errhint("Raise \"max_worker_processes\": a leader needs one background worker more while it decodes a large transaction.")));
+		C.use_decoder = false;
+		C.worker_refused_at = GetCurrentTimestamp();
+		start_streaming();
 		return;
 	}
 	snprintf(command, sizeof(command), "START_REPLICATION PHYSICAL %X/%X",
