@@ -25,11 +25,11 @@
  *	  (one process less to wake), but PostgreSQL 15's walsender polls its
  *	  client with a recv() before every WAL record, which makes it decode a
  *	  large transaction four times slower than the worker
- *	  (docs/benchmarks.md), and the COMMIT waits for the decoding.  So by
- *	  default (auto) a walsender decodes, and hands over to the decoding
- *	  worker when it falls behind the WAL (choose_decoding); the worker
- *	  hands back once it keeps up.  A hand-over is a break of the stream,
- *	  as below.
+ *	  (docs/benchmarks.md), and the COMMIT waits for the decoding.  With
+ *	  auto, a walsender decodes, and hands over to the decoding worker when
+ *	  it falls behind the WAL (choose_decoding); the worker hands back once
+ *	  it keeps up.  A hand-over is a break of the stream, as below.  The
+ *	  default is walsender.
  *
  *	  Each transaction's stream is cut into data entries of at most
  *	  RAFT_DATA_PIECE_BYTES (see changes/changes.h) and proposed.  The
@@ -107,6 +107,11 @@
 #define CAPTURE_MODE_CHECK_MS 100
 /* WAL not yet decoded beyond which a walsender hands decoding over */
 #define CAPTURE_BEHIND_BYTES (8 * 1024 * 1024)
+/*
+ * Streamed bytes of open transactions beyond which a walsender keeps
+ * decoding: a hand-over streams them again from their start.
+ */
+#define CAPTURE_RESTREAM_BYTES (8 * 1024 * 1024)
 /* how long the decoding worker keeps up before a walsender takes over */
 #define CAPTURE_WALSENDER_AFTER_MS 5000
 /* how long auto decodes in a walsender after no worker could start */
@@ -185,6 +190,7 @@ typedef struct Capture
 	XLogRecPtr	last_proposed_final_lsn;
 	List	   *open_streams;	/* xids streamed, not yet committed or aborted
 								 * (kept as Oids: both are 32 bits) */
+	uint64		open_stream_bytes;	/* streamed since none was open */
 
 	/* what may be reported as flushed */
 	List	   *pending;		/* PendingCommit, oldest first */
@@ -373,6 +379,7 @@ capture_reset(void)
 	C.ready = NIL;
 	C.pending = NIL;
 	C.open_streams = NIL;
+	C.open_stream_bytes = 0;
 }
 
 /* The first directory of unix_socket_directories, or NULL. */
@@ -660,6 +667,7 @@ stream_block_start(const chg_message *m, const uint8 *buf, size_t len)
 static void
 stream_block_take(const uint8 *buf, size_t len)
 {
+	C.open_stream_bytes += len;
 	if (buf[0] == CHG_SUBTRANSACTION)
 	{
 		if (!C.controls_only)
@@ -818,11 +826,15 @@ send_feedback(void)
 	if (PQputCopyData(C.conn, buf.data, buf.len) <= 0 || PQflush(C.conn) < 0)
 		capture_fail("could not send feedback on the local replication connection");
 	pfree(buf.data);
-	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	if (RaftShmem->capture.generation == C.decoder_generation &&
-		C.flushed > RaftShmem->capture.confirmed)
-		RaftShmem->capture.confirmed = C.flushed;
-	LWLockRelease(RaftShmem->lock);
+	/* a walsender confirms its slot itself; the decoding worker reads this */
+	if (C.use_decoder)
+	{
+		LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
+		if (RaftShmem->capture.generation == C.decoder_generation &&
+			C.flushed > RaftShmem->capture.confirmed)
+			RaftShmem->capture.confirmed = C.flushed;
+		LWLockRelease(RaftShmem->lock);
+	}
 	C.reported = C.flushed;
 	C.last_feedback = GetCurrentTimestamp();
 	C.reply_requested = false;
@@ -1133,7 +1145,10 @@ hand_decoding_over(bool to_worker, const char *why)
  * decodes while it keeps up: it costs a small commit least.  When it falls
  * CAPTURE_BEHIND_BYTES of WAL behind the flush position (a large
  * transaction: PostgreSQL 15's walsender decodes one at about a quarter of
- * the decoding worker's speed), the decoding worker takes over.  It hands
+ * the decoding worker's speed), the decoding worker takes over, unless
+ * the transactions streamed and still open hold more than
+ * CAPTURE_RESTREAM_BYTES: the hand-over streams them again from their
+ * start, through the log and every member's stream files.  It hands
  * back once it has kept up for CAPTURE_WALSENDER_AFTER_MS, with no
  * transaction half read, and the slot's restart point is recent: a
  * walsender starts again from there, and would otherwise decode again
@@ -1164,13 +1179,15 @@ choose_decoding(TimestampTz now)
 		return;
 	}
 	flush = GetFlushRecPtr(NULL);
+	if (C.open_streams == NIL)
+		C.open_stream_bytes = 0;
 	if (!C.use_decoder)
 	{
 		if (now - C.worker_refused_at < CAPTURE_WORKER_RETRY_MS * INT64CONST(1000))
 			return;
 		at = walsender_position();
 		if (!XLogRecPtrIsInvalid(at) && flush > at + CAPTURE_BEHIND_BYTES &&
-			C.ready == NIL)
+			C.ready == NIL && C.open_stream_bytes < CAPTURE_RESTREAM_BYTES)
 		{
 			snprintf(why, sizeof(why),
 					 "The walsender is %llu kB of WAL behind the flush position.",

@@ -12,7 +12,7 @@
 #   and twice in the middle of a transaction that streams while it runs:
 #   capture says so, starts a new one, and every acknowledged row reaches
 #   every member once, the streamed transaction whole.
-# With raft.decoding = auto (the default):
+# With raft.decoding = auto:
 # - A walsender decodes while it keeps up.
 # - A large transaction, which streams while it runs, puts it behind the
 #   WAL: capture hands decoding to the decoding worker, in the middle of

@@ -21,7 +21,7 @@ use Test::More;
 # worker and the apply worker, and nothing for a decoding worker
 my @nodes = map {
 	RaftCluster::new_node($_,
-		"max_worker_processes = 3\nlogical_decoding_work_mem = '64kB'\n")
+		"max_worker_processes = 3\nlogical_decoding_work_mem = '64kB'\nraft.decoding = auto\n")
 } qw(n1 n2);
 $nodes[0]->safe_psql('postgres', 'CREATE TABLE t (id int PRIMARY KEY, pad text)');
 RaftCluster::form_cluster(@nodes);
