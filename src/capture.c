@@ -967,6 +967,34 @@ decoder_alive(void)
 }
 
 /*
+ * The next CopyData message on the connection, from libpq's buffer, in
+ * *msg (PQfreemem it): its length, 0 when there is none, -1 when the
+ * stream ended (capture failed).
+ */
+static int
+next_copy_message(char **msg)
+{
+	int			len = PQgetCopyData(C.conn, msg, 1);
+
+	if (len < 0)
+	{
+		capture_fail("the local replication stream ended");
+		return -1;
+	}
+	return len;
+}
+
+/* Reads what arrived on the connection into libpq; false when it failed. */
+static bool
+consume_input(void)
+{
+	if (PQconsumeInput(C.conn))
+		return true;
+	capture_fail("lost the local replication connection");
+	return false;
+}
+
+/*
  * Reads what the walsender decoded, as far as the log has room and the
  * budget goes; false when the stream failed.
  */
@@ -977,29 +1005,20 @@ read_walsender(void)
 
 	if (!propose_ready())
 		return true;
-	if (!PQconsumeInput(C.conn))
-	{
-		capture_fail("lost the local replication connection");
+	if (!consume_input())
 		return false;
-	}
 	while (budget > 0 && C.ready == NIL)
 	{
 		char	   *msg;
-		int			len = PQgetCopyData(C.conn, &msg, 1);
+		int			len = next_copy_message(&msg);
+		bool		taken;
 
-		if (len == 0)
-			break;
-		if (len < 0)
-		{
-			capture_fail("the local replication stream ended");
-			return false;
-		}
-		if (!take_decoded_message(msg, len))
-		{
-			PQfreemem(msg);
-			return false;
-		}
+		if (len <= 0)
+			return len == 0;
+		taken = take_decoded_message(msg, len);
 		PQfreemem(msg);
+		if (!taken)
+			return false;
 		budget = (size_t) len >= budget ? 0 : budget - len;
 		propose_ready();
 	}
@@ -1018,46 +1037,35 @@ static bool
 read_decoding_worker(void)
 {
 	size_t		budget = CAPTURE_READ_BUDGET_BYTES;
+	char	   *msg;
+	int			len;
 
-	if (!PQconsumeInput(C.conn))
-	{
-		capture_fail("lost the local replication connection");
+	if (!consume_input())
 		return false;
-	}
-	for (;;)
+	while ((len = next_copy_message(&msg)) > 0)
 	{
-		char	   *msg;
-		int			len = PQgetCopyData(C.conn, &msg, 1);
+		bool		taken = take_physical_message(msg, len);
 
-		if (len == 0)
-			break;
-		if (len < 0)
-		{
-			capture_fail("the local replication stream ended");
-			return false;
-		}
-		if (!take_physical_message(msg, len))
-		{
-			PQfreemem(msg);
-			return false;
-		}
 		PQfreemem(msg);
+		if (!taken)
+			return false;
 	}
+	if (len < 0)
+		return false;
 
 	if (propose_ready())
 	{
 		bool		popped = false;
+		uint32		chunk_len;
 
 		while (budget > 0 && C.ready == NIL)
 		{
-			uint32		len;
-
-			pop_decoded_chunk(&len);
-			if (len == 0)
+			pop_decoded_chunk(&chunk_len);
+			if (chunk_len == 0)
 				break;
 			popped = true;
-			appendBinaryStringInfo(C.message, C.chunk + 1, len - 1);
-			budget = (size_t) len >= budget ? 0 : budget - len;
+			appendBinaryStringInfo(C.message, C.chunk + 1, chunk_len - 1);
+			budget = (size_t) chunk_len >= budget ? 0 : budget - chunk_len;
 			if (C.chunk[0] != RAFT_CAPTURE_LAST)
 				continue;
 			if (!take_decoded_message(C.message->data, C.message->len))
@@ -1094,28 +1102,29 @@ walsender_position(void)
 }
 
 /*
- * The slot's restart point (where decoding it starts again), and in
- * *holder the process that holds it (0 when none); invalid when there is
- * no slot.
+ * RaftSlotState
+ *		Whether the slot pg_raft exists; if so, the process that holds it
+ *		(0 when none) in *holder and its restart point in *restart, either
+ *		of which may be NULL.
  */
-static XLogRecPtr
-slot_restart_lsn(pid_t *holder)
+bool
+RaftSlotState(pid_t *holder, XLogRecPtr *restart)
 {
 	ReplicationSlot *slot;
-	XLogRecPtr	restart = InvalidXLogRecPtr;
 
-	*holder = 0;
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
 	if (slot != NULL)
 	{
 		SpinLockAcquire(&slot->mutex);
-		restart = slot->data.restart_lsn;
-		*holder = slot->active_pid;
+		if (holder != NULL)
+			*holder = slot->active_pid;
+		if (restart != NULL)
+			*restart = slot->data.restart_lsn;
 		SpinLockRelease(&slot->mutex);
 	}
 	LWLockRelease(ReplicationSlotControlLock);
-	return restart;
+	return slot != NULL;
 }
 
 /*
@@ -1162,7 +1171,6 @@ choose_decoding(TimestampTz now)
 	XLogRecPtr	flush;
 	XLogRecPtr	at;
 	XLogRecPtr	restart;
-	pid_t		holder;
 	char		why[128];
 
 	if (now < C.mode_check_at)
@@ -1206,8 +1214,7 @@ choose_decoding(TimestampTz now)
 	if (now - C.behind_at < CAPTURE_WALSENDER_AFTER_MS * INT64CONST(1000) ||
 		C.in_txn || C.block_xid != InvalidTransactionId || C.open_streams != NIL)
 		return;
-	restart = slot_restart_lsn(&holder);
-	if (XLogRecPtrIsInvalid(restart) || flush > restart + CAPTURE_BEHIND_BYTES)
+	if (!RaftSlotState(NULL, &restart) || flush > restart + CAPTURE_BEHIND_BYTES)
 		return;
 	hand_decoding_over(false, "The decoding worker kept up, and the slot's restart point is recent.");
 }
@@ -1318,8 +1325,7 @@ advance(uint64 commit_index)
 			{
 				pid_t		holder;
 
-				(void) slot_restart_lsn(&holder);
-				if (holder != 0)
+				if (RaftSlotState(&holder, NULL) && holder != 0)
 				{
 					C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10);
 					return;

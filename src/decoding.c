@@ -279,19 +279,10 @@ wait_for_slot_release(void)
 
 	for (;;)
 	{
-		ReplicationSlot *slot;
 		pid_t		holder = 0;
 
-		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-		slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
-		if (slot != NULL)
-		{
-			SpinLockAcquire(&slot->mutex);
-			holder = slot->active_pid;
-			SpinLockRelease(&slot->mutex);
-		}
-		LWLockRelease(ReplicationSlotControlLock);
-		if (holder == 0 || GetCurrentTimestamp() >= deadline)
+		if (!RaftSlotState(&holder, NULL) || holder == 0 ||
+			GetCurrentTimestamp() >= deadline)
 			return;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10, PG_WAIT_EXTENSION);

@@ -112,6 +112,8 @@ typedef enum RaftDecoding
 	RAFT_DECODING_WORKER
 } RaftDecoding;
 extern int	raft_decoding;
+/* the slot pg_raft: whether it exists, who holds it, where it restarts */
+extern bool RaftSlotState(pid_t *holder, XLogRecPtr *restart);
 
 /* One member as the views show it. */
 typedef struct RaftMemberInfo

@@ -1454,19 +1454,9 @@ end_slot_holder(pid_t holder)
 bool
 RaftOldSlotHeld(void)
 {
-	ReplicationSlot *slot;
-	bool		held = false;
+	pid_t		holder;
 
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
-	if (slot != NULL)
-	{
-		SpinLockAcquire(&slot->mutex);
-		held = slot->active_pid != 0;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return held;
+	return RaftSlotState(&holder, NULL) && holder != 0;
 }
 
 /*
@@ -1486,7 +1476,6 @@ RaftOldSlotHeld(void)
 int64
 RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 {
-	ReplicationSlot *slot;
 	pid_t		holder = 0;
 	bool		leads;
 	uint64		diverged;
@@ -1494,16 +1483,7 @@ RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	leads = RaftShmem->view.role == RAFT_LEADER;
 	LWLockRelease(RaftShmem->lock);
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(RAFT_SLOT_NAME, false);
-	if (slot != NULL)
-	{
-		SpinLockAcquire(&slot->mutex);
-		holder = slot->active_pid;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	if (slot == NULL)
+	if (!RaftSlotState(&holder, NULL))
 		return 0;
 	if (leads != leading)
 		return -1;
