@@ -879,20 +879,6 @@ wake_decoder(void)
 	LWLockRelease(RaftShmem->lock);
 }
 
-/* Wakes the decoding worker up if it waits for room in the ring. */
-static void
-wake_decoder_for_room(void)
-{
-	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	if (RaftShmem->capture.decoder_waits_for_room)
-	{
-		RaftShmem->capture.decoder_waits_for_room = false;
-		if (RaftShmem->capture.decoder_latch != NULL)
-			SetLatch(RaftShmem->capture.decoder_latch);
-	}
-	LWLockRelease(RaftShmem->lock);
-}
-
 /*
  * Handles one CopyData message of the physical stream: its WAL is only a
  * sign that there is more to decode; false when it failed.
@@ -919,15 +905,25 @@ take_physical_message(const char *msg, int len)
 
 /*
  * Takes the next chunk the decoding worker queued into C.chunk; its
- * length in *len, 0 when there is none.
+ * length in *len, 0 when there is none.  A worker that waits for room is
+ * woken once the ring is half empty, so that it fills it again while
+ * capture takes the rest, and does not wake for every chunk taken.
  */
 static void
 pop_decoded_chunk(uint32 *len)
 {
+	RaftRing   *ring = &RaftShmem->capture.ring;
+
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	if (!RaftRingPop(&RaftShmem->capture.ring, C.chunk,
-					 RAFT_CAPTURE_CHUNK_BYTES + 1, len))
+	if (!RaftRingPop(ring, C.chunk, RAFT_CAPTURE_CHUNK_BYTES + 1, len))
 		*len = 0;
+	if (RaftShmem->capture.decoder_waits_for_room &&
+		ring->head - ring->tail <= ring->size / 2)
+	{
+		RaftShmem->capture.decoder_waits_for_room = false;
+		if (RaftShmem->capture.decoder_latch != NULL)
+			SetLatch(RaftShmem->capture.decoder_latch);
+	}
 	LWLockRelease(RaftShmem->lock);
 }
 
@@ -1055,7 +1051,6 @@ read_decoding_worker(void)
 
 	if (propose_ready())
 	{
-		bool		popped = false;
 		uint32		chunk_len;
 
 		while (budget > 0 && C.ready == NIL)
@@ -1063,7 +1058,6 @@ read_decoding_worker(void)
 			pop_decoded_chunk(&chunk_len);
 			if (chunk_len == 0)
 				break;
-			popped = true;
 			appendBinaryStringInfo(C.message, C.chunk + 1, chunk_len - 1);
 			budget = (size_t) chunk_len >= budget ? 0 : budget - chunk_len;
 			if (C.chunk[0] != RAFT_CAPTURE_LAST)
@@ -1073,8 +1067,6 @@ read_decoding_worker(void)
 			resetStringInfo(C.message);
 			propose_ready();
 		}
-		if (popped)
-			wake_decoder_for_room();
 		/* more may wait in the ring: come back at once */
 		if (budget == 0)
 			SetLatch(MyLatch);

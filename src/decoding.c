@@ -38,7 +38,7 @@
  *	  when a batch has grown to RAFT_CAPTURE_WAKE_BYTES.  A small
  *	  transaction's writes and the position after it then reach capture at
  *	  one wakeup.  When the ring is full it waits for capture to take from
- *	  it, and says so, as capture wakes it only then.  An
+ *	  it, and says so: capture wakes it once it has taken half of it.  An
  *	  error (such as a change the plugin refuses to ship) ends it, after it
  *	  has left its message in the queue for capture to report.
  *
@@ -338,11 +338,8 @@ static void
 forget_decoder(int code, Datum arg)
 {
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
-	if (RaftShmem->capture.decoder_pid == MyProcPid)
-	{
-		RaftShmem->capture.decoder_pid = 0;
+	if (RaftShmem->capture.decoder_latch == MyLatch)
 		RaftShmem->capture.decoder_latch = NULL;
-	}
 	LWLockRelease(RaftShmem->lock);
 }
 
@@ -363,7 +360,6 @@ RaftDecodingWorkerMain(Datum arg)
 
 	LWLockAcquire(RaftShmem->lock, LW_EXCLUSIVE);
 	exit_if_unwanted_locked();
-	RaftShmem->capture.decoder_pid = MyProcPid;
 	RaftShmem->capture.decoder_latch = MyLatch;
 	streaming = RaftShmem->capture.streaming;
 	LWLockRelease(RaftShmem->lock);

@@ -287,7 +287,6 @@ typedef struct RaftApplyQueue
 typedef struct RaftCaptureQueue
 {
 	uint64		generation;
-	pid_t		decoder_pid;
 	Latch	   *decoder_latch;
 	bool		streaming;		/* the output plugin's option "streaming" */
 	/* every transaction that ends before here is committed in Raft */
