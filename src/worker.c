@@ -57,9 +57,19 @@
 #include "pg_raft.h"
 #include "storage.h"
 
-/* In-memory log of the core, and when to compact it. */
+/*
+ * In-memory log of the core, and when to compact it.  Its arena is
+ * allocated once: the raft worker's memory holds all of it once that much
+ * went through the log.
+ */
 #define LOG_CAPACITY_ENTRIES (64 * 1024)
 #define LOG_CAPACITY_BYTES (64 * 1024 * 1024)
+/*
+ * Payload sent to a peer and not yet acknowledged, beyond which appends
+ * wait in the log: what a slow follower has not taken costs no memory in
+ * the transport's queues beyond this.
+ */
+#define INFLIGHT_BYTES (8 * 1024 * 1024)
 #define COMPACT_THRESHOLD_ENTRIES (16 * 1024)
 #define COMPACT_THRESHOLD_BYTES (16 * 1024 * 1024)
 #define COMPACT_MIN_ENTRIES 64
@@ -516,6 +526,7 @@ core_options(raft_options *opts)
 	opts->log_capacity_bytes = LOG_CAPACITY_BYTES;
 	opts->max_entry_bytes = RAFT_MAX_ENTRY_BYTES;
 	opts->max_inflight_msgs = 32;
+	opts->max_inflight_bytes = INFLIGHT_BYTES;
 	opts->max_entries_per_msg = 256;
 	opts->max_bytes_per_msg = 4 * 1024 * 1024;
 }

@@ -287,6 +287,13 @@ typedef struct raft_options
 	uint32_t	quiet_heartbeat_ticks;
 	uint64_t	random_seed;
 	uint32_t	max_inflight_msgs;		/* appends in flight per peer */
+	/*
+	 * Payload bytes of the appends in flight per peer beyond which no more
+	 * go (one append may pass it); 0: only max_inflight_msgs counts.  With
+	 * it, what waits for a slow follower stays in the log rather than in
+	 * the caller's send queues.
+	 */
+	uint64_t	max_inflight_bytes;
 	uint32_t	max_entries_per_msg;	/* <= RAFT_MAX_ENTRIES_PER_MSG */
 	uint32_t	max_bytes_per_msg;		/* payload bytes per append */
 	uint32_t	log_capacity_entries;	/* in-memory log ring */

@@ -104,10 +104,12 @@ typedef struct raft_progress
 								 * sent: told at this tick (0 if none) */
 	raft_index_t remote_commit; /* its commit index, as it last said */
 	raft_index_t pending_snapshot;
-	/* last index of each append in flight, oldest first (a ring) */
+	/* last index and payload bytes of each append in flight, oldest first */
 	raft_index_t inflight[RAFT_MAX_INFLIGHT];
+	uint64_t	inflight_bytes[RAFT_MAX_INFLIGHT];
 	uint32_t	inflight_start;
 	uint32_t	inflight_count;
+	uint64_t	inflight_total_bytes;
 	/* votes, during an election */
 	bool		vote_responded;
 	bool		vote_granted;

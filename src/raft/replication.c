@@ -13,7 +13,8 @@
  *					first index the follower has of it), skipping a whole
  *					term per round trip rather than one entry;
  *		replicate	it knows the match; it pipelines appends, at most
- *					max_inflight_msgs unacknowledged at once, each carrying
+ *					max_inflight_msgs unacknowledged at once (and, if set,
+ *					about max_inflight_bytes of payload), each carrying
  *					up to max_entries_per_msg entries or max_bytes_per_msg
  *					payload bytes;
  *		snapshot	the entries the follower needs were compacted; a
@@ -34,21 +35,36 @@ inflight_clear(raft_progress *pr)
 {
 	pr->inflight_start = 0;
 	pr->inflight_count = 0;
+	pr->inflight_total_bytes = 0;
 }
 
 static bool
 inflight_full(const raft *r, const raft_progress *pr)
 {
-	return pr->inflight_count >= r->opts.max_inflight_msgs;
+	return pr->inflight_count >= r->opts.max_inflight_msgs ||
+		(r->opts.max_inflight_bytes > 0 &&
+		 pr->inflight_total_bytes >= r->opts.max_inflight_bytes);
 }
 
 static void
-inflight_add(raft_progress *pr, raft_index_t last)
+inflight_add(raft_progress *pr, raft_index_t last, uint64_t bytes)
 {
 	uint32_t	pos = (pr->inflight_start + pr->inflight_count) % RAFT_MAX_INFLIGHT;
 
 	pr->inflight[pos] = last;
+	pr->inflight_bytes[pos] = bytes;
 	pr->inflight_count++;
+	pr->inflight_total_bytes += bytes;
+}
+
+/* Forgets the oldest append in flight. */
+static void
+inflight_free_oldest(raft_progress *pr)
+{
+	RAFT_ASSERT(pr->inflight_count > 0);
+	pr->inflight_total_bytes -= pr->inflight_bytes[pr->inflight_start];
+	pr->inflight_start = (pr->inflight_start + 1) % RAFT_MAX_INFLIGHT;
+	pr->inflight_count--;
 }
 
 /* Frees every in-flight append whose last index is at or below index. */
@@ -56,10 +72,7 @@ static void
 inflight_free_to(raft_progress *pr, raft_index_t index)
 {
 	while (pr->inflight_count > 0 && pr->inflight[pr->inflight_start] <= index)
-	{
-		pr->inflight_start = (pr->inflight_start + 1) % RAFT_MAX_INFLIGHT;
-		pr->inflight_count--;
-	}
+		inflight_free_oldest(pr);
 }
 
 void
@@ -159,7 +172,7 @@ raft_send_append(raft *r, raft_progress *pr, bool allow_empty)
 		if (n > 0)
 		{
 			pr->next = prev + n + 1;
-			inflight_add(pr, prev + n);
+			inflight_add(pr, prev + n, bytes);
 		}
 	}
 	else
@@ -593,12 +606,9 @@ raft_recv_heartbeat_resp(raft *r, const raft_msg *m)
 #endif
 	if (m->commit > pr->remote_commit)
 		pr->remote_commit = m->commit;
+	/* an append may have been lost: let one more through */
 	if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr))
-	{
-		/* an append may have been lost: let one more through */
-		pr->inflight_start = (pr->inflight_start + 1) % RAFT_MAX_INFLIGHT;
-		pr->inflight_count--;
-	}
+		inflight_free_oldest(pr);
 	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
 		send_snapshot(r, pr);	/* the last one may have been lost */
 	else if (pr->match < raft_log_last_index(&r->log))

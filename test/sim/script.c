@@ -13,7 +13,8 @@
  *
  *	  Commands (X, L: node ids):
  *		options key=value ...	pre-vote, check-quorum (on/off), batch,
- *								inflight, election, heartbeat (numbers)
+ *								inflight, inflight-bytes, election,
+ *								heartbeat (numbers)
  *		nodes N					a fresh cluster of N voters, ids 1..N
  *		node X					a fresh, empty node that waits to join
  *		campaign X				X's election timeout fires
@@ -138,6 +139,8 @@ set_option(script *s, const char *kv)
 		s->opts.max_entries_per_msg = (uint32_t) v;
 	else if (strncmp(kv, "inflight=", 9) == 0)
 		s->opts.max_inflight_msgs = (uint32_t) v;
+	else if (strncmp(kv, "inflight-bytes=", 15) == 0)
+		s->opts.max_inflight_bytes = v;
 	else if (strncmp(kv, "election=", 9) == 0)
 		s->opts.election_timeout_ticks = (uint32_t) v;
 	else if (strncmp(kv, "heartbeat=", 10) == 0)

@@ -52,19 +52,22 @@ typedef struct campaign
 /*
  * Varies the core's options with the seed, so that campaigns cover small
  * batches and windows (which let old entries reach a majority before a new
- * leader's no-op does) and elections without the pre-vote round.
+ * leader's no-op does), windows bounded by bytes, and elections without
+ * the pre-vote round.
  */
 static void
 seed_options(raft_options *opts, uint64_t seed)
 {
 	static const uint32_t batch[] = {1, 2, 8};
 	static const uint32_t window[] = {1, 4};
+	static const uint64_t window_bytes[] = {0, 64};
 	uint64_t	h = sim_hash_bytes(0, &seed, sizeof(seed));
 
 	opts->max_entries_per_msg = batch[h % 3];
 	opts->max_inflight_msgs = window[(h >> 8) % 2];
 	opts->pre_vote = (h >> 16) % 2 == 0;
 	opts->quiet_heartbeat_ticks = (h >> 24) % 2 == 0 ? 0 : opts->election_timeout_ticks / 2;
+	opts->max_inflight_bytes = window_bytes[(h >> 32) % 2];
 }
 
 static void
