@@ -20,9 +20,10 @@
 # and runs parts 1 to 3 there as that user.  Part 4 makes network
 # namespaces, which needs root: it runs only when the script is run as
 # root (as the README and CI do), with the servers as that user.
-# FAULT_CAMPAIGNS sets the campaigns, each SEED:FAULT[:kills] (see
-# test/faults/flapping.pl; kills also kills the leader a member repairs
-# from), and FAULT_SECONDS (default 45) their length.
+# FAULT_CAMPAIGNS sets the campaigns, each SEED:FAULT[:kills[:DECODING]]
+# (see test/faults/flapping.pl; kills also kills the leader a member
+# repairs from, DECODING sets raft.decoding), and FAULT_SECONDS (default
+# 45) their length.
 
 set -euo pipefail
 
@@ -53,17 +54,19 @@ if [ "$(id -u)" -eq 0 ]; then
 	# a bank workload and large transactions that stream.
 	logs="$(mktemp -d)"
 	trap 'rm -rf "$logs"' EXIT
-	default_campaigns="1:leader-cut 2:follower-cut 3:freeze 4:leader-cut:kills 5:freeze-worker
-		6:kill-all 7:one-way 8:slow 9:bridge 10:double"
+	# Campaigns 4 and 5 decode in the decoding worker, 10 with auto.
+	default_campaigns="1:leader-cut 2:follower-cut 3:freeze 4:leader-cut:kills:worker
+		5:freeze-worker::worker 6:kill-all 7:one-way 8:slow 9:bridge 10:double::auto"
 	for campaign in ${FAULT_CAMPAIGNS:-$default_campaigns}; do
-		IFS=: read -r seed fault kills <<< "$campaign"
+		IFS=: read -r seed fault kills decoding <<< "$campaign"
 		kills=${kills:+--kills}
+		decoding=${decoding:-walsender}
 		log="$logs/faults-$seed.log"
 		echo
-		echo "=== faults: perl test/faults/flapping.pl --seed $seed --fault $fault --duration ${FAULT_SECONDS:-45} $kills"
+		echo "=== faults: perl test/faults/flapping.pl --seed $seed --fault $fault --duration ${FAULT_SECONDS:-45} $kills --decoding $decoding"
 		fstatus=0
 		perl "$tree/test/faults/flapping.pl" --seed "$seed" --fault "$fault" \
-			--duration "${FAULT_SECONDS:-45}" $kills --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
+			--duration "${FAULT_SECONDS:-45}" $kills --decoding "$decoding" --user "$test_user" 2>&1 | tee "$log" || fstatus=$?
 		ok=$(grep -c '^ok ' "$log" || true)
 		bad=$(grep -c '^not ok ' "$log" || true)
 		if [ "$fstatus" -ne 0 ] && [ "$bad" -eq 0 ]; then

@@ -17,7 +17,7 @@
 # Usage, as root (the servers run as the unprivileged USER):
 #
 #	perl test/faults/flapping.pl [--seed N] [--duration S] [--period S]
-#		[--fault KIND] [--kills] [--user USER] [--keep]
+#		[--fault KIND] [--kills] [--decoding MODE] [--user USER] [--keep]
 #
 # The fault, each round, for about a period (the seed decides the jitter):
 #
@@ -37,6 +37,10 @@
 #					what waits over 50 ms dropped (tc tbf)
 #	bridge			five members; members 1 and 2 cannot reach 4 and 5,
 #					nor these them, while 3 reaches all (a bridge)
+#
+# --decoding sets raft.decoding on every member: walsender (the
+# default), worker or auto.  With worker, the faults hit leaders whose
+# decoding worker streams the large transactions.
 #
 # With --kills, each round also kills (kill -9) the postmaster of the
 # member that leads once the cut-off one is back and repairs from it, and
@@ -70,14 +74,16 @@ use File::Spec;
 use Time::HiRes qw(time sleep);
 
 my %opt = (seed => 1, duration => 60, period => 1.5, user => 'pgraft',
-	fault => 'leader-cut');
+	fault => 'leader-cut', decoding => 'walsender');
 my %FAULTS = map { $_ => 1 }
   qw(leader-cut follower-cut freeze freeze-worker kill-all double one-way slow bridge);
-GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'fault=s', 'kills', 'user=s', 'keep',
-	'inner=s')
+GetOptions(\%opt, 'seed=i', 'duration=f', 'period=f', 'fault=s', 'kills', 'decoding=s',
+	'user=s', 'keep', 'inner=s')
   && $FAULTS{ $opt{fault} }
+  && $opt{decoding} =~ /^(walsender|worker|auto)$/
   or die "usage: $0 [--seed N] [--duration S] [--period S] [--fault "
-  . join('|', sort keys %FAULTS) . "] [--kills] [--user USER] [--keep]\n";
+  . join('|', sort keys %FAULTS)
+  . "] [--kills] [--decoding walsender|worker|auto] [--user USER] [--keep]\n";
 
 my $SUBNET = '10.213.0';
 my $HUB = 'pgrhub';
@@ -112,7 +118,7 @@ if (!defined $opt{inner})
 	teardown_network();
 	setup_network();
 	my $status = system('ip', 'netns', 'exec', $HUB, $^X, File::Spec->rel2abs($0),
-		'--inner', $base, (map { ("--$_", $opt{$_}) } qw(seed duration period user fault)),
+		'--inner', $base, (map { ("--$_", $opt{$_}) } qw(seed duration period user fault decoding)),
 		($opt{kills} ? ('--kills') : ()));
 	stop_servers($base);
 	teardown_network();
@@ -243,6 +249,7 @@ max_wal_senders = 10
 max_replication_slots = 10
 max_connections = 50
 logical_decoding_work_mem = '64kB'
+raft.decoding = '$opt{decoding}'
 log_line_prefix = '%m [%p] %a '
 EOF
 	close($conf);
@@ -810,6 +817,13 @@ ok(defined $writable, "seed $opt{seed}: a leader takes writes after healing")
   or describe_members();
 ok($all_back, "seed $opt{seed}: every member is back in the cluster after healing")
   or describe_members();
+if ($opt{decoding} eq 'worker' && defined $writable)
+{
+	ok(wait_until(30, sub {
+			query_value($writable, "SELECT count(*) > 0 FROM pg_stat_activity"
+				  . " WHERE backend_type = 'pg_raft decoding worker'") }),
+		"seed $opt{seed}: the leader decodes in its decoding worker");
+}
 $writable //= 1;
 # the write after healing goes to whichever member leads by then (one
 # back from a fault may still win an election), until it commits
