@@ -9,7 +9,9 @@
  *	  replication entry points (ExecSimpleRelationInsert and friends), as
  *	  PostgreSQL's own logical replication worker does: no SQL text per row.
  *	  Consecutive changes to one table share one executor state, so a bulk
- *	  load opens the table and its indexes once, not once per row.
+ *	  load opens the table and its indexes once, not once per row, and
+ *	  consecutive inserts into it are written a batch at a time, as COPY
+ *	  writes them (flush_inserts).
  *
  *	  Relations are matched by schema and name, columns by name; a value
  *	  arrives in its type's binary send format or as text and is read with
@@ -60,6 +62,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -72,6 +75,7 @@
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -158,6 +162,13 @@ typedef struct ApplyTarget
 	TupleTableSlot *local;		/* that row, found here */
 	TupleTableSlot *new_key;	/* the identity an update leaves (repair) */
 	int			changes;		/* applied since it opened */
+	/* inserts written a batch at a time, when the table allows it */
+	bool		batch_inserts;
+	TupleTableSlot **batch;		/* rows not yet written, BATCH_ROWS of room */
+	int			batch_slots;	/* slots made so far */
+	int			batched;		/* rows waiting in them */
+	Size		batched_bytes;	/* their values' size in the stream */
+	BulkInsertState bistate;
 } ApplyTarget;
 
 /*
@@ -166,6 +177,10 @@ typedef struct ApplyTarget
  * their queue must not grow with the transaction.
  */
 #define TARGET_MAX_CHANGES 10000
+
+/* inserts written together, at most (COPY's own bounds) */
+#define BATCH_ROWS 1000
+#define BATCH_BYTES 65535
 
 typedef struct ApplyState
 {
@@ -531,9 +546,107 @@ target_open(ApplyState *state, ApplyRelation *r)
 	t->keyslot = table_slot_create(t->rel, &estate->es_tupleTable);
 	t->local = table_slot_create(t->rel, &estate->es_tupleTable);
 	t->new_key = table_slot_create(t->rel, &estate->es_tupleTable);
+	/*
+	 * Rows go in batches unless a BEFORE or INSTEAD OF trigger may change
+	 * or drop each one as it comes, or a repair decides row by row.
+	 */
+	t->batch_inserts = t->rel->rd_rel->relkind == RELKIND_RELATION &&
+		!(t->rri->ri_TrigDesc &&
+		  (t->rri->ri_TrigDesc->trig_insert_before_row ||
+		   t->rri->ri_TrigDesc->trig_insert_instead_row)) &&
+		!state->collect && !RaftRepairInWindow();
+	if (t->batch_inserts)
+	{
+		t->batch = palloc0(sizeof(TupleTableSlot *) * BATCH_ROWS);
+		t->bistate = GetBulkInsertState();
+	}
 	AfterTriggerBeginQuery();
 	MemoryContextSwitchTo(old);
 	return t;
+}
+
+/* Says, in an error's context, which table a batch of inserts was for. */
+static void
+batch_error_callback(void *arg)
+{
+	const ApplyTarget *t = arg;
+
+	errcontext("inserting %d rows into table %s", t->batched, t->relation->name);
+}
+
+/*
+ * Writes the inserts waiting in the target's batch: the rows in one go
+ * (a WAL record per page rather than per row), then each row's index
+ * entries and AFTER triggers, as ExecSimpleRelationInsert does for one.
+ */
+static void
+flush_inserts(ApplyTarget *t)
+{
+	ErrorContextCallback errcallback;
+	int			i;
+
+	if (t == NULL || t->batched == 0)
+		return;
+	errcallback.callback = batch_error_callback;
+	errcallback.arg = t;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	table_multi_insert(t->rel, t->batch, t->batched, t->estate->es_output_cid,
+					   0, t->bistate);
+	for (i = 0; i < t->batched; i++)
+	{
+		List	   *recheck = NIL;
+
+		if (t->rri->ri_NumIndices > 0)
+			recheck = ExecInsertIndexTuples(t->rri, t->batch[i], t->estate,
+											false, false, NULL, NIL);
+		ExecARInsertTriggers(t->estate, t->rri, t->batch[i], recheck, NULL);
+		list_free(recheck);
+		ExecClearTuple(t->batch[i]);
+		ResetPerTupleExprContext(t->estate);
+	}
+	PopActiveSnapshot();
+	error_context_stack = errcallback.previous;
+	t->batched = 0;
+	t->batched_bytes = 0;
+}
+
+/*
+ * Checks a new row and adds it to the target's batch, which is written
+ * once full.  The checks are those ExecSimpleRelationInsert makes before
+ * it writes a row.
+ */
+static void
+batch_insert(ApplyTarget *t, TupleTableSlot *slot, Size bytes)
+{
+	Relation	rel = t->rel;
+
+	if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+		ExecComputeStoredGenerated(t->rri, t->estate, slot, CMD_INSERT);
+	if (rel->rd_att->constr)
+		ExecConstraints(t->rri, slot, t->estate);
+	if (rel->rd_rel->relispartition)
+		ExecPartitionCheck(t->rri, slot, t->estate, true);
+	ExecMaterializeSlot(slot);
+	t->batched++;
+	t->batched_bytes += bytes;
+	if (t->batched == BATCH_ROWS || t->batched_bytes >= BATCH_BYTES)
+		flush_inserts(t);
+}
+
+/* The next free slot of the target's batch. */
+static TupleTableSlot *
+batch_slot(ApplyTarget *t)
+{
+	if (t->batched == t->batch_slots)
+	{
+		MemoryContext old = MemoryContextSwitchTo(t->estate->es_query_cxt);
+
+		t->batch[t->batch_slots++] = table_slot_create(t->rel, &t->estate->es_tupleTable);
+		MemoryContextSwitchTo(old);
+	}
+	return t->batch[t->batched];
 }
 
 /* Closes the open target, if any: its AFTER triggers fire now. */
@@ -544,7 +657,10 @@ target_close(ApplyState *state)
 
 	if (t == NULL)
 		return;
+	flush_inserts(t);
 	state->target = NULL;
+	if (t->bistate != NULL)
+		FreeBulkInsertState(t->bistate);
 	AfterTriggerEndQuery(t->estate);
 	ExecCloseIndices(t->rri);
 	ExecResetTupleTable(t->estate->es_tupleTable, false);
@@ -618,10 +734,23 @@ unidentified_delete(ApplyState *state, ApplyRelation *r)
 	table_close(rel, NoLock);
 }
 
+/* The bytes of a row's values in the stream. */
+static Size
+tuple_bytes(const chg_tuple *t)
+{
+	Size		bytes = 0;
+	uint16		i;
+
+	for (i = 0; i < t->natts; i++)
+		bytes += t->values[i].len;
+	return bytes;
+}
+
 static void
 apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 {
 	ApplyTarget *t;
+	TupleTableSlot *row = NULL;
 
 	if (m->kind == CHG_DELETE && m->old_kind == '-')
 	{
@@ -630,9 +759,14 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 	}
 	t = target_for(state, r);
 	if (m->kind == CHG_INSERT)
-		fill_slot(t->newslot, r, &m->new_tuple, NULL, false);
+	{
+		row = t->batch_inserts ? batch_slot(t) : t->newslot;
+		fill_slot(row, r, &m->new_tuple, NULL, false);
+	}
 	else
 	{
+		/* the rows inserted before must be there to be found */
+		flush_inserts(t);
 		/* without an old key the new row carries it (key unchanged) */
 		fill_slot(t->keyslot, r, m->old_kind == '-' ? &m->new_tuple : &m->old_tuple,
 				  NULL, true);
@@ -643,7 +777,7 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 		TupleTableSlot *new_key = NULL;
 
 		if (m->kind == CHG_INSERT)
-			new_key = t->newslot;
+			new_key = row;
 		else if (m->kind == CHG_UPDATE && m->old_kind == '-')
 			new_key = t->keyslot;
 		else if (m->kind == CHG_UPDATE)
@@ -657,10 +791,16 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 			return;
 	}
 
-	if (m->kind == CHG_INSERT)
+	if (m->kind == CHG_INSERT && t->batch_inserts)
 	{
-		ExecSimpleRelationInsert(t->rri, t->estate, t->newslot);
-		mark_sequences(state, r, t->newslot);
+		/* before the batch is written, which empties the slot */
+		mark_sequences(state, r, row);
+		batch_insert(t, row, tuple_bytes(&m->new_tuple));
+	}
+	else if (m->kind == CHG_INSERT)
+	{
+		ExecSimpleRelationInsert(t->rri, t->estate, row);
+		mark_sequences(state, r, row);
 	}
 	else
 	{
@@ -867,6 +1007,8 @@ RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len)
 		apply_message(state, &m);
 		offset += consumed;
 	}
+	/* what the caller does between pieces finds every row in its table */
+	flush_inserts(state->apply.target);
 	if (offset == len)
 		resetStringInfo(state->carry);
 	else if (buf == (const uint8 *) state->carry->data)

@@ -9,6 +9,8 @@
 # large TOASTed values left alone by updates, a table with REPLICA IDENTITY
 # FULL and no key, TRUNCATE with CASCADE and RESTART IDENTITY, and a
 # pgbench run: after applying, raft.table_checksum is the same on both.
+# Inserts are written a batch at a time: the reader's generated columns,
+# CHECK constraints, unique keys and BEFORE triggers still act on each row.
 
 use strict;
 use warnings;
@@ -112,6 +114,49 @@ like($err, qr/replicated table public\.only_here does not exist here/,
 	'a missing table is a clear error');
 is($reader->safe_psql('postgres', 'SELECT count(*) FROM docs WHERE id = 100'), '0',
 	'and the failed stream changed nothing');
+
+# Batched inserts (apply.c's flush_inserts) act as row-by-row ones: the
+# reader's stored generated column is computed for each row, and a row its
+# CHECK constraint refuses, or a key it holds already, fails the stream
+# with the table named, leaving nothing applied.
+$writer->safe_psql('postgres', 'CREATE TABLE batch (id int PRIMARY KEY, v int)');
+$reader->safe_psql('postgres', q{CREATE TABLE batch (id int PRIMARY KEY, v int,
+	twice int GENERATED ALWAYS AS (v * 2) STORED)});
+$writer->safe_psql('postgres', 'INSERT INTO batch SELECT g, g FROM generate_series(1, 3000) g');
+($file, $bytes) = ship();
+$reader->safe_psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$file'))");
+is($reader->safe_psql('postgres', 'SELECT count(*), sum(v), sum(twice) FROM batch'),
+	'3000|4501500|9003000', '3,000 inserts in batches, each row with its generated column');
+
+$reader->safe_psql('postgres', 'ALTER TABLE batch ADD CONSTRAINT small CHECK (v < 3500)');
+$writer->safe_psql('postgres', 'INSERT INTO batch SELECT g, g FROM generate_series(3001, 4000) g');
+($file, $bytes) = ship();
+($ret, $out, $err) = $reader->psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$file'))");
+like($err, qr/violates check constraint "small".*a change to table public\.batch/s,
+	'a row the reader\'s CHECK constraint refuses fails the batch, naming the table');
+is($reader->safe_psql('postgres', 'SELECT count(*) FROM batch'), '3000',
+	'... and nothing of it is applied');
+
+$reader->safe_psql('postgres', 'ALTER TABLE batch DROP CONSTRAINT small; INSERT INTO batch VALUES (3999, 0)');
+($ret, $out, $err) = $reader->psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$file'))");
+like($err, qr/duplicate key value violates unique constraint "batch_pkey".*inserting \d+ rows into table public\.batch/s,
+	'a key the reader holds already fails the batch it is in, naming the table');
+is($reader->safe_psql('postgres', 'SELECT count(*) FROM batch'), '3001',
+	'... and nothing of it is applied');
+
+# A BEFORE ROW trigger may change or drop each row: rows then go one by one.
+$reader->safe_psql('postgres', q{DELETE FROM batch WHERE id = 3999;
+CREATE FUNCTION batch_odd_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.id % 2 = 0 THEN RETURN NULL; END IF;
+	NEW.v := -NEW.v;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER batch_odd_only BEFORE INSERT ON batch
+	FOR EACH ROW EXECUTE FUNCTION batch_odd_only();});
+$reader->safe_psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$file'))");
+is($reader->safe_psql('postgres', 'SELECT count(*), sum(v) FROM batch WHERE id > 3000'),
+	'500|-1750000', 'with the reader\'s BEFORE ROW trigger, each row is what the trigger made of it');
 
 $writer->safe_psql('postgres', q{SELECT pg_drop_replication_slot('s')});
 done_testing();
