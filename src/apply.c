@@ -556,10 +556,7 @@ target_open(ApplyState *state, ApplyRelation *r)
 		   t->rri->ri_TrigDesc->trig_insert_instead_row)) &&
 		!state->collect && !RaftRepairInWindow();
 	if (t->batch_inserts)
-	{
 		t->batch = palloc0(sizeof(TupleTableSlot *) * BATCH_ROWS);
-		t->bistate = GetBulkInsertState();
-	}
 	AfterTriggerBeginQuery();
 	MemoryContextSwitchTo(old);
 	return t;
@@ -592,6 +589,14 @@ flush_inserts(ApplyTarget *t)
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* a bulk load writes through a ring of buffers; a row or two do not */
+	if (t->bistate == NULL && t->batched > 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(t->estate->es_query_cxt);
+
+		t->bistate = GetBulkInsertState();
+		MemoryContextSwitchTo(old);
+	}
 	table_multi_insert(t->rel, t->batch, t->batched, t->estate->es_output_cid,
 					   0, t->bistate);
 	for (i = 0; i < t->batched; i++)
