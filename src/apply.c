@@ -580,6 +580,7 @@ static void
 flush_inserts(ApplyTarget *t)
 {
 	ErrorContextCallback errcallback;
+	MemoryContext old;
 	int			i;
 
 	if (t == NULL || t->batched == 0)
@@ -592,13 +593,15 @@ flush_inserts(ApplyTarget *t)
 	/* a bulk load writes through a ring of buffers; a row or two do not */
 	if (t->bistate == NULL && t->batched > 1)
 	{
-		MemoryContext old = MemoryContextSwitchTo(t->estate->es_query_cxt);
-
+		old = MemoryContextSwitchTo(t->estate->es_query_cxt);
 		t->bistate = GetBulkInsertState();
 		MemoryContextSwitchTo(old);
 	}
+	/* what it allocates (the tuples as stored) goes with the first row below */
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(t->estate));
 	table_multi_insert(t->rel, t->batch, t->batched, t->estate->es_output_cid,
 					   0, t->bistate);
+	MemoryContextSwitchTo(old);
 	for (i = 0; i < t->batched; i++)
 	{
 		List	   *recheck = NIL;
@@ -676,10 +679,13 @@ target_close(ApplyState *state)
 /*
  * The target for a change to r: the open one if it is r's, else a new one.
  * Each change runs under a command id of its own, as the leader's
- * statements did not see their own changes either.
+ * statements did not see their own changes either.  Rows waiting in the
+ * batch share the command id of the insert that wrote the batch; before
+ * an update or a delete, which may look for them, they are written under
+ * the id of the change before it, which this one sees.
  */
 static ApplyTarget *
-target_for(ApplyState *state, ApplyRelation *r)
+target_for(ApplyState *state, ApplyRelation *r, bool inserting)
 {
 	if (state->target != NULL &&
 		(state->target->relation != r ||
@@ -687,6 +693,8 @@ target_for(ApplyState *state, ApplyRelation *r)
 		target_close(state);
 	if (state->target == NULL)
 		state->target = target_open(state, r);
+	else if (!inserting)
+		flush_inserts(state->target);
 	state->target->changes++;
 	state->target->estate->es_output_cid = GetCurrentCommandId(true);
 	return state->target;
@@ -762,7 +770,7 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 		unidentified_delete(state, r);
 		return;
 	}
-	t = target_for(state, r);
+	t = target_for(state, r, m->kind == CHG_INSERT);
 	if (m->kind == CHG_INSERT)
 	{
 		row = t->batch_inserts ? batch_slot(t) : t->newslot;
@@ -770,8 +778,6 @@ apply_row_change(ApplyState *state, const chg_message *m, ApplyRelation *r)
 	}
 	else
 	{
-		/* the rows inserted before must be there to be found */
-		flush_inserts(t);
 		/* without an old key the new row carries it (key unchanged) */
 		fill_slot(t->keyslot, r, m->old_kind == '-' ? &m->new_tuple : &m->old_tuple,
 				  NULL, true);
@@ -1012,8 +1018,14 @@ RaftApplyPiece(RaftApplyState *state, const uint8 *buf, size_t len)
 		apply_message(state, &m);
 		offset += consumed;
 	}
-	/* what the caller does between pieces finds every row in its table */
+	/*
+	 * What the caller does between pieces finds every row in its table, and
+	 * no page pinned: a stream applied as it comes may wait long for its next
+	 * piece.
+	 */
 	flush_inserts(state->apply.target);
+	if (state->apply.target != NULL && state->apply.target->bistate != NULL)
+		ReleaseBulkInsertStatePin(state->apply.target->bistate);
 	if (offset == len)
 		resetStringInfo(state->carry);
 	else if (buf == (const uint8 *) state->carry->data)

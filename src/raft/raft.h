@@ -289,9 +289,11 @@ typedef struct raft_options
 	uint32_t	max_inflight_msgs;		/* appends in flight per peer */
 	/*
 	 * Payload bytes of the appends in flight per peer beyond which no more
-	 * go (one append may pass it); 0: only max_inflight_msgs counts.  With
-	 * it, what waits for a slow follower stays in the log rather than in
-	 * the caller's send queues.
+	 * go; 0: only max_inflight_msgs counts.  With it, what waits for a slow
+	 * follower stays in the log rather than in the caller's send queues.
+	 * The bound is soft, as the count's is: the append that reaches it
+	 * passes it, and each heartbeat answered while the window is full
+	 * frees its oldest append (it may have been lost).
 	 */
 	uint64_t	max_inflight_bytes;
 	uint32_t	max_entries_per_msg;	/* <= RAFT_MAX_ENTRIES_PER_MSG */

@@ -144,6 +144,23 @@ like($err, qr/duplicate key value violates unique constraint "batch_pkey".*inser
 is($reader->safe_psql('postgres', 'SELECT count(*) FROM batch'), '3001',
 	'... and nothing of it is applied');
 
+# Rows still waiting in a batch are found by an update or a delete that
+# follows them in the same transaction (1,500 rows: 500 wait).
+$writer->safe_psql('postgres', q{BEGIN;
+INSERT INTO batch SELECT g, 1 FROM generate_series(5001, 6500) g;
+UPDATE batch SET v = 2 WHERE id IN (5001, 6500);
+DELETE FROM batch WHERE id = 6499;
+INSERT INTO batch VALUES (7000, 3);
+UPDATE batch SET v = 4 WHERE id = 7000;
+DELETE FROM batch WHERE id = 5002;
+COMMIT;});
+my $stream_5001;
+($stream_5001, $bytes) = ship();
+$reader->safe_psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$stream_5001'))");
+my $above_5000 = 'SELECT count(*), sum(v), sum(id) FROM batch WHERE id > 5000';
+is($reader->safe_psql('postgres', $above_5000), $writer->safe_psql('postgres', $above_5000),
+	'rows inserted, then updated and deleted in the same transaction while in a batch: the same rows');
+
 # A BEFORE ROW trigger may change or drop each row: rows then go one by one.
 $reader->safe_psql('postgres', q{DELETE FROM batch WHERE id = 3999;
 CREATE FUNCTION batch_odd_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -155,7 +172,7 @@ END $$;
 CREATE TRIGGER batch_odd_only BEFORE INSERT ON batch
 	FOR EACH ROW EXECUTE FUNCTION batch_odd_only();});
 $reader->safe_psql('postgres', "SELECT raft.apply_changes(pg_read_binary_file('$file'))");
-is($reader->safe_psql('postgres', 'SELECT count(*), sum(v) FROM batch WHERE id > 3000'),
+is($reader->safe_psql('postgres', 'SELECT count(*), sum(v) FROM batch WHERE id BETWEEN 3001 AND 4000'),
 	'500|-1750000', 'with the reader\'s BEFORE ROW trigger, each row is what the trigger made of it');
 
 $writer->safe_psql('postgres', q{SELECT pg_drop_replication_slot('s')});
