@@ -18,6 +18,11 @@
 #   WAL: capture hands decoding to the decoding worker, in the middle of
 #   the stream; once the worker has kept up, a walsender takes over again.
 # - Rows written across both hand-overs reach every member once.
+# - The leader killed (kill -9) just after it handed decoding to its
+#   decoding worker, in the middle of a large transaction's stream: a new
+#   leader takes writes, the old one comes back, and every member holds
+#   the same rows, with all or nothing of the transaction that was never
+#   acknowledged.
 
 use strict;
 use warnings;
@@ -185,5 +190,41 @@ foreach my $node (@nodes)
 is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
 	$_->name . ' holds the leader\'s rows after the hand-overs')
   foreach @followers;
+
+# ---- auto: the leader killed just after a hand-over, mid-stream
+
+$offset = -s $leader->logfile;
+my ($lost_out, $lost_err) = ('', '');
+my $lost = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $leader->connstr('postgres'), '-c',
+		q{INSERT INTO t SELECT g, 'unacknowledged' FROM generate_series(900001, 1400000) g} ],
+	'>', \$lost_out, '2>', \$lost_err);
+ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding to its decoding worker/, $offset),
+	'auto: a large transaction makes capture hand decoding to the decoding worker');
+$leader->kill9;
+$lost->finish;
+isnt($lost->result(0), 0, '... the leader is killed: its INSERT is not acknowledged');
+my $old_leader = $leader;
+$leader = RaftCluster::wait_for_leader(@followers);
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'new leader' FROM generate_series(2000001, 2000100) g});
+pass('a new leader, ' . $leader->name . ', takes writes');
+RaftCluster::restart_after_kill9($old_leader);
+$leader = RaftCluster::wait_for_leader(@nodes);
+$leader->safe_psql('postgres',
+	q{INSERT INTO t SELECT g, 'all back' FROM generate_series(2000101, 2000200) g});
+RaftCluster::wait_for_apply($leader, grep { $_ != $leader } @nodes);
+my $counts = q{SELECT count(*) FILTER (WHERE pad = 'unacknowledged') || ' '
+  || count(*) FILTER (WHERE pad IN ('new leader', 'all back')) || ' ' || count(*) FROM t};
+my $leader_counts = $leader->safe_psql('postgres', $counts);
+like($leader_counts, qr/^(0|500000) 200 (590700|1090700)$/,
+	"the killed leader's transaction is there whole or not at all, every later row is ($leader_counts)");
+foreach my $node (grep { $_ != $leader } @nodes)
+{
+	is($node->safe_psql('postgres', $counts), $leader_counts,
+		$node->name . ' holds the same rows');
+	is(RaftCluster::checksums($node, 't'), RaftCluster::checksums($leader, 't'),
+		'... with the same checksum');
+}
 
 done_testing();
