@@ -8,9 +8,9 @@
  *	  queue messages for the raft worker; the apply queue, where the raft
  *	  worker hands committed entries to the apply worker; and the capture
  *	  queue, where the decoding worker hands what it decoded to the raft
- *	  worker.  A record is
- *	  a u32 length and that many bytes, written in up to two parts so that
- *	  a caller can put a header before data without copying them together.
+ *	  worker.  A record is a u32 length and that many bytes, written in up
+ *	  to two parts so that a caller can put a header before data without
+ *	  copying them together.
  *	  head and tail count every byte ever written and read; the ring holds
  *	  head - tail bytes.  Callers hold RaftShmem->lock exclusively.
  *
