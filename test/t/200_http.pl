@@ -7,8 +7,10 @@
 #     /replica 503; on a follower the other way round;
 #   - /replica?lag=: a follower whose apply worker is stopped goes over a
 #     bound of 1 s and of 2 entries (503), and comes back within them;
-#   - a leader whose followers are gone loses its lease: /leader 503, as
-#     the fence refuses its writes, and /status and /metrics say so; 200
+#   - a leader whose raft worker is frozen loses its lease: /leader 503,
+#     and /status and /metrics say it leads and does not take writes;
+#   - so does a leader whose followers are gone, as the fence refuses its
+#     writes, and /status and /metrics say it does not take writes; 200
 #     again once they are back;
 #   - bad requests get 400, 404 or 405; a client that sends half a request
 #     and waits stalls no one;
@@ -146,6 +148,26 @@ kill 'CONT', $apply_pid;
 ok(wait_for_status($lagging, '/replica?lag=1s', 200), 'applying again, it is back within 1 s');
 ok(wait_for_status($lagging, '/replica?lag=0', 200), '... and within 0 entries');
 
+# A leader whose raft worker is frozen still calls itself leader in
+# shared memory, but its lease runs out: /status and /metrics say it
+# leads and does not take writes.  (With its followers gone instead, it
+# would also step down an election timeout or two later, so what /status
+# says of its role there depends on when it is asked.)
+my $worker_pid = $leader->safe_psql('postgres', 'SELECT worker_pid FROM raft.status');
+kill 'STOP', $worker_pid;
+ok(wait_for_status($leader, '/leader', 503), 'with its raft worker frozen, the leader\'s /leader becomes 503');
+($code, $body) = get($leader, '/status');
+ok($code == 200 && $body =~ /"role":"leader"/ && $body =~ /"writable":false/
+	  && $body =~ /"not_writable_reason":"[^"]*lease ran out/,
+	'... /status says it leads, does not take writes, and why');
+($code, $body) = get($leader, '/metrics');
+ok($code == 200 && $body =~ /^pg_raft_leader 1$/m && $body =~ /^pg_raft_writable 0$/m,
+	'... and /metrics says it leads and does not take writes');
+kill 'CONT', $worker_pid;
+$leader = RaftCluster::wait_for_leader(@nodes);
+@followers = grep { $_ != $leader } @nodes;
+ok(wait_for_status($leader, '/leader', 200), 'thawed, the cluster has a writable leader again');
+
 # A leader whose followers are gone loses its lease: not writable.
 $_->stop('immediate') foreach @followers;
 ok(wait_for_status($leader, '/leader', 503), 'with its followers gone, the leader\'s /leader becomes 503');
@@ -156,11 +178,10 @@ my ($ret, undef, $stderr) = $leader->psql('postgres',
 ok($ret != 0 && $stderr =~ /read-only transaction/, '... and the fence refuses its writes');
 is(status_of($leader, '/health'), 200, '... while /health stays 200');
 ($code, $body) = get($leader, '/status');
-ok($code == 200 && $body =~ /"role":"leader"/ && $body =~ /"writable":false/,
-	'... /status says it leads and does not take writes');
+ok($code == 200 && $body =~ /"writable":false/ && $body =~ /"not_writable_reason":"[^"]+"/,
+	'... /status says it does not take writes, and why');
 ($code, $body) = get($leader, '/metrics');
-ok($code == 200 && $body =~ /^pg_raft_leader 1$/m && $body =~ /^pg_raft_writable 0$/m,
-	'... and /metrics too');
+ok($code == 200 && $body =~ /^pg_raft_writable 0$/m, '... and /metrics too');
 $_->start foreach @followers;
 $leader = RaftCluster::wait_for_leader(@nodes);
 ok(wait_for_status($leader, '/leader', 200), 'with the followers back, the leader\'s /leader is 200');
