@@ -272,6 +272,25 @@ typedef struct raft_ready
 	size_t		n_reads;
 } raft_ready;
 
+/*
+ * Reads entries that the core compacted but the caller still keeps (its
+ * archive), so that a follower needing them catches up from them rather
+ * than be sent a snapshot.  Fills *prev_term with the term of entry prev,
+ * and entries[] with entries prev + 1 onwards: at most max_entries, none
+ * after last, and no more payload than max_bytes beyond the first entry.
+ * Returns how many it filled, or 0 when the archive lacks entry prev or
+ * prev + 1 (the core then sends a snapshot).  Entry prev must be in the
+ * archive itself, so prev is at least 1: a follower with an empty log is
+ * always sent a snapshot.  The data must stay valid until the caller's
+ * raft_advance() for the ready that carries the messages.
+ */
+typedef uint32_t (*raft_archive_read_fn) (void *arg, raft_index_t prev,
+										  raft_index_t last,
+										  uint32_t max_entries,
+										  uint64_t max_bytes,
+										  raft_term_t *prev_term,
+										  raft_entry *entries);
+
 typedef struct raft_options
 {
 	raft_id_t	id;
@@ -304,6 +323,9 @@ typedef struct raft_options
 	uint32_t	max_pending_reads;		/* ReadIndex requests in flight */
 	bool		pre_vote;
 	bool		check_quorum;
+	/* the caller's archive of compacted entries; NULL: none */
+	raft_archive_read_fn archive_read;
+	void	   *archive_arg;
 } raft_options;
 
 /* Fills opts with defaults (pre-vote and check-quorum on). */

@@ -17,9 +17,16 @@
  *					about max_inflight_bytes of payload), each carrying
  *					up to max_entries_per_msg entries or max_bytes_per_msg
  *					payload bytes;
- *		snapshot	the entries the follower needs were compacted; a
- *					RAFT_MSG_SNAPSHOT went out and the leader waits for
- *					the follower to report it installed.
+ *		snapshot	the entries the follower needs were compacted, and
+ *					the caller's archive (raft_options.archive_read) does
+ *					not hold them either; a RAFT_MSG_SNAPSHOT went out and
+ *					the leader waits for the follower to report it
+ *					installed.
+ *
+ *	  Entries the archive holds go out as any others do, in the follower's
+ *	  progress state: an append starting before the log's base carries
+ *	  archived entries only, up to the base, and the next one goes on from
+ *	  the log.
  *
  *	  A rejected APPEND_RESP carries the rejected previous index in
  *	  context, the follower's hint in index and the term at the hint in
@@ -114,6 +121,34 @@ send_snapshot(raft *r, raft_progress *pr)
 }
 
 /*
+ * Fills the outbox's entries with archived entries from prev + 1 on, up to
+ * the log's base, and *prev_term with the term at prev.  Returns how many,
+ * 0 when the archive does not hold them.  The outbox has room for one.
+ */
+static uint32_t
+archived_entries(raft *r, raft_index_t prev, raft_term_t *prev_term,
+				 uint64_t *bytes)
+{
+	uint32_t	room = r->out_entries_cap - r->n_out_entries;
+	uint32_t	max = r->opts.max_entries_per_msg;
+	uint32_t	n;
+	uint32_t	i;
+
+	if (r->opts.archive_read == NULL || prev == 0)
+		return 0;
+	if (max > room)
+		max = room;
+	n = r->opts.archive_read(r->opts.archive_arg, prev, r->log.base_index,
+							 max, r->opts.max_bytes_per_msg, prev_term,
+							 &r->out_entries[r->n_out_entries]);
+	RAFT_ASSERT(n <= max && prev + n <= r->log.base_index);
+	*bytes = 0;
+	for (i = 0; i < n; i++)
+		*bytes += r->out_entries[r->n_out_entries + i].len;
+	return n;
+}
+
+/*
  * Sends the follower the entries it needs next, if its progress state
  * allows.  allow_empty sends an append without entries (it still carries
  * the commit index, and in probe state it asks "do you match here?").
@@ -138,23 +173,33 @@ raft_send_append(raft *r, raft_progress *pr, bool allow_empty)
 		return;
 	if (!raft_log_term(&r->log, prev, &prev_term))
 	{
-		send_snapshot(r, pr);
-		return;
+		/* compacted: from the archive, or else a snapshot */
+		if (r->opts.archive_read != NULL && prev > 0 &&
+			r->n_out_entries == r->out_entries_cap)
+			return;				/* no room to send archived entries yet */
+		n = archived_entries(r, prev, &prev_term, &bytes);
+		if (n == 0)
+		{
+			send_snapshot(r, pr);
+			return;
+		}
 	}
-
-	room = r->out_entries_cap - r->n_out_entries;
-	while (prev + n < last && n < r->opts.max_entries_per_msg && n < room)
+	else
 	{
-		raft_entry *e = &r->out_entries[r->n_out_entries + n];
+		room = r->out_entries_cap - r->n_out_entries;
+		while (prev + n < last && n < r->opts.max_entries_per_msg && n < room)
+		{
+			raft_entry *e = &r->out_entries[r->n_out_entries + n];
 
-		raft_log_entry(&r->log, prev + n + 1, e);
-		if (n > 0 && bytes + e->len > r->opts.max_bytes_per_msg)
-			break;
-		bytes += e->len;
-		n++;
+			raft_log_entry(&r->log, prev + n + 1, e);
+			if (n > 0 && bytes + e->len > r->opts.max_bytes_per_msg)
+				break;
+			bytes += e->len;
+			n++;
+		}
+		if (n == 0 && (!allow_empty || prev < last))
+			return;				/* nothing to send, or no room to send it */
 	}
-	if (n == 0 && (!allow_empty || prev < last))
-		return;					/* nothing to send, or no room to send it */
 
 	m = raft_out_msg(r, RAFT_MSG_APPEND, pr->id);
 	if (m == NULL)

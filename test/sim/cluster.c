@@ -215,6 +215,7 @@ sim_init(sim_cluster *c, uint64_t seed, const raft_options *opts,
 	c->rng = seed * 0x2545F4914F6CDD1DULL + 1;
 	c->compact_every = 64;
 	c->compact_keep = 8;
+	c->archive_keep = 256;
 	memset(&config, 0, sizeof(config));
 	for (i = 0; i < voters; i++)
 	{
@@ -237,6 +238,97 @@ disk_truncate(sim_disk *d, size_t keep)
 		d->n = keep;
 }
 
+/* Drops the oldest archived entries, keeping the last keep of them. */
+static void
+archive_trim(sim_disk *d, size_t keep)
+{
+	size_t		drop;
+	size_t		i;
+
+	if (d->n_archive <= keep)
+		return;
+	drop = d->n_archive - keep;
+	for (i = 0; i < drop; i++)
+		free(d->archive[i].data);
+	memmove(d->archive, d->archive + drop, keep * sizeof(sim_entry));
+	d->n_archive = keep;
+}
+
+/* Frees a node's disk, archive included. */
+static void
+disk_free(sim_disk *d)
+{
+	disk_truncate(d, 0);
+	free(d->entries);
+	archive_trim(d, 0);
+	free(d->archive);
+}
+
+/* Frees what the node lent its core: the core no longer points there. */
+static void
+lent_free(sim_node *n)
+{
+	size_t		i;
+
+	for (i = 0; i < n->n_lent; i++)
+		free(n->lent[i]);
+	n->n_lent = 0;
+}
+
+/*
+ * The caller's archive (raft_archive_read_fn): the node's compacted
+ * entries, copied so that trimming the archive cannot pull them from
+ * under a message not yet sent.
+ */
+uint32_t
+sim_archive_read(void *arg, raft_index_t prev, raft_index_t last,
+				 uint32_t max_entries, uint64_t max_bytes,
+				 raft_term_t *prev_term, raft_entry *entries)
+{
+	sim_node   *n = arg;
+	sim_disk   *d = &n->disk;
+	raft_index_t first = d->base.index - d->n_archive + 1;
+	uint64_t	bytes = 0;
+	uint32_t	k = 0;
+
+	if (last > d->base.index)
+		last = d->base.index;
+	if (d->n_archive == 0 || prev < first || prev >= last)
+		return 0;
+	*prev_term = d->archive[prev - first].term;
+	while (k < max_entries && prev + k < last)
+	{
+		const sim_entry *se = &d->archive[prev + k + 1 - first];
+		raft_entry *e = &entries[k];
+
+		if (k > 0 && bytes + se->len > max_bytes)
+			break;
+		e->term = se->term;
+		e->index = prev + k + 1;
+		e->type = se->type;
+		e->len = se->len;
+		e->data = NULL;
+		if (se->len > 0)
+		{
+			uint8_t    *copy = malloc(se->len);
+
+			if (copy == NULL)
+				exit(2);
+			memcpy(copy, se->data, se->len);
+			if (n->n_lent == n->lent_cap)
+			{
+				n->lent_cap = n->lent_cap == 0 ? 64 : n->lent_cap * 2;
+				n->lent = xrealloc(n->lent, n->lent_cap * sizeof(uint8_t *));
+			}
+			n->lent[n->n_lent++] = copy;
+			e->data = copy;
+		}
+		bytes += se->len;
+		k++;
+	}
+	return k;
+}
+
 void
 sim_free(sim_cluster *c)
 {
@@ -246,8 +338,9 @@ sim_free(sim_cluster *c)
 	for (i = 0; i < c->n_nodes; i++)
 	{
 		free(c->nodes[i].mem);
-		disk_truncate(&c->nodes[i].disk, 0);
-		free(c->nodes[i].disk.entries);
+		disk_free(&c->nodes[i].disk);
+		lent_free(&c->nodes[i]);
+		free(c->nodes[i].lent);
 	}
 	for (j = 0; j < c->n_net; j++)
 		free(c->net[j].buf);
@@ -280,6 +373,7 @@ node_boot(sim_cluster *c, sim_node *n)
 
 	opts.id = n->id;
 	opts.random_seed = c->seed * 1000003ULL + n->id * 7919ULL + c->step;
+	opts.archive_arg = n;
 	size = raft_size(&opts);
 	n->mem = malloc(size);	/* malloc aligns for any type */
 	if (n->mem == NULL)
@@ -326,8 +420,9 @@ sim_node_create(sim_cluster *c, raft_id_t id, const raft_config *initial)
 	n = &c->nodes[id - 1];
 	/* a node created again starts over, empty */
 	free(n->mem);
-	disk_truncate(&n->disk, 0);
-	free(n->disk.entries);
+	disk_free(&n->disk);
+	lent_free(n);
+	free(n->lent);
 	memset(n, 0, sizeof(*n));
 	n->id = id;
 	n->exists = true;
@@ -348,6 +443,7 @@ sim_crash(sim_cluster *c, raft_id_t id)
 	n->mem = NULL;
 	n->r = NULL;
 	n->up = false;
+	lent_free(n);
 	sim_trace(c, "node %u crashed", id);
 }
 
@@ -713,7 +809,9 @@ install_snapshot(sim_cluster *c, sim_node *n, const raft_snapshot_meta *snap)
 	n->sm_applied = snap->index;
 	n->sm_hash = h;
 	disk_truncate(&n->disk, 0);
+	archive_trim(&n->disk, 0);
 	n->disk.base = *snap;
+	n->snapshots_installed++;
 	slot = snap->index == 0 ? NULL : match_lookup(c, snap->index, snap->term, false);
 	n->disk.base_prefix_hash = slot != NULL ? slot->prefix_hash : 0;
 	sim_trace(c, "node %u installed snapshot at %llu", n->id,
@@ -781,8 +879,23 @@ sim_compact(sim_cluster *c, sim_node *n, raft_index_t upto)
 	}
 	drop = (size_t) (base.index - n->disk.base.index);
 	n->disk.base_prefix_hash = n->disk.entries[drop - 1].prefix_hash;
-	for (i = 0; i < drop; i++)
-		free(n->disk.entries[i].data);
+	if (c->opts.archive_read != NULL)
+	{
+		/* the compacted entries go to the archive, its oldest out */
+		if (n->disk.n_archive + drop > n->disk.archive_cap)
+		{
+			n->disk.archive_cap = n->disk.n_archive + drop + 64;
+			n->disk.archive = xrealloc(n->disk.archive,
+									   n->disk.archive_cap * sizeof(sim_entry));
+		}
+		memcpy(n->disk.archive + n->disk.n_archive, n->disk.entries,
+			   drop * sizeof(sim_entry));
+		n->disk.n_archive += drop;
+		archive_trim(&n->disk, c->archive_keep);
+	}
+	else
+		for (i = 0; i < drop; i++)
+			free(n->disk.entries[i].data);
 	memmove(n->disk.entries, n->disk.entries + drop,
 			(n->disk.n - drop) * sizeof(sim_entry));
 	n->disk.n -= drop;
@@ -956,6 +1069,7 @@ sim_process(sim_cluster *c, sim_node *n)
 			sr->index = rd.reads[i].index;
 		}
 		raft_advance(n->r);
+		lent_free(n);
 		if (rd.persist_from <= rd.persist_to)
 			raft_persisted(n->r, rd.persist_to,
 						   raft_term_at(n->r, rd.persist_to));

@@ -14,7 +14,8 @@
  *	  Commands (X, L: node ids):
  *		options key=value ...	pre-vote, check-quorum (on/off), batch,
  *								inflight, inflight-bytes, election,
- *								heartbeat (numbers)
+ *								heartbeat, archive (compacted entries
+ *								each node keeps; 0: none) (numbers)
  *		nodes N					a fresh cluster of N voters, ids 1..N
  *		node X					a fresh, empty node that waits to join
  *		campaign X				X's election timeout fires
@@ -29,7 +30,8 @@
  *		add-learner L X | promote L X | remove L X
  *		transfer L [X] | read-index L id | compact X index
  *		expect X key=value ...	role, term, leader, vote, commit, applied,
- *								last, first, voters, learners, term@I
+ *								last, first, voters, learners, term@I,
+ *								snapshots (installed since it was created)
  *		expect-read X id index	X answered ReadIndex request id at index
  *		expect-read X id none	X has not answered request id
  *	  A command that calls the core may end in "-> error-name" (for
@@ -52,6 +54,7 @@ typedef struct script
 	const char *path;
 	int			line;
 	bool		verbose;
+	uint32_t	archive_keep;
 } script;
 
 static const struct
@@ -145,6 +148,11 @@ set_option(script *s, const char *kv)
 		s->opts.election_timeout_ticks = (uint32_t) v;
 	else if (strncmp(kv, "heartbeat=", 10) == 0)
 		s->opts.heartbeat_ticks = (uint32_t) v;
+	else if (strncmp(kv, "archive=", 8) == 0)
+	{
+		s->opts.archive_read = v > 0 ? sim_archive_read : NULL;
+		s->archive_keep = (uint32_t) v;
+	}
 	else
 		return fail(s, "unknown option %s", kv);
 	return 0;
@@ -221,6 +229,9 @@ expect_one(script *s, sim_node *n, const char *kv)
 		format_members(&st.config, true, actual, sizeof(actual));
 	else if (KEY("learners"))
 		format_members(&st.config, false, actual, sizeof(actual));
+	else if (KEY("snapshots"))
+		snprintf(actual, sizeof(actual), "%llu",
+				 (unsigned long long) n->snapshots_installed);
 	else if (strncmp(kv, "term@", 5) == 0)
 	{
 		uint64_t	index;
@@ -361,6 +372,7 @@ run_command(script *s, char **w, int nw)
 		sim_init(&s->c, 1, &s->opts, (uint32_t) n);
 		s->c.verbose = s->verbose;
 		s->c.compact_every = 0;
+		s->c.archive_keep = s->archive_keep;
 		s->have_cluster = true;
 		return 0;
 	}

@@ -52,8 +52,9 @@ typedef struct campaign
 /*
  * Varies the core's options with the seed, so that campaigns cover small
  * batches and windows (which let old entries reach a majority before a new
- * leader's no-op does), windows bounded by bytes, and elections without
- * the pre-vote round.
+ * leader's no-op does), windows bounded by bytes, elections without the
+ * pre-vote round, and followers caught up from an archive of compacted
+ * entries (its size is the campaign's: seed_archive_keep).
  */
 static void
 seed_options(raft_options *opts, uint64_t seed)
@@ -68,6 +69,16 @@ seed_options(raft_options *opts, uint64_t seed)
 	opts->pre_vote = (h >> 16) % 2 == 0;
 	opts->quiet_heartbeat_ticks = (h >> 24) % 2 == 0 ? 0 : opts->election_timeout_ticks / 2;
 	opts->max_inflight_bytes = window_bytes[(h >> 32) % 2];
+	opts->archive_read = (h >> 40) % 3 == 0 ? NULL : sim_archive_read;
+}
+
+/* Compacted entries each node keeps when the seed gives it an archive. */
+static uint32_t
+seed_archive_keep(uint64_t seed)
+{
+	uint64_t	h = sim_hash_bytes(0, &seed, sizeof(seed));
+
+	return (h >> 40) % 3 == 1 ? 16 : 256;
 }
 
 static void
@@ -507,6 +518,7 @@ run_seed(uint64_t seed, uint32_t voters, uint64_t steps, bool verbose,
 	default_options(&opts);
 	seed_options(&opts, seed);
 	sim_init(&cp->c, seed, &opts, voters);
+	cp->c.archive_keep = seed_archive_keep(seed);
 	cp->c.verbose = verbose;
 	start_chaos(cp);
 	for (s = 0; s < steps && !cp->c.failed; s++)

@@ -44,6 +44,10 @@ typedef struct sim_disk
 	sim_entry  *entries;		/* base.index + 1 ... */
 	size_t		n;
 	size_t		cap;
+	/* compacted entries kept: base.index - n_archive + 1 ... base.index */
+	sim_entry  *archive;
+	size_t		n_archive;
+	size_t		archive_cap;
 } sim_disk;
 
 #define SIM_HEARTBEATS_KEPT 64
@@ -56,6 +60,11 @@ typedef struct sim_node
 	void	   *mem;
 	raft	   *r;
 	sim_disk	disk;
+	/* copies of archived entries lent to the core until raft_advance */
+	uint8_t   **lent;
+	size_t		n_lent;
+	size_t		lent_cap;
+	uint64_t	snapshots_installed;
 	/* the state machine, durable together with its applied index */
 	raft_index_t sm_applied;
 	uint64_t	sm_hash;
@@ -132,6 +141,8 @@ typedef struct sim_cluster
 	/* compaction policy */
 	uint32_t	compact_every;
 	uint32_t	compact_keep;
+	/* compacted entries a node keeps, with options.archive_read set */
+	uint32_t	archive_keep;
 
 	uint64_t	now;			/* ticks */
 	uint64_t	step;
@@ -167,6 +178,9 @@ extern uint64_t sim_random(sim_cluster *c);
 extern uint32_t sim_random_below(sim_cluster *c, uint32_t n);
 extern uint64_t sim_hash_bytes(uint64_t h, const void *data, size_t len);
 
+extern uint32_t sim_archive_read(void *arg, raft_index_t prev, raft_index_t last,
+								 uint32_t max_entries, uint64_t max_bytes,
+								 raft_term_t *prev_term, raft_entry *entries);
 extern void sim_init(sim_cluster *c, uint64_t seed, const raft_options *opts,
 					 uint32_t voters);
 extern void sim_free(sim_cluster *c);
