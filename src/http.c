@@ -431,6 +431,7 @@ answer_status(struct MHD_Connection *connection)
 		json_uint(&out, "first_index", v->first_index);
 		json_uint(&out, "last_index", v->last_index);
 		json_uint(&out, "log_bytes", v->log_bytes);
+		json_uint(&out, "log_archive_bytes", v->archive_bytes);
 		json_seconds(&out, "replay_lag_seconds", ms.replay_lag_us);
 		json_bool(&out, "copying", ms.copying);
 		json_text(&out, "apply_error", ms.apply_error[0] != '\0' ? ms.apply_error : NULL);

@@ -60,6 +60,8 @@ static const RaftMetricFamily last_index = {"pg_raft_last_index", "gauge",
 "last log index stored on this member"};
 static const RaftMetricFamily log_bytes = {"pg_raft_log_bytes", "gauge",
 "bytes of log segments on disk"};
+static const RaftMetricFamily archive_bytes = {"pg_raft_log_archive_bytes", "gauge",
+"bytes of compacted log segments kept on disk for members that lag (raft.log_keep_size)"};
 static const RaftMetricFamily replay_lag = {"pg_raft_replay_lag_seconds", "gauge",
 "how long the oldest committed entry not yet applied here has waited; 0 when none waits"};
 static const RaftMetricFamily apply_failing = {"pg_raft_apply_failures", "gauge",
@@ -297,6 +299,7 @@ RaftMetricsCollect(RaftMetricSample **samples)
 	add_value(&list, &first_index, (double) v->first_index);
 	add_value(&list, &last_index, (double) v->last_index);
 	add_value(&list, &log_bytes, (double) v->log_bytes);
+	add_value(&list, &archive_bytes, (double) v->archive_bytes);
 	if (ms.replay_lag_us >= 0)
 		add_value(&list, &replay_lag, ms.replay_lag_us / 1e6);
 	add_value(&list, &apply_failing, ms.apply_failures);

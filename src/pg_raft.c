@@ -59,6 +59,7 @@ char	   *raft_database = NULL;
 char	   *raft_local_databases = NULL;
 int			raft_election_timeout_ms = 1000;
 int			raft_heartbeat_interval_ms = 100;
+int			raft_log_keep_size_mb = 1024;
 char	   *raft_http_listen = NULL;
 char	   *raft_http_user = NULL;
 char	   *raft_http_password = NULL;
@@ -136,6 +137,16 @@ _PG_init(void)
 							100, 10, 10 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("raft.log_keep_size",
+							"Compacted raft log kept on disk for members that lag.",
+							"The leader sends a member that was away the entries it lacks from there; "
+							"one that lacks more copies every table from the leader instead. "
+							"0 keeps none.",
+							&raft_log_keep_size_mb,
+							1024, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("raft.http_listen",
 							   "Address and port (address:port) on which the health API answers HTTP checks.",

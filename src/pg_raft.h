@@ -98,6 +98,7 @@ extern char *raft_database;
 extern char *raft_local_databases;
 extern int	raft_election_timeout_ms;
 extern int	raft_heartbeat_interval_ms;
+extern int	raft_log_keep_size_mb;
 extern char *raft_http_listen;
 extern char *raft_http_user;
 extern char *raft_http_password;
@@ -151,6 +152,7 @@ typedef struct RaftView
 	uint64		commit_index;
 	uint64		applied_index;	/* data applied by the apply worker */
 	uint64		log_bytes;
+	uint64		archive_bytes;	/* the log's archive (compacted segments kept) */
 	bool		writable;		/* leader, caught up, its changes captured */
 	TimestampTz lease_until;	/* ... and it may take writes alone until then */
 	bool		serves_copies;	/* ... except that too few hold the log's data */

@@ -90,8 +90,20 @@
  *	  unless it holds a single record larger than that.  The segments are
  *	  contiguous: each starts at the index after the last record of the one
  *	  before.  The log's base (the last compacted index) lives in a small
- *	  file of the caller's; entries at or before it are ignored on reading
- *	  and whole segments of them are deleted by RaftLogCompact.
+ *	  file of the caller's; entries at or before it are not loaded on
+ *	  opening.
+ *
+ *	  The archive.  Whole segments of entries at or before the base are not
+ *	  deleted by RaftLogCompact: they become the archive, from which the
+ *	  leader sends a member that lags entries the consensus core no longer
+ *	  holds (RaftLogArchiveRead), until RaftLogTrimArchive deletes the
+ *	  oldest of them beyond the size the caller keeps.  The archive is
+ *	  contiguous with the log: its last segment ends where the first
+ *	  segment of the log begins.  Its segments are not read on opening (a
+ *	  large archive would slow every start), so each read of one checks
+ *	  the records it returns as opening does; a bad or missing record only
+ *	  ends what the archive can give, with a WARNING, and never raises an
+ *	  ERROR: the member is then sent the log's base instead.
  *
  *	  Space made ready.  Appending to the end of a file makes each sync
  *	  write the file's size and block map too, and costs about twice an
@@ -111,10 +123,12 @@
  *	  stored) unlinks the later segments newest first, truncates, and makes
  *	  both durable before writing the new records: otherwise a crash could
  *	  resurrect old records behind new ones, a log that no leader ever had.
- *	  RaftLogReset is durable when it returns.  RaftLogCompact is not: a
- *	  segment that survives a crash holds only entries at or before the
- *	  base, and RaftLogOpen deletes it.  The caller must therefore make a
- *	  new base durable before calling RaftLogCompact or RaftLogReset.
+ *	  RaftLogReset is durable when it returns.  RaftLogCompact changes no
+ *	  file, and RaftLogTrimArchive's unlinks become durable at the next
+ *	  RaftLogSync: a segment that survives a crash holds only entries at or
+ *	  before the base, and RaftLogOpen takes it into the archive, which the
+ *	  next trim shortens again.  The caller must make a new base durable
+ *	  before calling RaftLogCompact or RaftLogReset.
  *
  * IDENTIFICATION
  *	  src/storage.c
@@ -179,6 +193,9 @@ StaticAssertDecl(RAFT_LOG_SEGMENT_BYTES >= RAFT_LOG_RECORD_HEADER_BYTES,
 StaticAssertDecl(RAFT_LOG_SEGMENT_BYTES <= MaxAllocSize,
 				 "log segments are limited to 1 GB");
 
+/* Where reads of the archive left off, kept for the next append to a member. */
+#define RAFT_LOG_ARCHIVE_CURSORS 8
+
 /* What the store knows about one segment file. */
 typedef struct RaftLogSegment
 {
@@ -190,10 +207,29 @@ typedef struct RaftLogSegment
 } RaftLogSegment;
 
 /*
+ * Reads of the archive for one member, from start_index on, of which the
+ * last ended after record last_index, at offset in the segment starting at
+ * seg_first; last_term is that record's term.  A member catching up asks
+ * next for the entries after the last it was sent, so most reads start
+ * where one ended.
+ */
+typedef struct ArchiveCursor
+{
+	raft_index_t start_index;
+	raft_index_t last_index;	/* 0: unused */
+	raft_term_t last_term;
+	raft_index_t seg_first;
+	uint64		offset;
+	uint64		last_used;
+} ArchiveCursor;
+
+/*
  * The open log.  Invariants (check_invariants): segments are sorted and
  * contiguous; fd is open on the last one exactly when there is one;
  * next_index follows the last record; the first segment starts at or
- * before base_index + 1, so every entry after the base is stored.
+ * before base_index + 1, so every entry after the base is stored; the
+ * archive's segments are contiguous and the last ends where the first
+ * segment begins.
  */
 struct RaftLogStore
 {
@@ -212,6 +248,14 @@ struct RaftLogStore
 	char	   *buf;			/* records not yet written to fd */
 	size_t		buf_used;
 	size_t		buf_cap;
+	/* the archive: segments of compacted entries kept, oldest first */
+	RaftLogSegment *archive;
+	int			n_archive;
+	int			max_archive;
+	uint64		archive_bytes;	/* sum of their size_bytes */
+	raft_index_t archive_floor; /* no entry before it is read for members */
+	ArchiveCursor cursors[RAFT_LOG_ARCHIVE_CURSORS];
+	uint64		reads;			/* archive reads so far: the cursors' clock */
 };
 
 /* Records read back, growing as the segments are scanned. */
@@ -241,6 +285,7 @@ typedef struct SegmentScan
 	uint64		valid_bytes;	/* their total size: where the bad part starts */
 	char	   *bad_reason;		/* a detail sentence, or NULL if all valid */
 	bool		zeros_follow;	/* the records end at a zero header */
+	raft_term_t base_term;		/* term of the record of the base; 0: none */
 } SegmentScan;
 
 /* A segment file found in the directory. */
@@ -279,6 +324,14 @@ static void scan_segment(int fd, const char *path, uint64 size,
 static bool all_zeros(const char *buf, size_t len);
 static void load_array_push(RaftLoadArray *a, const raft_entry *e);
 
+static void archive_push(RaftLogStore *log, const RaftLogSegment *seg);
+static void archive_remove_oldest(RaftLogStore *log);
+static const RaftLogSegment *archive_locate(const RaftLogStore *log,
+											raft_index_t index);
+static int	archive_open(const char *path);
+static bool archive_read_record(int fd, const char *path, uint64 offset,
+								raft_index_t index, bool want_data,
+								raft_entry *e, uint64 *next_offset);
 static void begin_change(RaftLogStore *log);
 static void end_change(RaftLogStore *log);
 static void check_invariants(const RaftLogStore *log);
@@ -665,9 +718,13 @@ RaftStorageRemoveAll(void)
  *		Opens the log, checks every record, and returns the entries after
  *		base_index.
  *
- * base_index is the log base the caller persisted.  Segments that hold
- * only entries at or before it are leftovers of a compaction and are
- * deleted unread, as are empty segment files.  Every other record is read
+ * base_index is the log base the caller persisted, base_term its term.
+ * Segments that hold only entries at or before it become the archive,
+ * unread, if the stored entry of base_index has base_term: the stored log
+ * then holds the cluster's committed entries up to the base (a crash
+ * between a snapshot's new base and RaftLogReset can leave another
+ * history there, which must never be sent; the archive is deleted then).
+ * Empty segment files are deleted.  Every other record is read
  * and checked (length, CRC-32C, consecutive index, non-decreasing term).
  * A bad record in the last segment is a torn write: the segment is cut
  * there (with a LOG line) and made durable.  A bad record in an earlier
@@ -680,7 +737,8 @@ RaftStorageRemoveAll(void)
  * CurrentMemoryContext, which must outlive the store.
  */
 RaftLogStore *
-RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
+RaftLogOpen(raft_index_t base_index, raft_term_t base_term,
+			RaftLoadedLog *loaded)
 {
 	RaftLogStore *log;
 	SegmentFile *files;
@@ -692,6 +750,7 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 	raft_index_t expected;
 	char		path[MAXPGPATH];
 	bool		removed_any = false;
+	raft_term_t stored_base_term = 0;
 
 	log = palloc0(sizeof(RaftLogStore));
 	log->cxt = CurrentMemoryContext;
@@ -699,6 +758,8 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 	log->base_index = base_index;
 	log->max_segs = 8;
 	log->segs = palloc(sizeof(RaftLogSegment) * log->max_segs);
+	log->max_archive = 8;
+	log->archive = palloc(sizeof(RaftLogSegment) * log->max_archive);
 
 	ensure_directory(RAFT_STORAGE_DIR, ".");
 	ensure_directory(RAFT_LOG_DIR, RAFT_STORAGE_DIR);
@@ -723,18 +784,21 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 
 	/*
 	 * A segment followed by one that starts at or before base_index + 1
-	 * holds only compacted entries: a compaction whose unlinks were not
-	 * yet durable.
+	 * holds only compacted entries: the archive.  Its number of records
+	 * is what the next segment's name says; its records are checked when
+	 * they are read.
 	 */
 	first_read = 0;
 	while (first_read + 1 < n_files &&
 		   files[first_read + 1].first_index <= base_index + 1)
 	{
-		segment_path(path, files[first_read].first_index);
-		ereport(DEBUG1,
-				(errmsg_internal("removing compacted raft log file \"%s\"", path)));
-		unlink_file(path);
-		removed_any = true;
+		RaftLogSegment seg = {0};
+
+		seg.first_index = files[first_read].first_index;
+		seg.n_records = files[first_read + 1].first_index - seg.first_index;
+		seg.size_bytes = files[first_read].size_bytes;
+		seg.ready_bytes = seg.size_bytes;
+		archive_push(log, &seg);
 		first_read++;
 	}
 
@@ -792,6 +856,8 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 
 		scan_segment(fd, path, files[i].size_bytes, files[i].first_index,
 					 base_index, &last_term, &load, &scan);
+		if (scan.base_term != 0)
+			stored_base_term = scan.base_term;
 
 		/*
 		 * Zeros after the last record of the last segment are space made
@@ -873,7 +939,50 @@ RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded)
 						(unsigned long long) base_index)));
 		Assert(load.n == 0);
 		remove_segments_from(log, 0);
+		while (log->n_archive > 0)
+			archive_remove_oldest(log);
 		removed_any = true;
+	}
+
+	/*
+	 * The archive holds committed entries only if the stored log holds the
+	 * base's entry (log matching).  It is the archive's last record when
+	 * the log's first segment starts after the base.
+	 */
+	if (log->n_archive > 0 && stored_base_term == 0)
+	{
+		const RaftLogSegment *seg = &log->archive[log->n_archive - 1];
+		raft_entry	e;
+		uint64		offset = 0;
+		int			fd;
+
+		segment_path(path, seg->first_index);
+		if ((fd = archive_open(path)) >= 0)
+		{
+			for (raft_index_t index = seg->first_index; index <= base_index; index++)
+				if (!archive_read_record(fd, path, offset, index, false, &e, &offset))
+					break;
+				else if (index == base_index)
+					stored_base_term = e.term;
+			CloseTransientFile(fd);
+		}
+	}
+	if (stored_base_term != base_term)
+	{
+		if (log->n_archive > 0)
+		{
+			ereport(LOG,
+					(errmsg("removed the raft log's archive, which does not hold the log base's entry %llu of term %llu",
+							(unsigned long long) base_index,
+							(unsigned long long) base_term),
+					 errdetail("The stored entry %llu has term %llu: the archive may hold entries the cluster never committed.",
+							   (unsigned long long) base_index,
+							   (unsigned long long) stored_base_term)));
+			while (log->n_archive > 0)
+				archive_remove_oldest(log);
+			removed_any = true;
+		}
+		log->archive_floor = base_index + 1;
 	}
 
 	log->next_index = log->n_segs > 0 ? expected : base_index + 1;
@@ -994,9 +1103,11 @@ RaftLogReset(RaftLogStore *log, raft_index_t base_index)
 {
 	begin_change(log);
 	log->buf_used = 0;
-	if (log->n_segs > 0)
+	if (log->n_segs > 0 || log->n_archive > 0)
 	{
 		remove_segments_from(log, 0);
+		while (log->n_archive > 0)
+			archive_remove_oldest(log);
 		fsync_fname(RAFT_LOG_DIR, true);
 		log->dir_unsynced = false;
 	}
@@ -1004,22 +1115,23 @@ RaftLogReset(RaftLogStore *log, raft_index_t base_index)
 	log->base_index = base_index;
 	log->next_index = base_index + 1;
 	log->last_term = 0;
+	memset(log->cursors, 0, sizeof(log->cursors));
+	log->archive_floor = 0;
 	end_change(log);
 }
 
 /*
  * RaftLogCompact
- *		Deletes the segments that hold only entries at or before index.
+ *		Moves the segments that hold only entries at or before index to the
+ *		archive.
  *
- * The last segment is never deleted: it is the one appends go to.  Caller
- * must have made a base of at least index durable first.  The unlinks
- * become durable at the next RaftLogSync; a segment that survives a crash
- * is deleted by RaftLogOpen.
+ * The last segment never moves: it is the one appends go to.  Caller
+ * must have made a base of at least index durable first.  No file
+ * changes; RaftLogTrimArchive deletes archived segments.
  */
 void
 RaftLogCompact(RaftLogStore *log, raft_index_t index)
 {
-	char		path[MAXPGPATH];
 	int			n_removed = 0;
 
 	begin_change(log);
@@ -1028,10 +1140,8 @@ RaftLogCompact(RaftLogStore *log, raft_index_t index)
 	{
 		RaftLogSegment *seg = &log->segs[n_removed];
 
-		segment_path(path, seg->first_index);
-		unlink_file(path);
+		archive_push(log, seg);
 		log->total_bytes -= seg->size_bytes;
-		log->dir_unsynced = true;
 		n_removed++;
 	}
 	if (n_removed > 0)
@@ -1046,8 +1156,178 @@ RaftLogCompact(RaftLogStore *log, raft_index_t index)
 }
 
 /*
+ * RaftLogTrimArchive
+ *		Deletes the archive's oldest segments until it holds at most
+ *		keep_bytes.
+ *
+ * The unlinks become durable at the next RaftLogSync; a segment that
+ * survives a crash is archived again on opening, and trimmed again.
+ */
+void
+RaftLogTrimArchive(RaftLogStore *log, uint64 keep_bytes)
+{
+	if (log->archive_bytes <= keep_bytes)
+		return;
+	begin_change(log);
+	while (log->n_archive > 0 && log->archive_bytes > keep_bytes)
+		archive_remove_oldest(log);
+	end_change(log);
+}
+
+/*
+ * RaftLogArchiveBytes
+ *		Returns the bytes of the archive's segments.
+ */
+uint64
+RaftLogArchiveBytes(RaftLogStore *log)
+{
+	return log->archive_bytes;
+}
+
+/*
+ * RaftLogArchiveRead
+ *		Reads compacted entries for a member that lags: the term of entry
+ *		prev into *prev_term, and entries prev + 1 onwards into entries[],
+ *		at most max_entries of them, none after last or after the base,
+ *		and no more payload than max_bytes beyond the first.
+ *
+ * Returns how many entries it read: 0 when the log no longer holds entry
+ * prev or prev + 1.  The entries' data is palloc'd in the
+ * CurrentMemoryContext.  The entries come from the archive or from the
+ * first segment of the log, which may begin before the base.  Every
+ * record is checked (index, length, CRC-32C); a bad one, or a file that
+ * cannot be read, ends the read with a WARNING, never an ERROR: the
+ * caller runs inside the consensus core, and the member can still be sent
+ * the log's base.
+ */
+uint32
+RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev, raft_index_t last,
+				   uint32 max_entries, uint64 max_bytes,
+				   raft_term_t *prev_term, raft_entry *entries)
+{
+	const RaftLogSegment *seg;
+	ArchiveCursor *cursor = NULL;
+	char		path[MAXPGPATH];
+	raft_index_t index;
+	uint64		offset = 0;
+	uint64		bytes = 0;
+	uint32		n = 0;
+	int			fd = -1;
+
+	last = Min(last, log->base_index);
+	if (prev == 0 || prev >= last || max_entries == 0 ||
+		(seg = archive_locate(log, prev)) == NULL)
+		return 0;
+	log->reads++;
+
+	for (int i = 0; i < RAFT_LOG_ARCHIVE_CURSORS; i++)
+		if (log->cursors[i].last_index == prev &&
+			log->cursors[i].seg_first == seg->first_index)
+			cursor = &log->cursors[i];
+	if (cursor != NULL)
+	{
+		*prev_term = cursor->last_term;
+		offset = cursor->offset;
+	}
+	else
+	{
+		raft_entry	e;
+		bool		resent = false;
+
+		/* walk to record prev from the start of its segment, for its term */
+		segment_path(path, seg->first_index);
+		if ((fd = archive_open(path)) < 0)
+			return 0;
+		for (index = seg->first_index; index <= prev; index++)
+			if (!archive_read_record(fd, path, offset, index, index == prev,
+									 &e, &offset))
+			{
+				CloseTransientFile(fd);
+				return 0;
+			}
+		*prev_term = e.term;
+		pfree(unconstify(uint8_t *, e.data));
+
+		/*
+		 * Entries sent again (lost, or the member's answer was) continue
+		 * the reads for that member; others start reads for a member, and
+		 * take the least recently used cursor.
+		 */
+		cursor = &log->cursors[0];
+		for (int i = 0; i < RAFT_LOG_ARCHIVE_CURSORS; i++)
+		{
+			ArchiveCursor *c = &log->cursors[i];
+
+			if (c->last_index != 0 && c->start_index <= prev + 1 &&
+				prev < c->last_index)
+			{
+				cursor = c;
+				resent = true;
+				break;
+			}
+			if (c->last_used < cursor->last_used)
+				cursor = c;
+		}
+		if (!resent)
+		{
+			cursor->start_index = prev + 1;
+			ereport(LOG,
+					(errmsg("pg_raft reads raft log entries from index %llu on from the log's archive, for a member that lags",
+							(unsigned long long) (prev + 1))));
+		}
+	}
+
+	for (index = prev + 1; n < max_entries && index <= last; index++)
+	{
+		const RaftLogSegment *next_seg = seg;
+		uint64		next_offset;
+		raft_entry *e = &entries[n];
+
+		if (index >= seg->first_index + seg->n_records)
+		{
+			/* on to the next segment */
+			next_seg = archive_locate(log, index);
+			if (next_seg == NULL)
+				break;
+			if (fd >= 0)
+				CloseTransientFile(fd);
+			fd = -1;
+			offset = 0;
+		}
+		if (fd < 0)
+		{
+			segment_path(path, next_seg->first_index);
+			if ((fd = archive_open(path)) < 0)
+				break;
+		}
+		if (!archive_read_record(fd, path, offset, index, true, e, &next_offset))
+			break;
+		if (n > 0 && bytes + e->len > max_bytes)
+		{
+			pfree(unconstify(uint8_t *, e->data));
+			break;
+		}
+		seg = next_seg;
+		offset = next_offset;
+		bytes += e->len;
+		n++;
+	}
+	if (fd >= 0)
+		CloseTransientFile(fd);
+
+	/* the next read for this member starts where this one ended */
+	cursor->last_index = n > 0 ? prev + n : 0;
+	cursor->last_term = n > 0 ? entries[n - 1].term : 0;
+	cursor->seg_first = seg->first_index;
+	cursor->offset = offset;
+	cursor->last_used = log->reads;
+	return n;
+}
+
+/*
  * RaftLogBytes
- *		Returns the bytes of the records in the log segments.
+ *		Returns the bytes of the records in the log segments (the archive
+ *		not included).
  */
 uint64
 RaftLogBytes(RaftLogStore *log)
@@ -1067,6 +1347,7 @@ RaftLogClose(RaftLogStore *log)
 	if (log->fd >= 0)
 		close_last_segment(log);
 	pfree(log->segs);
+	pfree(log->archive);
 	if (log->buf != NULL)
 		pfree(log->buf);
 	pfree(log);
@@ -1126,6 +1407,17 @@ check_invariants(const RaftLogStore *log)
 		}
 	}
 	Assert(total == log->total_bytes);
+	total = 0;
+	for (int i = 0; i < log->n_archive; i++)
+	{
+		raft_index_t next_first = i + 1 < log->n_archive ?
+			log->archive[i + 1].first_index : log->segs[0].first_index;
+
+		total += log->archive[i].size_bytes;
+		Assert(log->n_segs > 0);
+		Assert(next_first == log->archive[i].first_index + log->archive[i].n_records);
+	}
+	Assert(total == log->archive_bytes);
 	if (log->n_segs > 0)
 	{
 		Assert(log->segs[0].first_index <= log->base_index + 1);
@@ -1140,6 +1432,163 @@ last_segment(RaftLogStore *log)
 {
 	Assert(log->n_segs > 0);
 	return &log->segs[log->n_segs - 1];
+}
+
+/* Adds a segment at the end of the archive; does not touch the disk. */
+static void
+archive_push(RaftLogStore *log, const RaftLogSegment *seg)
+{
+	if (log->n_archive == log->max_archive)
+	{
+		log->max_archive *= 2;
+		log->archive = repalloc(log->archive,
+								sizeof(RaftLogSegment) * log->max_archive);
+	}
+	log->archive[log->n_archive++] = *seg;
+	log->archive_bytes += seg->size_bytes;
+}
+
+/*
+ * Unlinks the archive's oldest segment.  The reads left off in it are
+ * forgotten.  Caller decides when to fsync the directory.
+ */
+static void
+archive_remove_oldest(RaftLogStore *log)
+{
+	char		path[MAXPGPATH];
+	raft_index_t first = log->archive[0].first_index;
+
+	segment_path(path, first);
+	unlink_file(path);
+	log->archive_bytes -= log->archive[0].size_bytes;
+	log->n_archive--;
+	memmove(log->archive, log->archive + 1,
+			sizeof(RaftLogSegment) * log->n_archive);
+	log->dir_unsynced = true;
+	for (int i = 0; i < RAFT_LOG_ARCHIVE_CURSORS; i++)
+		if (log->cursors[i].seg_first == first)
+			log->cursors[i].last_index = 0;
+}
+
+/*
+ * The segment holding index at or before the base, in the archive or the
+ * log's first segment; NULL if no longer kept.
+ */
+static const RaftLogSegment *
+archive_locate(const RaftLogStore *log, raft_index_t index)
+{
+	if (index > log->base_index || index < log->archive_floor ||
+		log->n_segs == 0)
+		return NULL;
+	if (log->segs[0].first_index <= index)
+		return &log->segs[0];
+	for (int i = log->n_archive - 1; i >= 0; i--)
+		if (log->archive[i].first_index <= index)
+			return &log->archive[i];
+	return NULL;
+}
+
+/* Opens a segment to read archived entries; -1 with a WARNING if it cannot. */
+static int
+archive_open(const char *path)
+{
+	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+
+	if (fd < 0)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", path),
+				 errdetail("A member that needs entries from it is sent the log's base instead.")));
+	return fd;
+}
+
+/*
+ * archive_read_record
+ *		Reads and checks the record of index at offset: its header always,
+ *		its payload (into a palloc'd e->data) and CRC-32C with want_data.
+ *
+ * Returns false, with a WARNING, if the record is not there or is bad;
+ * never raises an ERROR (see RaftLogArchiveRead).  *next_offset is where
+ * the next record starts.
+ */
+static bool
+archive_read_record(int fd, const char *path, uint64 offset,
+					raft_index_t index, bool want_data, raft_entry *e,
+					uint64 *next_offset)
+{
+	char		hdr[RAFT_LOG_RECORD_HEADER_BYTES];
+	uint32		len;
+	pg_crc32c	stored;
+	pg_crc32c	crc;
+	uint64		term;
+	uint64		stored_index;
+	ssize_t		nread;
+	uint8	   *payload = NULL;
+	const char *problem = NULL;
+
+	pgstat_report_wait_start(WAIT_EVENT_WAL_READ);
+	nread = pg_pread(fd, hdr, sizeof(hdr), offset);
+	pgstat_report_wait_end();
+	if (nread < 0)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not read file \"%s\": %m", path),
+				 errdetail("A member that needs entries from it is sent the log's base instead.")));
+		return false;
+	}
+	memcpy(&len, hdr + RAFT_LOG_REC_LEN, 4);
+	memcpy(&stored, hdr + RAFT_LOG_REC_CRC, 4);
+	memcpy(&term, hdr + RAFT_LOG_REC_TERM, 8);
+	memcpy(&stored_index, hdr + RAFT_LOG_REC_INDEX, 8);
+	if (nread < (ssize_t) sizeof(hdr))
+		problem = "The file ends before the record's header.";
+	else if (stored_index != index)
+		problem = psprintf("The record there has index %llu.",
+						   (unsigned long long) stored_index);
+	else if (len > RAFT_LOG_MAX_PAYLOAD_BYTES)
+		problem = psprintf("The record gives a payload length of %u bytes, more than the maximum of %u.",
+						   len, RAFT_LOG_MAX_PAYLOAD_BYTES);
+	else if (want_data)
+	{
+		/* always a chunk, even for an empty payload: callers pfree it */
+		payload = palloc(len);
+		pgstat_report_wait_start(WAIT_EVENT_WAL_READ);
+		nread = len == 0 ? 0 : pg_pread(fd, payload, len,
+										offset + RAFT_LOG_RECORD_HEADER_BYTES);
+		pgstat_report_wait_end();
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, hdr + RAFT_LOG_REC_CRC_FROM, RAFT_LOG_REC_CRC_HEADER_BYTES);
+		if (nread == (ssize_t) len)
+			COMP_CRC32C(crc, payload, len);
+		FIN_CRC32C(crc);
+		if (nread < 0)
+			problem = psprintf("Its payload could not be read: %m.");
+		else if (nread < (ssize_t) len)
+			problem = "The file ends before the record's payload.";
+		else if (!EQ_CRC32C(crc, stored))
+			problem = psprintf("The record's stored CRC-32C 0x%08X does not match the computed 0x%08X.",
+							   stored, crc);
+	}
+	if (problem != NULL)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft log file \"%s\" holds no sound record of index %llu at offset %llu",
+						path, (unsigned long long) index,
+						(unsigned long long) offset),
+				 errdetail("%s A member that needs it is sent the log's base instead.", problem)));
+		if (payload != NULL)
+			pfree(payload);
+		return false;
+	}
+	e->term = term;
+	e->index = index;
+	e->type = (uint8) hdr[RAFT_LOG_REC_TYPE];
+	e->len = len;
+	e->data = payload;
+	*next_offset = offset + RAFT_LOG_RECORD_HEADER_BYTES + len;
+	return true;
 }
 
 /* Records a new segment at the end of the array; does not touch the disk. */
@@ -1586,6 +2035,7 @@ scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
 	scan->n_records = 0;
 	scan->bad_reason = NULL;
 	scan->zeros_follow = false;
+	scan->base_term = 0;
 
 	while (offset < size)
 	{
@@ -1667,6 +2117,8 @@ scan_segment(int fd, const char *path, uint64 size, raft_index_t first_index,
 			break;
 		}
 
+		if (index == base_index)
+			scan->base_term = term;
 		if (index > base_index)
 		{
 			raft_entry	e;

@@ -64,10 +64,12 @@ extern bool RaftStorageReadHint(const char *name, void **data, size_t *len);
  * the end of the last segment is cut off with a LOG line; anything wrong
  * elsewhere is an ERROR with ERRCODE_DATA_CORRUPTED naming the file.  The
  * entries after base_index are returned in *loaded (contiguous from
- * base_index + 1; older segments are ignored).  The store lives in the
- * CurrentMemoryContext, which must outlive it.
+ * base_index + 1; older segments are the archive, read on demand, if the
+ * stored entry of base_index has base_term).  The
+ * store lives in the CurrentMemoryContext, which must outlive it.
  */
-extern RaftLogStore *RaftLogOpen(raft_index_t base_index, RaftLoadedLog *loaded);
+extern RaftLogStore *RaftLogOpen(raft_index_t base_index, raft_term_t base_term,
+								 RaftLoadedLog *loaded);
 
 /*
  * Appends entries; first discards every stored entry at or after e[0].index
@@ -84,11 +86,30 @@ extern void RaftLogSync(RaftLogStore *log);
  */
 extern void RaftLogReset(RaftLogStore *log, raft_index_t base_index);
 
-/* Deletes segments that hold only entries at or before index.  Persist the base first. */
+/*
+ * Moves segments that hold only entries at or before index to the archive.
+ * Persist the base first.
+ */
 extern void RaftLogCompact(RaftLogStore *log, raft_index_t index);
 
-/* Bytes of log on disk, for monitoring. */
+/*
+ * The archive: compacted segments kept for members that lag.  Trimming
+ * deletes the oldest beyond keep_bytes.  Reading returns entries prev + 1
+ * onwards (at most max_entries, none after last or the base, max_bytes of
+ * payload beyond the first) and the term of prev, as the consensus core's
+ * raft_archive_read_fn does; their data is palloc'd in the
+ * CurrentMemoryContext.  It never raises an ERROR: what cannot be read is
+ * reported with a WARNING and ends the entries returned.
+ */
+extern void RaftLogTrimArchive(RaftLogStore *log, uint64 keep_bytes);
+extern uint32 RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev,
+								 raft_index_t last, uint32 max_entries,
+								 uint64 max_bytes, raft_term_t *prev_term,
+								 raft_entry *entries);
+
+/* Bytes of the log's segments, and of the archive's, for monitoring. */
 extern uint64 RaftLogBytes(RaftLogStore *log);
+extern uint64 RaftLogArchiveBytes(RaftLogStore *log);
 
 extern void RaftLogClose(RaftLogStore *log);
 

@@ -78,7 +78,8 @@
 /*
  * A member that lags (away, or copying its data) holds the leader's log back
  * only while the log stays under these: a member away for any time catches
- * up from the log as long as less than that was written meanwhile, and
+ * up from the log in memory as long as less than that was written
+ * meanwhile, then from the log's archive on disk (raft.log_keep_size), and
  * repairs every table beyond.  Well under the core's capacity, so that a
  * lagging member never fills the log and stops the cluster's writes.
  */
@@ -182,6 +183,13 @@ typedef struct RaftWorker
 	LagSample	lag[LAG_SAMPLES];
 	TimestampTz next_tick;
 	MemoryContext loop_cxt;
+	/*
+	 * Entries read from the log's archive for appends (read_archive): those
+	 * of messages the core has not handed out yet, and those of the ready
+	 * being carried out, freed once the core is told it is done.
+	 */
+	MemoryContext archive_cxt;
+	MemoryContext archive_handed_cxt;
 
 	/* the wait set, kept across waits, and the sockets it waits on */
 	WaitEventSet *wait_set;
@@ -225,6 +233,9 @@ static RaftWorker W;
 static uint64 connections_started;
 
 static void start_node(void);
+static uint32_t read_archive(void *arg, raft_index_t prev, raft_index_t last,
+							 uint32_t max_entries, uint64_t max_bytes,
+							 raft_term_t *prev_term, raft_entry *entries);
 static void handle_ready(void);
 static void publish_view(void);
 static raft_index_t apply_done_index(void);
@@ -529,6 +540,37 @@ core_options(raft_options *opts)
 	opts->max_inflight_bytes = INFLIGHT_BYTES;
 	opts->max_entries_per_msg = 256;
 	opts->max_bytes_per_msg = 4 * 1024 * 1024;
+	opts->archive_read = read_archive;
+}
+
+/*
+ * The core's raft_archive_read_fn: entries compacted from its log that
+ * the log's archive on disk still holds, for a member that lags.  Their
+ * data lives until the ready that carries them is carried out
+ * (handle_ready).
+ */
+static uint32_t
+read_archive(void *arg, raft_index_t prev, raft_index_t last,
+			 uint32_t max_entries, uint64_t max_bytes,
+			 raft_term_t *prev_term, raft_entry *entries)
+{
+	MemoryContext old;
+	uint32		n;
+
+	if (W.archive_cxt == NULL)
+	{
+		W.archive_cxt = AllocSetContextCreate(TopMemoryContext,
+											  "pg_raft archived entries",
+											  ALLOCSET_DEFAULT_SIZES);
+		W.archive_handed_cxt = AllocSetContextCreate(TopMemoryContext,
+													 "pg_raft archived entries",
+													 ALLOCSET_DEFAULT_SIZES);
+	}
+	old = MemoryContextSwitchTo(W.archive_cxt);
+	n = RaftLogArchiveRead(W.log, prev, last, max_entries, max_bytes,
+						   prev_term, entries);
+	MemoryContextSwitchTo(old);
+	return n;
 }
 
 /*
@@ -560,7 +602,7 @@ start_node(void)
 	if (RaftStorageReadHint("commit", &data, &len) && len == sizeof(uint64))
 		hs.commit = Max(hs.commit, *(uint64 *) data);
 	read_base();
-	W.log = RaftLogOpen(W.base.index, &loaded);
+	W.log = RaftLogOpen(W.base.index, W.base.term, &loaded);
 	for (i = 0; i < loaded.n_entries; i++)
 		directory_learn(&loaded.entries[i]);
 
@@ -1332,6 +1374,14 @@ handle_ready(void)
 	TimestampTz now = GetCurrentTimestamp();
 
 	raft_ready_get(W.r, &rd);
+	if (W.archive_cxt != NULL)
+	{
+		/* archived entries read so far are this ready's */
+		MemoryContext handed = W.archive_cxt;
+
+		W.archive_cxt = W.archive_handed_cxt;
+		W.archive_handed_cxt = handed;
+	}
 	if (rd.send_before_persist)
 		send_messages(&rd);
 
@@ -1402,6 +1452,8 @@ handle_ready(void)
 	 * care of.
 	 */
 	raft_advance(W.r);
+	if (W.archive_handed_cxt != NULL)
+		MemoryContextReset(W.archive_handed_cxt);
 	if (rd.persist_from <= rd.persist_to)
 		raft_persisted(W.r, rd.persist_to, raft_term_at(W.r, rd.persist_to));
 }
@@ -1918,8 +1970,10 @@ apply_kept_index(void)
  * has neither applied nor spooled stay (unless it is stuck and the log
  * large), and so, on the leader, do those
  * that a member still needs, however long it was away, until the log
- * passes LAGGING_KEEP_BYTES or LAGGING_KEEP_ENTRIES.  A member that must
- * be sent the base instead repairs every table from the leader.
+ * passes LAGGING_KEEP_BYTES or LAGGING_KEEP_ENTRIES.  Compacted segments
+ * go to the log's archive on disk, which keeps raft.log_keep_size of them
+ * for members that lag further (read_archive); a member that needs older
+ * entries still is sent the base, and repairs every table from the leader.
  */
 static void
 compact_log(void)
@@ -1932,6 +1986,7 @@ compact_log(void)
 	uint64		kept_bytes = 0;
 	bool		log_large;
 
+	RaftLogTrimArchive(W.log, (uint64) raft_log_keep_size_mb * 1024 * 1024);
 	raft_get_status(W.r, &st);
 	log_large = RaftLogBytes(W.log) >= LAGGING_KEEP_BYTES ||
 		st.last_index - W.base.index >= LAGGING_KEEP_ENTRIES;
@@ -2359,6 +2414,7 @@ publish_view(void)
 		v->commit_index = st.commit_index;
 		v->applied_index = apply_done_index();
 		v->log_bytes = RaftLogBytes(W.log);
+		v->archive_bytes = RaftLogArchiveBytes(W.log);
 		v->writable = node_writable(&st, v->not_writable_reason,
 									sizeof(v->not_writable_reason),
 									&v->serves_copies);

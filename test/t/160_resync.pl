@@ -4,11 +4,15 @@
 # it again by itself.
 #
 # A follower stopped for longer than an election timeout while less than
-# the leader keeps for a lagging member (32 MB of log) is written catches
-# up from the log, without copying anything.  One stopped while more is
-# written gets the log's base instead of the entries its data needs: its apply worker replaces every table's
-# rows with the leader's in one transaction, without emptying anything
-# first, then goes on from the copy's index.  A copy that fails (here: the
+# the leader keeps in memory for a lagging member (32 MB of log) is written
+# catches up from the log, without copying anything.  So does one stopped
+# while more is written, from the log's archive on disk
+# (raft.log_keep_size), and through a restart of the leader; a damaged
+# archive is reported, and the member copies its data instead.  With no
+# archive kept, one stopped while more is written gets the log's base
+# instead of the entries its data needs: its apply worker replaces every
+# table's rows with the leader's in one transaction, without emptying
+# anything first, then goes on from the copy's index.  A copy that fails (here: the
 # leader has a table this member lacks) leaves the data as it was, and is
 # tried again.  An instance that stopped in the middle of the copy of
 # raft.join_cluster (the file pg_raft/copy_pending is left behind) holds
@@ -67,7 +71,101 @@ is(RaftCluster::checksums($other, 'big'), RaftCluster::checksums($leader, 'big')
 $leader->safe_psql('postgres', q{DELETE FROM big});
 $applied = RaftCluster::wait_for_apply($leader, @nodes);
 
-# Away while more than the leader keeps goes through the log ...
+# Away while 40 MB go through the log: the leader compacts past the
+# member, and sends it what it lacks from the log's archive, after a
+# restart too.
+$other->stop;
+$leader->poll_query_until('postgres',
+	"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
+	  . $other->name . "'")
+  or die 'the leader still counts on ' . $other->name;
+foreach my $i (1 .. 40)
+{
+	$leader->safe_psql('postgres',
+		"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
+}
+$leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM raft.status")
+  or die 'the leader never compacted past ' . $other->name;
+pass('the leader compacted its log in memory past the stopped member');
+$leader->restart;
+$leader = RaftCluster::wait_for_leader(grep { $_ != $other } @nodes);
+my $log_offset = -s $leader->logfile;
+$other->start;
+RaftCluster::wait_for_apply($leader, @nodes);
+ok($leader->log_contains(qr/pg_raft reads raft log entries from index \d+ on from the log's archive, for a member that lags/,
+		$log_offset),
+	'the leader sends ' . $other->name . ' the entries it lacks from the log\'s archive');
+ok(!$other->log_contains('re-synchronises'), '... which catches up from them, copying nothing');
+is(RaftCluster::checksums($other, 'big', 'small'), RaftCluster::checksums($leader, 'big', 'small'),
+	'and holds what the leader holds');
+$leader->safe_psql('postgres', q{DELETE FROM big});
+$applied = RaftCluster::wait_for_apply($leader, @nodes);
+
+# A damaged archive: the leader reports it, and the member copies every
+# table instead.  The second half of every archived segment of the
+# leader's is overwritten with zeros while the member is away.
+$other->stop;
+$leader->poll_query_until('postgres',
+	"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
+	  . $other->name . "'")
+  or die 'the leader still counts on ' . $other->name;
+foreach my $i (1 .. 40)
+{
+	$leader->safe_psql('postgres',
+		"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
+}
+$leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM raft.status")
+  or die 'the leader never compacted past ' . $other->name;
+my $first_index = $leader->safe_psql('postgres', 'SELECT first_index FROM raft.status');
+my $log_dir = $leader->data_dir . '/pg_raft/log';
+opendir(my $dh, $log_dir) or die "could not open $log_dir: $!";
+my @segments = sort grep { /^[0-9A-F]{16}$/ } readdir($dh);
+closedir($dh);
+my $damaged = 0;
+foreach my $k (0 .. $#segments - 1)
+{
+	# archived: the next segment starts at or before the log's first entry
+	next unless hex($segments[ $k + 1 ]) <= $first_index;
+	my $path = "$log_dir/$segments[$k]";
+	my $size = -s $path;
+	open(my $seg, '+<', $path) or die "could not open $path: $!";
+	binmode $seg;
+	seek($seg, int($size / 2), 0);
+	print $seg "\0" x ($size - int($size / 2));
+	close($seg);
+	$damaged++;
+}
+ok($damaged > 0, "$damaged archived segments of the leader's damaged");
+$log_offset = -s $leader->logfile;
+my $other_offset = -s $other->logfile;
+$other->start;
+ok($leader->wait_for_log(qr/WARNING:  raft log file "pg_raft\/log\/[0-9A-F]+" holds no sound record of index \d+/,
+		$log_offset),
+	'the leader reports the damaged record it cannot send');
+ok($other->wait_for_log(qr/pg_raft re-synchronised this node's data/, $other_offset),
+	'... and ' . $other->name . ' copies every table instead');
+RaftCluster::wait_for_apply($leader, @nodes);
+is(RaftCluster::checksums($other, 'big', 'small'), RaftCluster::checksums($leader, 'big', 'small'),
+	'... and holds what the leader holds');
+is($leader->safe_psql('postgres', q{SELECT role FROM raft.status}), 'leader',
+	'the leader leads on');
+$leader->safe_psql('postgres', q{DELETE FROM big});
+$applied = RaftCluster::wait_for_apply($leader, @nodes);
+if ($leader == $away)
+{
+	# the rest stops $away: leadership goes back to the first leader
+	my ($first) = grep { $_ != $away && $_ != $other } @nodes;
+	$leader->safe_psql('postgres', "SELECT raft.transfer_leadership('" . $first->name . "')");
+	$leader = RaftCluster::wait_for_leader(@nodes);
+}
+
+# With no archive kept, away while more than the leader keeps in memory
+# goes through the log ...
+foreach my $node (@nodes)
+{
+	$node->append_conf('postgresql.conf', 'raft.log_keep_size = 0');
+	$node->reload;
+}
 my $files_before = $away->safe_psql('postgres',
 	q{SELECT pg_relation_filenode('small') || ' ' || pg_relation_filenode('big')});
 $away->stop;
@@ -125,10 +223,12 @@ system_or_bail(@pg_ctl, 'stop');
 my $pending = $other->data_dir . '/pg_raft/copy_pending';
 open(my $fh, '>', $pending) or die "could not create $pending: $!";
 close($fh);
+$other_offset = -s $other->logfile;
 $other->start;
-ok($other->wait_for_log(qr/pg_raft copies the leader's data again: a copy of the leader's data did not finish here/),
+ok($other->wait_for_log(qr/pg_raft copies the leader's data again: a copy of the leader's data did not finish here/,
+		$other_offset),
 	'an unfinished copy is taken up again');
-ok($other->wait_for_log(qr/pg_raft re-synchronised this node's data/), 'and completed');
+ok($other->wait_for_log(qr/pg_raft re-synchronised this node's data/, $other_offset), 'and completed');
 ok(!-e $pending, 'pg_raft/copy_pending is gone');
 $leader->safe_psql('postgres', q{INSERT INTO small VALUES (101, 'at the end')});
 RaftCluster::wait_for_apply($leader, @nodes);
@@ -159,7 +259,7 @@ system_or_bail(@pg_ctl, 'stop');
 $pending = $held->data_dir . '/pg_raft/copy_pending';
 open($fh, '>', $pending) or die "could not create $pending: $!";
 close($fh);
-my $log_offset = -s $held->logfile;
+$log_offset = -s $held->logfile;
 $held->start;
 $held->poll_query_until('postgres', q{SELECT resyncing FROM raft.status})
   or die $held->name . ' does not re-synchronise';
