@@ -196,6 +196,12 @@ StaticAssertDecl(RAFT_LOG_SEGMENT_BYTES <= MaxAllocSize,
 /* Where reads of the archive left off, kept for the next append to a member. */
 #define RAFT_LOG_ARCHIVE_CURSORS 8
 
+/*
+ * Small file: the index before which the archive is never read, because a
+ * stored log was found that did not hold its base's entry (RaftLogOpen).
+ */
+#define RAFT_ARCHIVE_FLOOR_FILE "archive_floor"
+
 /* What the store knows about one segment file. */
 typedef struct RaftLogSegment
 {
@@ -207,14 +213,15 @@ typedef struct RaftLogSegment
 } RaftLogSegment;
 
 /*
- * Reads of the archive for one member, from start_index on, of which the
- * last ended after record last_index, at offset in the segment starting at
- * seg_first; last_term is that record's term.  A member catching up asks
- * next for the entries after the last it was sent, so most reads start
- * where one ended.
+ * Reads of the archive for one member (reader), from start_index on, of
+ * which the last ended after record last_index, at offset in the segment
+ * starting at seg_first; last_term is that record's term.  A member
+ * catching up asks next for the entries after the last it was sent, so
+ * most reads start where one ended.
  */
 typedef struct ArchiveCursor
 {
+	uint32		reader;
 	raft_index_t start_index;
 	raft_index_t last_index;	/* 0: unused */
 	raft_term_t last_term;
@@ -253,7 +260,8 @@ struct RaftLogStore
 	int			n_archive;
 	int			max_archive;
 	uint64		archive_bytes;	/* sum of their size_bytes */
-	raft_index_t archive_floor; /* no entry before it is read for members */
+	raft_index_t archive_floor; /* no entry before it is read for members
+								 * (RAFT_ARCHIVE_FLOOR_FILE) */
 	ArchiveCursor cursors[RAFT_LOG_ARCHIVE_CURSORS];
 	uint64		reads;			/* archive reads so far: the cursors' clock */
 };
@@ -721,9 +729,11 @@ RaftStorageRemoveAll(void)
  * base_index is the log base the caller persisted, base_term its term.
  * Segments that hold only entries at or before it become the archive,
  * unread, if the stored entry of base_index has base_term: the stored log
- * then holds the cluster's committed entries up to the base (a crash
+ * then holds the cluster's committed entries up to the base.  A crash
  * between a snapshot's new base and RaftLogReset can leave another
- * history there, which must never be sent; the archive is deleted then).
+ * history there, which must never be sent: the archive is deleted then,
+ * and no entry up to the base is ever read for a member, even once the
+ * segments holding them are archived (the floor is kept in a small file).
  * Empty segment files are deleted.  Every other record is read
  * and checked (length, CRC-32C, consecutive index, non-decreasing term).
  * A bad record in the last segment is a torn write: the segment is cut
@@ -751,6 +761,7 @@ RaftLogOpen(raft_index_t base_index, raft_term_t base_term,
 	char		path[MAXPGPATH];
 	bool		removed_any = false;
 	raft_term_t stored_base_term = 0;
+	raft_index_t floor = 0;
 
 	log = palloc0(sizeof(RaftLogStore));
 	log->cxt = CurrentMemoryContext;
@@ -944,6 +955,14 @@ RaftLogOpen(raft_index_t base_index, raft_term_t base_term,
 		removed_any = true;
 	}
 
+	/* an archive with no log after it (the last file was torn away) goes */
+	if (log->n_segs == 0)
+	{
+		removed_any |= log->n_archive > 0;
+		while (log->n_archive > 0)
+			archive_remove_oldest(log);
+	}
+
 	/*
 	 * The archive holds committed entries only if the stored log holds the
 	 * base's entry (log matching).  It is the archive's last record when
@@ -960,30 +979,38 @@ RaftLogOpen(raft_index_t base_index, raft_term_t base_term,
 		if ((fd = archive_open(path)) >= 0)
 		{
 			for (raft_index_t index = seg->first_index; index <= base_index; index++)
-				if (!archive_read_record(fd, path, offset, index, false, &e, &offset))
+			{
+				if (!archive_read_record(fd, path, offset, index,
+										 index == base_index, &e, &offset))
 					break;
-				else if (index == base_index)
+				if (index == base_index)
+				{
 					stored_base_term = e.term;
+					pfree(unconstify(uint8_t *, e.data));
+				}
+			}
 			CloseTransientFile(fd);
 		}
 	}
-	if (stored_base_term != base_term)
+	RaftStorageReadStruct(RAFT_ARCHIVE_FLOOR_FILE, &floor, sizeof(floor));
+	if (base_index > 0 && stored_base_term != base_term && floor <= base_index &&
+		(log->n_archive > 0 ||
+		 (log->n_segs > 0 && log->segs[0].first_index <= base_index)))
 	{
-		if (log->n_archive > 0)
-		{
-			ereport(LOG,
-					(errmsg("removed the raft log's archive, which does not hold the log base's entry %llu of term %llu",
-							(unsigned long long) base_index,
-							(unsigned long long) base_term),
-					 errdetail("The stored entry %llu has term %llu: the archive may hold entries the cluster never committed.",
-							   (unsigned long long) base_index,
-							   (unsigned long long) stored_base_term)));
-			while (log->n_archive > 0)
-				archive_remove_oldest(log);
-			removed_any = true;
-		}
-		log->archive_floor = base_index + 1;
+		ereport(LOG,
+				(errmsg("the raft log here does not hold the log base's entry %llu of term %llu, so no entry up to it is sent to members that lag",
+						(unsigned long long) base_index,
+						(unsigned long long) base_term),
+				 errdetail("The stored entry %llu has term %llu: the log may hold entries the cluster never committed before its base.  The log's archive is removed.",
+						   (unsigned long long) base_index,
+						   (unsigned long long) stored_base_term)));
+		floor = base_index + 1;
+		RaftStorageWriteFile(RAFT_ARCHIVE_FLOOR_FILE, &floor, sizeof(floor));
+		removed_any |= log->n_archive > 0;
+		while (log->n_archive > 0)
+			archive_remove_oldest(log);
 	}
+	log->archive_floor = floor;
 
 	log->next_index = log->n_segs > 0 ? expected : base_index + 1;
 	log->last_term = log->n_segs > 0 ? last_segment(log)->last_term : 0;
@@ -1116,7 +1143,6 @@ RaftLogReset(RaftLogStore *log, raft_index_t base_index)
 	log->next_index = base_index + 1;
 	log->last_term = 0;
 	memset(log->cursors, 0, sizeof(log->cursors));
-	log->archive_floor = 0;
 	end_change(log);
 }
 
@@ -1201,8 +1227,8 @@ RaftLogArchiveBytes(RaftLogStore *log)
  * the log's base.
  */
 uint32
-RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev, raft_index_t last,
-				   uint32 max_entries, uint64 max_bytes,
+RaftLogArchiveRead(RaftLogStore *log, uint32 reader, raft_index_t prev,
+				   raft_index_t last, uint32 max_entries, uint64 max_bytes,
 				   raft_term_t *prev_term, raft_entry *entries)
 {
 	const RaftLogSegment *seg;
@@ -1220,11 +1246,20 @@ RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev, raft_index_t last,
 		return 0;
 	log->reads++;
 
+	/* the reader's cursor, or else the least recently used one */
 	for (int i = 0; i < RAFT_LOG_ARCHIVE_CURSORS; i++)
-		if (log->cursors[i].last_index == prev &&
-			log->cursors[i].seg_first == seg->first_index)
+		if (log->cursors[i].reader == reader)
 			cursor = &log->cursors[i];
-	if (cursor != NULL)
+	if (cursor == NULL)
+	{
+		cursor = &log->cursors[0];
+		for (int i = 1; i < RAFT_LOG_ARCHIVE_CURSORS; i++)
+			if (log->cursors[i].last_used < cursor->last_used)
+				cursor = &log->cursors[i];
+		memset(cursor, 0, sizeof(*cursor));
+		cursor->reader = reader;
+	}
+	if (cursor->last_index == prev && cursor->seg_first == seg->first_index)
 	{
 		*prev_term = cursor->last_term;
 		offset = cursor->offset;
@@ -1232,7 +1267,6 @@ RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev, raft_index_t last,
 	else
 	{
 		raft_entry	e;
-		bool		resent = false;
 
 		/* walk to record prev from the start of its segment, for its term */
 		segment_path(path, seg->first_index);
@@ -1248,32 +1282,14 @@ RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev, raft_index_t last,
 		*prev_term = e.term;
 		pfree(unconstify(uint8_t *, e.data));
 
-		/*
-		 * Entries sent again (lost, or the member's answer was) continue
-		 * the reads for that member; others start reads for a member, and
-		 * take the least recently used cursor.
-		 */
-		cursor = &log->cursors[0];
-		for (int i = 0; i < RAFT_LOG_ARCHIVE_CURSORS; i++)
-		{
-			ArchiveCursor *c = &log->cursors[i];
-
-			if (c->last_index != 0 && c->start_index <= prev + 1 &&
-				prev < c->last_index)
-			{
-				cursor = c;
-				resent = true;
-				break;
-			}
-			if (c->last_used < cursor->last_used)
-				cursor = c;
-		}
-		if (!resent)
+		/* entries sent again (lost, or the answer was) say nothing new */
+		if (cursor->last_index == 0 || prev + 1 < cursor->start_index ||
+			prev > cursor->last_index)
 		{
 			cursor->start_index = prev + 1;
 			ereport(LOG,
-					(errmsg("pg_raft reads raft log entries from index %llu on from the log's archive, for a member that lags",
-							(unsigned long long) (prev + 1))));
+					(errmsg("pg_raft reads raft log entries from index %llu on from the log's archive, for member %u, which lags",
+							(unsigned long long) (prev + 1), reader)));
 		}
 	}
 
@@ -1315,7 +1331,7 @@ RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev, raft_index_t last,
 	if (fd >= 0)
 		CloseTransientFile(fd);
 
-	/* the next read for this member starts where this one ended */
+	/* the reader's next read starts where this one ended */
 	cursor->last_index = n > 0 ? prev + n : 0;
 	cursor->last_term = n > 0 ? entries[n - 1].term : 0;
 	cursor->seg_first = seg->first_index;

@@ -94,7 +94,8 @@ extern void RaftLogCompact(RaftLogStore *log, raft_index_t index);
 
 /*
  * The archive: compacted segments kept for members that lag.  Trimming
- * deletes the oldest beyond keep_bytes.  Reading returns entries prev + 1
+ * deletes the oldest beyond keep_bytes.  Reading, for reader (a member's
+ * id: each continues where its last read ended), returns entries prev + 1
  * onwards (at most max_entries, none after last or the base, max_bytes of
  * payload beyond the first) and the term of prev, as the consensus core's
  * raft_archive_read_fn does; their data is palloc'd in the
@@ -102,7 +103,8 @@ extern void RaftLogCompact(RaftLogStore *log, raft_index_t index);
  * reported with a WARNING and ends the entries returned.
  */
 extern void RaftLogTrimArchive(RaftLogStore *log, uint64 keep_bytes);
-extern uint32 RaftLogArchiveRead(RaftLogStore *log, raft_index_t prev,
+extern uint32 RaftLogArchiveRead(RaftLogStore *log, uint32 reader,
+								 raft_index_t prev,
 								 raft_index_t last, uint32 max_entries,
 								 uint64 max_bytes, raft_term_t *prev_term,
 								 raft_entry *entries);

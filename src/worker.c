@@ -233,7 +233,8 @@ static RaftWorker W;
 static uint64 connections_started;
 
 static void start_node(void);
-static uint32_t read_archive(void *arg, raft_index_t prev, raft_index_t last,
+static uint32_t read_archive(void *arg, raft_id_t to, raft_index_t prev,
+							 raft_index_t last,
 							 uint32_t max_entries, uint64_t max_bytes,
 							 raft_term_t *prev_term, raft_entry *entries);
 static void handle_ready(void);
@@ -550,7 +551,7 @@ core_options(raft_options *opts)
  * (handle_ready).
  */
 static uint32_t
-read_archive(void *arg, raft_index_t prev, raft_index_t last,
+read_archive(void *arg, raft_id_t to, raft_index_t prev, raft_index_t last,
 			 uint32_t max_entries, uint64_t max_bytes,
 			 raft_term_t *prev_term, raft_entry *entries)
 {
@@ -567,7 +568,7 @@ read_archive(void *arg, raft_index_t prev, raft_index_t last,
 													 ALLOCSET_DEFAULT_SIZES);
 	}
 	old = MemoryContextSwitchTo(W.archive_cxt);
-	n = RaftLogArchiveRead(W.log, prev, last, max_entries, max_bytes,
+	n = RaftLogArchiveRead(W.log, to, prev, last, max_entries, max_bytes,
 						   prev_term, entries);
 	MemoryContextSwitchTo(old);
 	return n;

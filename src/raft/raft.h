@@ -274,7 +274,7 @@ typedef struct raft_ready
 
 /*
  * Reads entries that the core compacted but the caller still keeps (its
- * archive), so that a follower needing them catches up from them rather
+ * archive), so that follower to, needing them, catches up from them rather
  * than be sent a snapshot.  Fills *prev_term with the term of entry prev,
  * and entries[] with entries prev + 1 onwards: at most max_entries, none
  * after last, and no more payload than max_bytes beyond the first entry.
@@ -284,7 +284,8 @@ typedef struct raft_ready
  * always sent a snapshot.  The data must stay valid until the caller's
  * raft_advance() for the ready that carries the messages.
  */
-typedef uint32_t (*raft_archive_read_fn) (void *arg, raft_index_t prev,
+typedef uint32_t (*raft_archive_read_fn) (void *arg, raft_id_t to,
+										  raft_index_t prev,
 										  raft_index_t last,
 										  uint32_t max_entries,
 										  uint64_t max_bytes,

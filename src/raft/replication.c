@@ -121,13 +121,13 @@ send_snapshot(raft *r, raft_progress *pr)
 }
 
 /*
- * Fills the outbox's entries with archived entries from prev + 1 on, up to
- * the log's base, and *prev_term with the term at prev.  Returns how many,
+ * Fills the outbox's entries with archived entries for member to, from
+ * prev + 1 on, up to the log's base, and *prev_term with the term at prev.  Returns how many,
  * 0 when the archive does not hold them.  The outbox has room for one.
  */
 static uint32_t
-archived_entries(raft *r, raft_index_t prev, raft_term_t *prev_term,
-				 uint64_t *bytes)
+archived_entries(raft *r, raft_id_t to, raft_index_t prev,
+				 raft_term_t *prev_term, uint64_t *bytes)
 {
 	uint32_t	room = r->out_entries_cap - r->n_out_entries;
 	uint32_t	max = r->opts.max_entries_per_msg;
@@ -138,7 +138,7 @@ archived_entries(raft *r, raft_index_t prev, raft_term_t *prev_term,
 		return 0;
 	if (max > room)
 		max = room;
-	n = r->opts.archive_read(r->opts.archive_arg, prev, r->log.base_index,
+	n = r->opts.archive_read(r->opts.archive_arg, to, prev, r->log.base_index,
 							 max, r->opts.max_bytes_per_msg, prev_term,
 							 &r->out_entries[r->n_out_entries]);
 	RAFT_ASSERT(n <= max && prev + n <= r->log.base_index);
@@ -177,7 +177,7 @@ raft_send_append(raft *r, raft_progress *pr, bool allow_empty)
 		if (r->opts.archive_read != NULL && prev > 0 &&
 			r->n_out_entries == r->out_entries_cap)
 			return;				/* no room to send archived entries yet */
-		n = archived_entries(r, prev, &prev_term, &bytes);
+		n = archived_entries(r, pr->id, prev, &prev_term, &bytes);
 		if (n == 0)
 		{
 			send_snapshot(r, pr);

@@ -281,7 +281,7 @@ lent_free(sim_node *n)
  * under a message not yet sent.
  */
 uint32_t
-sim_archive_read(void *arg, raft_index_t prev, raft_index_t last,
+sim_archive_read(void *arg, raft_id_t to, raft_index_t prev, raft_index_t last,
 				 uint32_t max_entries, uint64_t max_bytes,
 				 raft_term_t *prev_term, raft_entry *entries)
 {

@@ -178,7 +178,8 @@ extern uint64_t sim_random(sim_cluster *c);
 extern uint32_t sim_random_below(sim_cluster *c, uint32_t n);
 extern uint64_t sim_hash_bytes(uint64_t h, const void *data, size_t len);
 
-extern uint32_t sim_archive_read(void *arg, raft_index_t prev, raft_index_t last,
+extern uint32_t sim_archive_read(void *arg, raft_id_t to, raft_index_t prev,
+								 raft_index_t last,
 								 uint32_t max_entries, uint64_t max_bytes,
 								 raft_term_t *prev_term, raft_entry *entries);
 extern void sim_init(sim_cluster *c, uint64_t seed, const raft_options *opts,

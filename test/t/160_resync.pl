@@ -92,7 +92,7 @@ $leader = RaftCluster::wait_for_leader(grep { $_ != $other } @nodes);
 my $log_offset = -s $leader->logfile;
 $other->start;
 RaftCluster::wait_for_apply($leader, @nodes);
-ok($leader->log_contains(qr/pg_raft reads raft log entries from index \d+ on from the log's archive, for a member that lags/,
+ok($leader->log_contains(qr/pg_raft reads raft log entries from index \d+ on from the log's archive, for member \d+, which lags/,
 		$log_offset),
 	'the leader sends ' . $other->name . ' the entries it lacks from the log\'s archive');
 ok(!$other->log_contains('re-synchronises'), '... which catches up from them, copying nothing');
