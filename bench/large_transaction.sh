@@ -14,12 +14,13 @@
 #   3. native logical replication to one subscriber (CREATE SUBSCRIPTION
 #      ... WITH (streaming = on)), synchronous: synchronous_standby_names
 #      names the subscription;
-#   4. pg_raft, 3 members, with its defaults;
+#   4. pg_raft, 3 members, with raft.decoding = walsender: the leader's
+#      walsender decodes;
 #   5. the same with logical_decoding_work_mem = 4MB on every member, so
 #      that the leader streams the transaction sooner;
-#   6. and 7. the same two with raft.decoding = auto, where the leader
-#      hands decoding from its walsender to a decoding worker of its own
-#      when the walsender falls behind.
+#   6. and 7. the same two with raft.decoding = auto (the default), where
+#      the leader hands decoding from its walsender to a decoding worker of
+#      its own when the walsender falls behind.
 #
 # Each runs INSERT INTO big SELECT g, repeat('x', 100) FROM
 # generate_series(1, ROWS) g (default ROWS 1,000,000) in one transaction,
@@ -131,8 +132,9 @@ raft_run()
 	bench_cleanup
 }
 
-raft_run "pg_raft, 3 members"
-raft_run "pg_raft, decoding_work_mem 4MB" "logical_decoding_work_mem = '4MB'"
+raft_run "pg_raft, raft.decoding = walsender" "raft.decoding = walsender"
+raft_run "pg_raft, walsender, 4MB" "raft.decoding = walsender
+logical_decoding_work_mem = '4MB'"
 raft_run "pg_raft, raft.decoding = auto" "raft.decoding = auto"
 raft_run "pg_raft, auto, 4MB" "raft.decoding = auto
 logical_decoding_work_mem = '4MB'"

@@ -66,7 +66,7 @@ char	   *raft_http_password = NULL;
 char	   *raft_http_ssl_cert_file = NULL;
 char	   *raft_http_ssl_key_file = NULL;
 bool		raft_stream_large_transactions = true;
-int			raft_decoding = RAFT_DECODING_WALSENDER;
+int			raft_decoding = RAFT_DECODING_AUTO;
 
 static const struct config_enum_entry raft_decoding_options[] = {
 	{"auto", RAFT_DECODING_AUTO, false},
@@ -200,7 +200,7 @@ _PG_init(void)
 							 "Where the leader decodes its transactions: walsender, worker or auto.",
 							 "A walsender costs a small commit least; a decoding worker of pg_raft's own decodes a large transaction four times faster.  auto decodes in a walsender and hands over to the decoding worker while the walsender falls behind.",
 							 &raft_decoding,
-							 RAFT_DECODING_WALSENDER,
+							 RAFT_DECODING_AUTO,
 							 raft_decoding_options,
 							 PGC_SIGHUP,
 							 0,

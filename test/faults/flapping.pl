@@ -38,7 +38,7 @@
 #	bridge			five members; members 1 and 2 cannot reach 4 and 5,
 #					nor these them, while 3 reaches all (a bridge)
 #
-# --decoding sets raft.decoding on every member: walsender (the
+# --decoding sets raft.decoding on every member: walsender (this script's
 # default), worker or auto.  With worker, the faults hit leaders whose
 # decoding worker streams the large transactions.
 #

@@ -50,6 +50,28 @@ my ($away, $other) = grep { $_ != $leader } @nodes;
 $leader->safe_psql('postgres', q{INSERT INTO small SELECT g, 'before' FROM generate_series(1, 50) g});
 my $applied = RaftCluster::wait_for_apply($leader, @nodes);
 
+# away_while_compacted(MEMBER): stops MEMBER, waits until the leader lets
+# it lag, then writes 40 MB through the leader, until the log in memory
+# no longer holds what MEMBER lacks
+sub away_while_compacted
+{
+	my ($member) = @_;
+
+	$member->stop;
+	$leader->poll_query_until('postgres',
+		"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
+		  . $member->name . "'")
+	  or die 'the leader still counts on ' . $member->name;
+	foreach my $i (1 .. 40)
+	{
+		$leader->safe_psql('postgres',
+			"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
+	}
+	$leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM raft.status")
+	  or die 'the leader never compacted past ' . $member->name;
+	return;
+}
+
 # Away for 12 s while 20 MB go through the log: the leader, which would
 # compact past 16 MB, keeps the entries for the member.
 $other->stop;
@@ -74,18 +96,7 @@ $applied = RaftCluster::wait_for_apply($leader, @nodes);
 # Away while 40 MB go through the log: the leader compacts past the
 # member, and sends it what it lacks from the log's archive, after a
 # restart too.
-$other->stop;
-$leader->poll_query_until('postgres',
-	"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
-	  . $other->name . "'")
-  or die 'the leader still counts on ' . $other->name;
-foreach my $i (1 .. 40)
-{
-	$leader->safe_psql('postgres',
-		"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
-}
-$leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM raft.status")
-  or die 'the leader never compacted past ' . $other->name;
+away_while_compacted($other);
 pass('the leader compacted its log in memory past the stopped member');
 $leader->restart;
 $leader = RaftCluster::wait_for_leader(grep { $_ != $other } @nodes);
@@ -104,18 +115,7 @@ $applied = RaftCluster::wait_for_apply($leader, @nodes);
 # A damaged archive: the leader reports it, and the member copies every
 # table instead.  The second half of every archived segment of the
 # leader's is overwritten with zeros while the member is away.
-$other->stop;
-$leader->poll_query_until('postgres',
-	"SELECT last_contact < now() - interval '11 s' FROM raft.nodes WHERE node_name = '"
-	  . $other->name . "'")
-  or die 'the leader still counts on ' . $other->name;
-foreach my $i (1 .. 40)
-{
-	$leader->safe_psql('postgres',
-		"INSERT INTO big SELECT $i, string_agg(md5(random()::text), '') FROM generate_series(1, 32768)");
-}
-$leader->poll_query_until('postgres', "SELECT first_index > $applied + 1 FROM raft.status")
-  or die 'the leader never compacted past ' . $other->name;
+away_while_compacted($other);
 my $first_index = $leader->safe_psql('postgres', 'SELECT first_index FROM raft.status');
 my $log_dir = $leader->data_dir . '/pg_raft/log';
 opendir(my $dh, $log_dir) or die "could not open $log_dir: $!";
