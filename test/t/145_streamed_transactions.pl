@@ -271,20 +271,36 @@ foreach my $node (@followers)
 # A follower that crashes in the middle of a stream takes it up again
 # from its file.  kill -9 of its apply worker makes the postmaster restart
 # every process of the instance, as after a crash; the instance is back
-# at once, so the leader keeps the entries it needs meanwhile.
+# at once, so the leader keeps the entries it needs meanwhile.  The
+# transaction stays open until then, so that it cannot have committed
+# (and its file gone) first, and the leader decodes in its walsender
+# throughout: a hand-over to its decoding worker would stream the
+# transaction again from its start (147 kills members across those).
 # ---------------------------------------------------------------------
+foreach my $node (@nodes)
+{
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET raft.decoding = walsender});
+	$node->reload;
+}
+$leader->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_raft decoding worker'})
+  or die 'the leader\'s decoding worker runs on';
 my $victim = $followers[0];
-my $insert = psql_start($leader,
-	q{INSERT INTO big SELECT g, md5(g::text) FROM generate_series(5000001, 5300000) g},
-	\$out, \$err);
+my ($vin, $vout) = ('', '');
+my $insert = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$vin, '>', \$vout, '2>', \$err);
+$vin .= "BEGIN; INSERT INTO big SELECT g, md5(g::text) FROM generate_series(5000001, 5300000) g;\n";
 # once its state is on disk, the stream's entries count as applied there
 ok(RaftCluster::wait_until(sub {
+			$insert->pump_nb;
 			largest_stream_file($victim) > 1024 * 1024 &&
 			  grep { /^stream_\d+\.state$/ } (slurp_dir($victim->data_dir . '/pg_raft')) }),
 	'a follower keeps a streamed transaction, durably');
 my $apply_pid = $victim->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_raft apply worker'});
 kill 'KILL', $apply_pid;
+$vin .= "COMMIT;\n\\q\n";
 $insert->finish;
 is($insert->result(0), 0, '... the transaction commits while that follower restarts');
 RaftCluster::wait_for_apply($leader, @followers);
@@ -300,6 +316,11 @@ ok($victim->log_contains('takes up streamed transaction \d+ from its file'),
 	'... which took the stream up from its file');
 ok(!$victim->log_contains('did not keep its first changes|re-synchronises this node'),
 	'... without copying the data again');
+foreach my $node (@nodes)
+{
+	$node->safe_psql('postgres', q{ALTER SYSTEM RESET raft.decoding});
+	$node->reload;
+}
 
 # ---------------------------------------------------------------------
 # kill -9 of the leader while a large transaction streams: the followers
