@@ -45,7 +45,7 @@ write()
 {
 	local i
 	for i in $(seq 1 "$mb"); do
-		node_sql "$1" "INSERT INTO big SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 32768)" > /dev/null
+		node_sql "$1" "INSERT INTO big (payload) SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 32768)" > /dev/null
 	done
 }
 
