@@ -72,15 +72,7 @@ for keep in 1GB 0; do
 	log_lines=$(wc -l < "$(node_dir "$away").log")
 	start=$(now_ms)
 	node_start "$away"
-	deadline=$((SECONDS + 600))
-	until commit=$(node_sql "$leader" "SELECT commit_index FROM raft.status" 2> /dev/null) &&
-		[ "$(node_sql "$away" "SELECT NOT resyncing AND applied_index >= $commit FROM raft.status" 2> /dev/null)" = t ]; do
-		if [ $SECONDS -ge $deadline ]; then
-			echo "raft.log_keep_size = $keep: node_$away did not catch up within 600 s"
-			exit 1
-		fi
-		sleep 0.1
-	done
+	wait_caught_up "raft.log_keep_size = $keep" "$leader" "$away"
 	ms=$(( $(now_ms) - start ))
 	if tail -n +"$((log_lines + 1))" "$(node_dir "$away").log" | grep -q "re-synchronises this node's data"; then
 		how="copied every table from the leader"
@@ -120,9 +112,7 @@ write "$primary"
 target=$(node_sql "$primary" "SELECT pg_current_wal_lsn()")
 start=$(now_ms)
 node_start "$standby"
-until [ "$(node_sql "$standby" "SELECT pg_last_wal_replay_lsn() >= '$target'" 2> /dev/null)" = t ]; do
-	sleep 0.1
-done
+wait_until "the standby's replay" 600 "$standby" "SELECT pg_last_wal_replay_lsn() >= '$target'"
 physical_ms=$(( $(now_ms) - start ))
 echo "physical standby, away while $mb MB were written, caught up in $physical_ms ms"
 

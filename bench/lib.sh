@@ -129,6 +129,8 @@ wait_for_leader()
 #   fail MESSAGE                       print it and exit 1
 #   now_ms                             the wall clock in milliseconds
 #   wait_until WHAT TIMEOUT_S PORT SQL poll SQL on PORT every 0.1 s until t
+#   wait_caught_up WHAT LEADER PORT    until the member on PORT applied the
+#                                      leader's commit index, not copying
 #   pgbench_init PORT                  pgbench -i at scale $scale (default 10)
 #   standby_init NAME PORT PRIMARY     a streaming standby of port PRIMARY
 #   physical_init PRIMARY S1 S2        a primary with pgbench data and two
@@ -158,6 +160,16 @@ wait_until()
 	local what="$1" deadline=$(( $(now_ms) + $2 * 1000 )) port="$3" sql="$4"
 	until [ "$(node_sql "$port" "$sql" 2> /dev/null)" = t ]; do
 		[ "$(now_ms)" -lt "$deadline" ] || fail "timed out after $2 s waiting for $what"
+		sleep 0.1
+	done
+}
+
+wait_caught_up()
+{
+	local what="$1" leader="$2" port="$3" deadline=$((SECONDS + 600)) commit
+	until commit=$(node_sql "$leader" "SELECT commit_index FROM raft.status" 2> /dev/null) &&
+		[ "$(node_sql "$port" "SELECT NOT resyncing AND applied_index >= $commit FROM raft.status" 2> /dev/null)" = t ]; do
+		[ $SECONDS -lt $deadline ] || fail "$what: node_$port did not catch up within 600 s"
 		sleep 0.1
 	done
 }

@@ -80,15 +80,7 @@ for trial in $(seq 1 "$trials"); do
 	fi
 	start=$(now_ms)
 	node_start "$copied"
-	deadline=$((SECONDS + 600))
-	until commit=$(node_sql "$leader" "SELECT commit_index FROM raft.status" 2> /dev/null) &&
-		[ "$(node_sql "$copied" "SELECT NOT resyncing AND applied_index >= $commit FROM raft.status" 2> /dev/null)" = t ]; do
-		if [ $SECONDS -ge $deadline ]; then
-			echo "trial $trial: node_$copied did not re-synchronise within 600 s"
-			exit 1
-		fi
-		sleep 0.1
-	done
+	wait_caught_up "trial $trial" "$leader" "$copied"
 	ms=$(( $(now_ms) - start ))
 	if [ -n "$load" ]; then kill "$load" 2> /dev/null || true; wait "$load" 2> /dev/null || true; load=""; fi
 	echo "$ms" >> "$results"
