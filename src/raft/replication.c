@@ -122,8 +122,9 @@ send_snapshot(raft *r, raft_progress *pr)
 
 /*
  * Fills the outbox's entries with archived entries for member to, from
- * prev + 1 on, up to the log's base, and *prev_term with the term at prev.  Returns how many,
- * 0 when the archive does not hold them.  The outbox has room for one.
+ * prev + 1 on, up to the log's base, and *prev_term with the term at prev.
+ * Returns how many, 0 when the archive does not hold them.  The outbox has
+ * room for one.
  */
 static uint32_t
 archived_entries(raft *r, raft_id_t to, raft_index_t prev,
