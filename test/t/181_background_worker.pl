@@ -50,6 +50,13 @@ $n1->safe_psql('postgres', q{
 $n1->safe_psql('postgres',
 	"CREATE SUBSCRIPTION s CONNECTION '" . $publisher->connstr . ' dbname=postgres'
 	  . "' PUBLICATION p");
+# PostgreSQL's table sync drops its slot on the publisher before it
+# commits its last state: were that commit refused (the cluster's first
+# leader takes writes a few milliseconds after it is created), the sync
+# could never finish.  docs/operations.md tells operators the same.
+$n1->poll_query_until('postgres',
+	q{SELECT bool_and(srsubstate = 'r') FROM pg_subscription_rel})
+  or die 'the subscription never finished its initial sync';
 RaftCluster::form_cluster(@nodes);
 my $leader = RaftCluster::wait_for_leader(@nodes);
 if ($leader != $n1)
