@@ -337,6 +337,8 @@ static void archive_remove_oldest(RaftLogStore *log);
 static const RaftLogSegment *archive_locate(const RaftLogStore *log,
 											raft_index_t index);
 static int	archive_open(const char *path);
+static int	archive_walk(char *path, raft_index_t first, raft_index_t index,
+						 raft_term_t *term, uint64 *offset);
 static bool archive_read_record(int fd, const char *path, uint64 offset,
 								raft_index_t index, bool want_data,
 								raft_entry *e, uint64 *next_offset);
@@ -971,24 +973,14 @@ RaftLogOpen(raft_index_t base_index, raft_term_t base_term,
 	if (log->n_archive > 0 && stored_base_term == 0)
 	{
 		const RaftLogSegment *seg = &log->archive[log->n_archive - 1];
-		raft_entry	e;
-		uint64		offset = 0;
+		raft_term_t term;
+		uint64		offset;
 		int			fd;
 
-		segment_path(path, seg->first_index);
-		if ((fd = archive_open(path)) >= 0)
+		fd = archive_walk(path, seg->first_index, base_index, &term, &offset);
+		if (fd >= 0)
 		{
-			for (raft_index_t index = seg->first_index; index <= base_index; index++)
-			{
-				if (!archive_read_record(fd, path, offset, index,
-										 index == base_index, &e, &offset))
-					break;
-				if (index == base_index)
-				{
-					stored_base_term = e.term;
-					pfree(unconstify(uint8_t *, e.data));
-				}
-			}
+			stored_base_term = term;
 			CloseTransientFile(fd);
 		}
 	}
@@ -1266,21 +1258,9 @@ RaftLogArchiveRead(RaftLogStore *log, uint32 reader, raft_index_t prev,
 	}
 	else
 	{
-		raft_entry	e;
-
-		/* walk to record prev from the start of its segment, for its term */
-		segment_path(path, seg->first_index);
-		if ((fd = archive_open(path)) < 0)
+		if ((fd = archive_walk(path, seg->first_index, prev, prev_term,
+							   &offset)) < 0)
 			return 0;
-		for (index = seg->first_index; index <= prev; index++)
-			if (!archive_read_record(fd, path, offset, index, index == prev,
-									 &e, &offset))
-			{
-				CloseTransientFile(fd);
-				return 0;
-			}
-		*prev_term = e.term;
-		pfree(unconstify(uint8_t *, e.data));
 
 		/* entries sent again (lost, or the answer was) say nothing new */
 		if (cursor->last_index == 0 || prev + 1 < cursor->start_index ||
@@ -1515,6 +1495,40 @@ archive_open(const char *path)
 				(errcode_for_file_access(),
 				 errmsg("could not open file \"%s\": %m", path),
 				 errdetail("A member that needs entries from it is sent the log's base instead.")));
+	return fd;
+}
+
+/*
+ * archive_walk
+ *		Opens the segment that starts at first (its path into path) and
+ *		walks its records from the start to that of index, which is read
+ *		whole: its term into *term, the offset after it into *offset.
+ *
+ * Returns the open descriptor, or -1: if the segment starts after index,
+ * or (with a WARNING) if the file cannot be opened or a record on the way
+ * is bad.  Never raises an ERROR (see RaftLogArchiveRead).
+ */
+static int
+archive_walk(char *path, raft_index_t first, raft_index_t index,
+			 raft_term_t *term, uint64 *offset)
+{
+	raft_entry	e;
+	int			fd;
+
+	if (index < first)
+		return -1;
+	segment_path(path, first);
+	if ((fd = archive_open(path)) < 0)
+		return -1;
+	*offset = 0;
+	for (raft_index_t i = first; i <= index; i++)
+		if (!archive_read_record(fd, path, *offset, i, i == index, &e, offset))
+		{
+			CloseTransientFile(fd);
+			return -1;
+		}
+	*term = e.term;
+	pfree(unconstify(uint8_t *, e.data));
 	return fd;
 }
 
