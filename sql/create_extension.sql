@@ -4,6 +4,12 @@
 --
 SHOW shared_preload_libraries;
 
+-- The settings, with their defaults (test/regress.conf sets
+-- raft.local_databases).  Large transactions are decoded by a worker of
+-- pg_raft's own once they outgrow the walsender (raft.decoding = auto).
+SELECT name, setting, unit, context FROM pg_settings
+ WHERE name LIKE 'raft.%' ORDER BY name;
+
 CREATE EXTENSION pg_raft;
 
 SELECT raft.version();
