@@ -83,20 +83,7 @@ for keep in 1GB 0; do
 	echo "raft.log_keep_size = $keep: node_$away, away while $mb MB were written, $how in $ms ms"
 done
 
-index=$(node_sql "$leader" "SELECT commit_index FROM raft.status")
-sums=""
-for port in "${ports[@]}"; do
-	if [ "$(node_sql "$port" "SELECT raft.wait_for_index($index, '60s')")" != t ]; then
-		echo "node_$port did not apply index $index within 60 s"
-		exit 1
-	fi
-	sums+="$(node_sql "$port" "SELECT string_agg(raft.table_checksum(t), ' ') FROM unnest(array['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'big']::regclass[]) t")"$'\n'
-done
-if [ "$(printf '%s' "$sums" | sort -u | wc -l)" -ne 1 ]; then
-	echo "the members hold different data"
-	exit 1
-fi
-echo "checksums of every table are equal on the 3 nodes"
+same_data "$leader" "array['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'big']::regclass[]" "${ports[@]}"
 for port in "${ports[@]}"; do node_stop "$port"; done
 
 # the peer: physical streaming replication

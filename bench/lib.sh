@@ -131,6 +131,10 @@ wait_for_leader()
 #   wait_until WHAT TIMEOUT_S PORT SQL poll SQL on PORT every 0.1 s until t
 #   wait_caught_up WHAT LEADER PORT    until the member on PORT applied the
 #                                      leader's commit index, not copying
+#   same_data LEADER TABLES PORT...    once every member on PORT... applied
+#                                      the leader's commit index, the
+#                                      raft.table_checksum of each of TABLES
+#                                      (SQL, a regclass[]) is equal on all
 #   pgbench_init PORT                  pgbench -i at scale $scale (default 10)
 #   standby_init NAME PORT PRIMARY     a streaming standby of port PRIMARY
 #   physical_init PRIMARY S1 S2        a primary with pgbench data and two
@@ -172,6 +176,20 @@ wait_caught_up()
 		[ $SECONDS -lt $deadline ] || fail "$what: node_$port did not catch up within 600 s"
 		sleep 0.1
 	done
+}
+
+same_data()
+{
+	local leader="$1" tables="$2" index port sums=""
+	shift 2
+	index=$(node_sql "$leader" "SELECT commit_index FROM raft.status")
+	for port in "$@"; do
+		[ "$(node_sql "$port" "SELECT raft.wait_for_index($index, '60s')")" = t ] ||
+			fail "node_$port did not apply index $index within 60 s"
+		sums+="$(node_sql "$port" "SELECT string_agg(raft.table_checksum(t), ' ') FROM unnest($tables) t")"$'\n'
+	done
+	[ "$(printf '%s' "$sums" | sort -u | wc -l)" -eq 1 ] || fail "the members hold different data"
+	echo "checksums of every table are equal on the $# nodes"
 }
 
 pgbench_init()

@@ -99,18 +99,5 @@ done
 full_ms=$(( $(now_ms) - start ))
 echo "full copy of the database by node_$copied: $full_ms ms"
 
-index=$(node_sql "$new_leader" "SELECT commit_index FROM raft.status")
-sums=""
-for port in "${ports[@]}"; do
-	if [ "$(node_sql "$port" "SELECT raft.wait_for_index($index, '60s')")" != t ]; then
-		echo "node_$port did not apply index $index within 60 s"
-		exit 1
-	fi
-	sums+="$(node_sql "$port" "SELECT string_agg(raft.table_checksum(t), ' ') FROM unnest($tables) t")"$'\n'
-done
-if [ "$(printf '%s' "$sums" | sort -u | wc -l)" -ne 1 ]; then
-	echo "the members hold different data"
-	exit 1
-fi
-echo "checksums of the pgbench tables are equal on the 3 nodes"
+same_data "$new_leader" "$tables" "${ports[@]}"
 echo "summary ($size_mb MB): repair of a diverged former leader $repair_ms ms; full copy $full_ms ms"

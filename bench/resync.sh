@@ -88,20 +88,7 @@ for trial in $(seq 1 "$trials"); do
 		"$(awk -v mb="$size_mb" -v ms="$ms" 'BEGIN { printf "%.1f", mb * 1000 / ms }')" "${LOAD:+, pgbench writing}"
 done
 
-index=$(node_sql "$leader" "SELECT commit_index FROM raft.status")
-sums=""
-for port in "${ports[@]}"; do
-	if [ "$(node_sql "$port" "SELECT raft.wait_for_index($index, '60s')")" != t ]; then
-		echo "node_$port did not apply index $index within 60 s"
-		exit 1
-	fi
-	sums+="$(node_sql "$port" "SELECT string_agg(raft.table_checksum(t), ' ') FROM unnest(array['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history']::regclass[]) t")"$'\n'
-done
-if [ "$(printf '%s' "$sums" | sort -u | wc -l)" -ne 1 ]; then
-	echo "the members hold different data"
-	exit 1
-fi
-echo "checksums of the pgbench tables are equal on the 3 nodes"
+same_data "$leader" "array['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history']::regclass[]" "${ports[@]}"
 
 sort -n "$results" | awk -v join="$join_ms" -v bb="$basebackup_ms" -v mb="$size_mb" -v load="${LOAD:+, pgbench writing}" '
 	{ v[NR] = $1 }
