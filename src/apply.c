@@ -1120,6 +1120,14 @@ typedef struct ApplyWorker
 {
 	raft_id_t	self;			/* entries of this origin are here already */
 	RaftCopyStart copy;			/* join_cluster's copy holds these too */
+
+	/*
+	 * Every entry of a transaction the copy holds is at or before this
+	 * index; a stream of copy.origin that begins there may be one of them
+	 * (sent again from its first block by a new decoding process), which
+	 * only its commit's LSN tells.  0 if unknown.
+	 */
+	uint64		copy_confirmed_index;
 	uint64		next_index;		/* the entry expected next */
 	uint64		done_index;		/* every entry up to here is applied */
 	TimestampTz done_commit_time;
@@ -1539,14 +1547,17 @@ eager_abandon(const char *why)
 }
 
 /*
- * Starts applying a stream as its blocks come, when no other transaction is
- * open here and no repair could need its changes judged at its commit.
+ * Starts applying a stream as its blocks come (its first at entry index),
+ * when no other transaction is open here, no repair could need its changes
+ * judged at its commit, and this node's copy cannot hold it already
+ * (ApplyWorker.copy_confirmed_index).
  */
 static void
-eager_begin(KeptStream *s)
+eager_begin(KeptStream *s, uint64 index)
 {
 	if (eager_stream != NULL || AW.txn != NULL || AW.in_repair ||
-		RaftRepairPending() || RaftRepairInWindow())
+		RaftRepairPending() || RaftRepairInWindow() ||
+		(s->st.origin == AW.copy.origin && index <= AW.copy_confirmed_index))
 		return;
 	StartTransactionCommand();
 	eager_apply = RaftApplyBegin(TopTransactionContext);
@@ -2115,7 +2126,7 @@ apply_stream_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
 				if (m.first_block || s == NULL)
 					s = stream_create(header->xid, e->term, header->origin, m.first_block);
 				if (m.first_block)
-					eager_begin(s);
+					eager_begin(s, e->index);
 				break;
 			case CHG_SUBTRANSACTION:
 				if (s == NULL)
@@ -2158,10 +2169,28 @@ apply_stream_entry(const RaftQueuedEntry *e, const chg_entry_header *header,
 static bool
 read_copy_start(void)
 {
+	RaftCopyStartFile file;
+	void	   *data;
+	size_t		len;
+
 	memset(&AW.copy, 0, sizeof(AW.copy));
+	AW.copy_confirmed_index = 0;
 	if (RaftStorageFileExists(RAFT_COPY_PENDING_FILE))
 		return false;
-	(void) RaftStorageReadStruct(RAFT_COPY_START_FILE, &AW.copy, sizeof(AW.copy));
+	if (!RaftStorageReadFile(RAFT_COPY_START_FILE, &data, &len))
+		return true;
+	/* a file of an earlier version holds the RaftCopyStart alone */
+	if (len != sizeof(file) && len != sizeof(file.start))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raft state file \"%s/%s\" has the wrong size",
+						RAFT_STORAGE_DIR, RAFT_COPY_START_FILE),
+				 errdetail("It holds %zu bytes, not %zu.", len, sizeof(file))));
+	memset(&file, 0, sizeof(file));
+	memcpy(&file, data, len);
+	pfree(data);
+	AW.copy = file.start;
+	AW.copy_confirmed_index = file.confirmed_index;
 	return true;
 }
 

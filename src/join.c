@@ -557,7 +557,7 @@ RaftLeaderSnapshot(PGconn *conn, PGconn *repl, RaftCopyStart *start,
 static void
 copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 {
-	RaftCopyStart start;
+	RaftCopyStartFile start;
 	uint64		term;
 	char	   *snapshot;
 	char	   *dump_file = psprintf("%s/join.dump", RAFT_STORAGE_DIR);
@@ -565,7 +565,8 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 	char	   *list_file = psprintf("%s/join.list", RAFT_STORAGE_DIR);
 	StringInfoData cmd;
 
-	snapshot = RaftLeaderSnapshot(conn, repl, &start, &term, NULL);
+	snapshot = RaftLeaderSnapshot(conn, repl, &start.start, &term,
+								  &start.confirmed_index);
 
 	initStringInfo(&cmd);
 	append_shell_word(&cmd, program_path("pg_dumpall"));
@@ -616,8 +617,8 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 	RaftStorageWriteFile(RAFT_COPY_START_FILE, &start, sizeof(start));
 	ereport(LOG,
 			(errmsg("pg_raft copied the data of node %u as of raft index %llu (LSN %X/%X there)",
-					start.origin, (unsigned long long) start.index,
-					LSN_FORMAT_ARGS(start.lsn))));
+					start.start.origin, (unsigned long long) start.start.index,
+					LSN_FORMAT_ARGS(start.start.lsn))));
 }
 
 /* Holds the apply worker back while the copy runs (apply.c). */

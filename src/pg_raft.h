@@ -93,6 +93,17 @@ typedef struct RaftCopyStart
 	uint64		lsn;			/* ... holds its transactions that committed before this */
 } RaftCopyStart;
 
+/*
+ * What RAFT_COPY_START_FILE holds.  Files written before confirmed_index
+ * was kept hold the RaftCopyStart alone.
+ */
+typedef struct RaftCopyStartFile
+{
+	RaftCopyStart start;
+	/* every entry of a transaction that the copy holds is at or before it */
+	uint64		confirmed_index;
+} RaftCopyStartFile;
+
 /* settings (pg_raft.c) */
 extern char *raft_database;
 extern char *raft_local_databases;

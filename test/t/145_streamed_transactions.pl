@@ -402,6 +402,17 @@ ok(RaftCluster::wait_until(sub {
 			$leader->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
   WHERE query LIKE 'CREATE_REPLICATION_SLOT pg_raft_copy%' AND wait_event = 'transactionid'}) eq '1' }),
 	'a member joining meanwhile: its copy waits for the open transaction');
+# A new decoding process sends the open transaction again from its first
+# block, now after the log index the copy starts from (a hand-over between
+# walsender and decoding worker does the same): the new member must not
+# apply it while it runs, since its copy will hold it.
+my $decoding_restarts = () = slurp_file($leader->logfile) =~ /starting logical decoding for slot "pg_raft"/g;
+$leader->safe_psql('postgres', q{SELECT pg_terminate_backend(active_pid)
+  FROM pg_replication_slots WHERE slot_name = 'pg_raft'});
+ok(RaftCluster::wait_until(sub {
+			my $n = () = slurp_file($leader->logfile) =~ /starting logical decoding for slot "pg_raft"/g;
+			$n > $decoding_restarts }),
+	'... while the leader decodes the transaction again from its start');
 run_in($open, \$open_in, \$open_out,
 	q{INSERT INTO big SELECT g, 'joined' FROM generate_series(9200001, 9300000) g; COMMIT;});
 $open_in .= "\\q\n";

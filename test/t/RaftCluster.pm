@@ -165,10 +165,15 @@ sub wait_for_apply
 {
 	my ($leader, @nodes) = @_;
 	my $index = status($leader)->{commit};
+	# each try waits up to a second in the server: poll_query_until, which
+	# counts tries, would wait ten times the tests' timeout
 	foreach my $node (@nodes)
 	{
-		$node->poll_query_until('postgres',
-			"SELECT raft.wait_for_index($index, '1s')")
+		wait_until(sub {
+				my ($ret, $out) = $node->psql('postgres',
+					"SELECT raft.wait_for_index($index, '1s')");
+				return $ret == 0 && $out eq 't';
+			})
 		  or die $node->name . " did not apply index $index";
 	}
 	return $index;
