@@ -15,8 +15,10 @@
 # With raft.decoding = auto:
 # - A walsender decodes while it keeps up.
 # - A large transaction, which streams while it runs, puts it behind the
-#   WAL: capture hands decoding to the decoding worker, in the middle of
-#   the stream; once the worker has kept up, a walsender takes over again.
+#   WAL (held still with SIGSTOP once it has read into the transaction, as
+#   a walsender on a quiet machine may keep up): capture hands decoding to
+#   the decoding worker, in the middle of the stream; once the worker has
+#   kept up, a walsender takes over again.
 # - Rows written across both hand-overs reach every member once.
 # - The leader killed (kill -9) just after it handed decoding to its
 #   decoding worker, in the middle of a large transaction's stream: a new
@@ -52,6 +54,39 @@ sub decoder_pid
 	  or die 'no process holds the slot pg_raft';
 	return $leader->safe_psql('postgres',
 		q{SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pg_raft'});
+}
+
+# large_transaction(STATEMENT, NAME): runs STATEMENT, a large INSERT, in a
+# session of its own on the leader.  Once the walsender that decodes has
+# read into it, that walsender is held still (SIGSTOP) until capture hands
+# decoding to the decoding worker, as for a walsender that falls behind
+# (on a quiet machine one may keep up), and the hand-over is checked as
+# NAME.  Returns the session and a reference to its stderr.
+sub large_transaction
+{
+	my ($statement, $name) = @_;
+	my $offset = -s $leader->logfile;
+	my $walsender = decoder_pid();
+	my $from = $leader->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	my ($out, $err) = ('', '');
+	my $session = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres'),
+			'-c', $statement ],
+		'>', \$out, '2>', \$err);
+	RaftCluster::wait_until(sub {
+			$leader->safe_psql('postgres',
+				"SELECT sent_lsn > '$from'::pg_lsn + 262144 FROM pg_stat_replication WHERE pid = $walsender"
+			) eq 't' })
+	  or die 'the walsender did not read into the large transaction';
+	kill 'STOP', $walsender;
+	my $handed = eval {
+		$leader->wait_for_log(
+			qr/pg_raft hands this leader's decoding to its decoding worker/, $offset);
+		1;
+	};
+	kill 'CONT', $walsender;
+	ok($handed, $name);
+	return ($session, \$err);
 }
 
 # ---- who does what
@@ -165,11 +200,12 @@ $leader->safe_psql('postgres',
 pass('auto: a commit decoded by the walsender is acknowledged');
 
 $offset = -s $leader->logfile;
-$leader->safe_psql('postgres',
-	q{INSERT INTO t SELECT g, repeat('y', 100) FROM generate_series(300001, 800000) g});
-pass('auto: a transaction of 500,000 rows commits');
-ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding to its decoding worker/, $offset),
+my ($large, $large_err) = large_transaction(
+	q{INSERT INTO t SELECT g, repeat('y', 100) FROM generate_series(300001, 800000) g},
 	'auto: the walsender fell behind, and capture handed decoding to the decoding worker');
+$large->finish;
+is($large->result(0), 0, 'auto: a transaction of 500,000 rows commits')
+  or diag($$large_err);
 $leader->safe_psql('postgres',
 	q{INSERT INTO t SELECT g, 'worker' FROM generate_series(200101, 200200) g});
 ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding back to a walsender/, $offset),
@@ -193,13 +229,8 @@ is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
 
 # ---- auto: the leader killed just after a hand-over, mid-stream
 
-$offset = -s $leader->logfile;
-my ($lost_out, $lost_err) = ('', '');
-my $lost = IPC::Run::start(
-	[ 'psql', '-X', '-q', '-d', $leader->connstr('postgres'), '-c',
-		q{INSERT INTO t SELECT g, 'unacknowledged' FROM generate_series(900001, 1400000) g} ],
-	'>', \$lost_out, '2>', \$lost_err);
-ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding to its decoding worker/, $offset),
+my ($lost) = large_transaction(
+	q{INSERT INTO t SELECT g, 'unacknowledged' FROM generate_series(900001, 1400000) g},
 	'auto: a large transaction makes capture hand decoding to the decoding worker');
 $leader->kill9;
 $lost->finish;
