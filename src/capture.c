@@ -59,8 +59,10 @@
  *	  for: the client's COMMIT waits for the tail of the transaction, not
  *	  for all of it.  When the stream breaks, each streamed transaction
  *	  still open gets an abort entry (it is streamed again from its first
- *	  block), and one whose commit was proposed already, streamed again,
- *	  gets an abort in place of a second commit.
+ *	  block).  One whose commit was proposed already, which a new decoding
+ *	  process also streams again until the slot has confirmed it, is
+ *	  dropped as it comes: a member that applied its commit would take it
+ *	  for a new stream of the same transaction.
  *
  *	  The connection goes through states, each waiting for its socket:
  *
@@ -145,6 +147,13 @@ typedef struct PendingCommit
 	XLogRecPtr	end_lsn;
 } PendingCommit;
 
+/* A streamed transaction whose commit was proposed (Capture.committed_streams). */
+typedef struct CommittedStream
+{
+	TransactionId xid;
+	XLogRecPtr	end_lsn;
+} CommittedStream;
+
 typedef struct Capture
 {
 	CaptureState state;
@@ -190,6 +199,16 @@ typedef struct Capture
 	XLogRecPtr	last_proposed_final_lsn;
 	List	   *open_streams;	/* xids streamed, not yet committed or aborted
 								 * (kept as Oids: both are 32 bits) */
+
+	/*
+	 * Streamed transactions whose commit was proposed in this term and that
+	 * the slot may not have confirmed yet: a new decoding process sends
+	 * them again from their first block.  Their blocks are dropped then,
+	 * since a member that applied the commit would take them for a new
+	 * stream of the same transaction.
+	 */
+	List	   *committed_streams;	/* CommittedStream, in commit order */
+	bool		dropping_block; /* block_xid's block is one of theirs */
 	uint64		open_stream_bytes;	/* streamed since none was open */
 
 	/* what may be reported as flushed */
@@ -305,6 +324,7 @@ stream_break(void)
 		resetStringInfo(C.piece);
 	C.piece_cut = 0;
 	C.block_xid = InvalidTransactionId;
+	C.dropping_block = false;
 
 	/*
 	 * Streamed transactions still open are streamed again from their first
@@ -360,6 +380,9 @@ capture_reset(void)
 	C.block_xid = InvalidTransactionId;
 	C.skipping = false;
 	C.last_proposed_final_lsn = InvalidXLogRecPtr;
+	list_free_deep(C.committed_streams);
+	C.committed_streams = NIL;
+	C.dropping_block = false;
 	C.flushed = InvalidXLogRecPtr;
 	C.reported = InvalidXLogRecPtr;
 	C.retry_at = 0;
@@ -689,22 +712,57 @@ stream_block_take(const uint8 *buf, size_t len)
 	piece_compact();
 }
 
+/* Whether xid is a streamed transaction whose commit was proposed in this term. */
+static bool
+stream_committed(TransactionId xid)
+{
+	ListCell   *lc;
+
+	foreach(lc, C.committed_streams)
+	{
+		if (((CommittedStream *) lfirst(lc))->xid == xid)
+			return true;
+	}
+	return false;
+}
+
 /*
  * A streamed transaction committed.  One whose commit was proposed in this
- * term already was streamed again after a reconnect: the followers are
- * told to drop that second copy instead.
+ * term already was streamed again after a reconnect: its blocks were
+ * dropped (stream_committed), or, if it is no longer remembered, the
+ * followers are told to drop that second copy.
  */
 static void
 stream_commit(const chg_message *m, const uint8 *buf, size_t len)
 {
+	XLogRecPtr	confirmed;
+	CommittedStream *committed;
+	MemoryContext old;
+
 	C.open_streams = list_delete_oid(C.open_streams, m->xid);
 	if (m->lsn <= C.last_proposed_final_lsn)
 	{
-		queue_stream_abort(m->xid);
+		if (!stream_committed(m->xid))
+			queue_stream_abort(m->xid);
 		return;
 	}
 	queue_stream_message(m->xid, buf, len, true, m->end_lsn);
 	C.last_proposed_final_lsn = m->lsn;
+
+	/* those the slot confirmed are never sent again */
+	if (RaftSlotState(NULL, NULL, &confirmed))
+		while (C.committed_streams != NIL &&
+			   ((CommittedStream *) linitial(C.committed_streams))->end_lsn <= confirmed)
+		{
+			pfree(linitial(C.committed_streams));
+			C.committed_streams = list_delete_first(C.committed_streams);
+		}
+	old = MemoryContextSwitchTo(C.cxt);
+	committed = palloc(sizeof(CommittedStream));
+	committed->xid = m->xid;
+	committed->end_lsn = m->end_lsn;
+	C.committed_streams = lappend(C.committed_streams, committed);
+	MemoryContextSwitchTo(old);
 }
 
 /* A whole transaction begins (its version and begin messages). */
@@ -747,9 +805,17 @@ take_output(const uint8 *buf, size_t len)
 				whole_transaction_begin(&m);
 				break;
 			case CHG_STREAM_START:
+				if (stream_committed(m.xid))
+				{
+					C.block_xid = m.xid;
+					C.dropping_block = true;
+					return;
+				}
 				stream_block_start(&m, buf, len);
 				return;
 			case CHG_STREAM_ABORT:
+				if (stream_committed(m.xid))
+					return;		/* of a block dropped */
 				if (m.subxid == m.xid)
 					C.open_streams = list_delete_oid(C.open_streams, m.xid);
 				queue_stream_message(m.xid, buf, len, false, InvalidXLogRecPtr);
@@ -763,7 +829,13 @@ take_output(const uint8 *buf, size_t len)
 	}
 	if (C.block_xid != InvalidTransactionId)
 	{
-		stream_block_take(buf, len);
+		if (!C.dropping_block)
+			stream_block_take(buf, len);
+		else if (buf[0] == CHG_STREAM_STOP)
+		{
+			C.block_xid = InvalidTransactionId;
+			C.dropping_block = false;
+		}
 		return;
 	}
 	if (!C.in_txn)
@@ -1096,11 +1168,11 @@ walsender_position(void)
 /*
  * RaftSlotState
  *		Whether the slot pg_raft exists; if so, the process that holds it
- *		(0 when none) in *holder and its restart point in *restart, either
- *		of which may be NULL.
+ *		(0 when none) in *holder, its restart point in *restart and its
+ *		confirmed position in *confirmed, any of which may be NULL.
  */
 bool
-RaftSlotState(pid_t *holder, XLogRecPtr *restart)
+RaftSlotState(pid_t *holder, XLogRecPtr *restart, XLogRecPtr *confirmed)
 {
 	ReplicationSlot *slot;
 
@@ -1113,6 +1185,8 @@ RaftSlotState(pid_t *holder, XLogRecPtr *restart)
 			*holder = slot->active_pid;
 		if (restart != NULL)
 			*restart = slot->data.restart_lsn;
+		if (confirmed != NULL)
+			*confirmed = slot->data.confirmed_flush;
 		SpinLockRelease(&slot->mutex);
 	}
 	LWLockRelease(ReplicationSlotControlLock);
@@ -1206,7 +1280,7 @@ choose_decoding(TimestampTz now)
 	if (now - C.behind_at < CAPTURE_WALSENDER_AFTER_MS * INT64CONST(1000) ||
 		C.in_txn || C.block_xid != InvalidTransactionId || C.open_streams != NIL)
 		return;
-	if (!RaftSlotState(NULL, &restart) || flush > restart + CAPTURE_BEHIND_BYTES)
+	if (!RaftSlotState(NULL, &restart, NULL) || flush > restart + CAPTURE_BEHIND_BYTES)
 		return;
 	hand_decoding_over(false, "The decoding worker kept up, and the slot's restart point is recent.");
 }
@@ -1317,7 +1391,7 @@ advance(uint64 commit_index)
 			{
 				pid_t		holder;
 
-				if (RaftSlotState(&holder, NULL) && holder != 0)
+				if (RaftSlotState(&holder, NULL, NULL) && holder != 0)
 				{
 					C.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10);
 					return;

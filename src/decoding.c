@@ -281,7 +281,7 @@ wait_for_slot_release(void)
 	{
 		pid_t		holder = 0;
 
-		if (!RaftSlotState(&holder, NULL) || holder == 0 ||
+		if (!RaftSlotState(&holder, NULL, NULL) || holder == 0 ||
 			GetCurrentTimestamp() >= deadline)
 			return;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

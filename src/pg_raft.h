@@ -125,7 +125,8 @@ typedef enum RaftDecoding
 } RaftDecoding;
 extern int	raft_decoding;
 /* the slot pg_raft: whether it exists, who holds it, where it restarts */
-extern bool RaftSlotState(pid_t *holder, XLogRecPtr *restart);
+extern bool RaftSlotState(pid_t *holder, XLogRecPtr *restart,
+						  XLogRecPtr *confirmed);
 
 /* One member as the views show it. */
 typedef struct RaftMemberInfo

@@ -1456,7 +1456,7 @@ RaftOldSlotHeld(void)
 {
 	pid_t		holder;
 
-	return RaftSlotState(&holder, NULL) && holder != 0;
+	return RaftSlotState(&holder, NULL, NULL) && holder != 0;
 }
 
 /*
@@ -1483,7 +1483,7 @@ RaftSettleOldSlot(XLogRecPtr own_committed_lsn, bool certain, bool leading)
 	LWLockAcquire(RaftShmem->lock, LW_SHARED);
 	leads = RaftShmem->view.role == RAFT_LEADER;
 	LWLockRelease(RaftShmem->lock);
-	if (!RaftSlotState(&holder, NULL))
+	if (!RaftSlotState(&holder, NULL, NULL))
 		return 0;
 	if (leads != leading)
 		return -1;
