@@ -2185,7 +2185,8 @@ read_copy_start(void)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("raft state file \"%s/%s\" has the wrong size",
 						RAFT_STORAGE_DIR, RAFT_COPY_START_FILE),
-				 errdetail("It holds %zu bytes, not %zu.", len, sizeof(file))));
+				 errdetail("It holds %zu bytes, not %zu (or %zu, as written by earlier versions).",
+						   len, sizeof(file), sizeof(file.start))));
 	memset(&file, 0, sizeof(file));
 	memcpy(&file, data, len);
 	pfree(data);

@@ -24,7 +24,10 @@
  *		   pg_restore copy schema and data of raft.database;
  *		4. the apply worker, held back meanwhile, starts after index B and
  *		   skips the leader's transactions that committed before L (they
- *		   are in the copy): file pg_raft/copy_start says so.
+ *		   are in the copy): file pg_raft/copy_start says so, and gives
+ *		   the leader's commit index C once its slot confirmed L: every
+ *		   entry of a transaction in the copy is at or before C, so a
+ *		   stream of the leader's that begins after C is not in it.
  *
  *	  While the copy runs, pg_raft/copy_pending exists: an instance that
  *	  stops in the middle holds part of the data, and its apply worker
@@ -565,6 +568,8 @@ copy_at_snapshot(const char *leader_conninfo, PGconn *conn, PGconn *repl)
 	char	   *list_file = psprintf("%s/join.list", RAFT_STORAGE_DIR);
 	StringInfoData cmd;
 
+	/* written whole to a file: no uninitialised padding */
+	memset(&start, 0, sizeof(start));
 	snapshot = RaftLeaderSnapshot(conn, repl, &start.start, &term,
 								  &start.confirmed_index);
 

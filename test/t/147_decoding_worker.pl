@@ -23,8 +23,11 @@
 # - The leader killed (kill -9) just after it handed decoding to its
 #   decoding worker, in the middle of a large transaction's stream: a new
 #   leader takes writes, the old one comes back, and every member holds
-#   the same rows, with all or nothing of the transaction that was never
-#   acknowledged.
+#   the same rows, with nothing of the transaction, which never committed.
+# - A new decoding process after a streamed transaction's commit was
+#   proposed, before the slot confirmed it (the followers' raft workers
+#   held still): the transaction streamed again is not proposed again,
+#   and every member holds its rows once.
 
 use strict;
 use warnings;
@@ -54,39 +57,6 @@ sub decoder_pid
 	  or die 'no process holds the slot pg_raft';
 	return $leader->safe_psql('postgres',
 		q{SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pg_raft'});
-}
-
-# large_transaction(STATEMENT, NAME): runs STATEMENT, a large INSERT, in a
-# session of its own on the leader.  Once the walsender that decodes has
-# read into it, that walsender is held still (SIGSTOP) until capture hands
-# decoding to the decoding worker, as for a walsender that falls behind
-# (on a quiet machine one may keep up), and the hand-over is checked as
-# NAME.  Returns the session and a reference to its stderr.
-sub large_transaction
-{
-	my ($statement, $name) = @_;
-	my $offset = -s $leader->logfile;
-	my $walsender = decoder_pid();
-	my $from = $leader->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-	my ($out, $err) = ('', '');
-	my $session = IPC::Run::start(
-		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres'),
-			'-c', $statement ],
-		'>', \$out, '2>', \$err);
-	RaftCluster::wait_until(sub {
-			$leader->safe_psql('postgres',
-				"SELECT sent_lsn > '$from'::pg_lsn + 262144 FROM pg_stat_replication WHERE pid = $walsender"
-			) eq 't' })
-	  or die 'the walsender did not read into the large transaction';
-	kill 'STOP', $walsender;
-	my $handed = eval {
-		$leader->wait_for_log(
-			qr/pg_raft hands this leader's decoding to its decoding worker/, $offset);
-		1;
-	};
-	kill 'CONT', $walsender;
-	ok($handed, $name);
-	return ($session, \$err);
 }
 
 # ---- who does what
@@ -200,7 +170,7 @@ $leader->safe_psql('postgres',
 pass('auto: a commit decoded by the walsender is acknowledged');
 
 $offset = -s $leader->logfile;
-my ($large, $large_err) = large_transaction(
+my ($large, $large_err) = RaftCluster::large_transaction($leader,
 	q{INSERT INTO t SELECT g, repeat('y', 100) FROM generate_series(300001, 800000) g},
 	'auto: the walsender fell behind, and capture handed decoding to the decoding worker');
 $large->finish;
@@ -229,12 +199,13 @@ is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
 
 # ---- auto: the leader killed just after a hand-over, mid-stream
 
-my ($lost) = large_transaction(
-	q{INSERT INTO t SELECT g, 'unacknowledged' FROM generate_series(900001, 1400000) g},
+# the transaction stays open (pg_sleep) until the leader is killed
+my ($lost) = RaftCluster::large_transaction($leader,
+	q{BEGIN; INSERT INTO t SELECT g, 'unacknowledged' FROM generate_series(900001, 1400000) g; SELECT pg_sleep(600)},
 	'auto: a large transaction makes capture hand decoding to the decoding worker');
 $leader->kill9;
 $lost->finish;
-isnt($lost->result(0), 0, '... the leader is killed: its INSERT is not acknowledged');
+isnt($lost->result(0), 0, '... the leader is killed: its session fails, its transaction open');
 my $old_leader = $leader;
 $leader = RaftCluster::wait_for_leader(@followers);
 $leader->safe_psql('postgres',
@@ -248,14 +219,102 @@ RaftCluster::wait_for_apply($leader, grep { $_ != $leader } @nodes);
 my $counts = q{SELECT count(*) FILTER (WHERE pad = 'unacknowledged') || ' '
   || count(*) FILTER (WHERE pad IN ('new leader', 'all back')) || ' ' || count(*) FROM t};
 my $leader_counts = $leader->safe_psql('postgres', $counts);
-like($leader_counts, qr/^(0|500000) 200 (590700|1090700)$/,
-	"the killed leader's transaction is there whole or not at all, every later row is ($leader_counts)");
+is($leader_counts, '0 200 590700',
+	"the killed leader's open transaction left no row, every later row is there");
 foreach my $node (grep { $_ != $leader } @nodes)
 {
 	is($node->safe_psql('postgres', $counts), $leader_counts,
 		$node->name . ' holds the same rows');
 	is(RaftCluster::checksums($node, 't'), RaftCluster::checksums($leader, 't'),
 		'... with the same checksum');
+}
+
+# ---- a new decoding process after a streamed commit was proposed
+#
+# The followers' raft workers are held still, so the commit entry of a
+# streamed transaction cannot commit in Raft, nor the slot confirm it (a
+# long election timeout keeps the leader leading meanwhile).  A new
+# decoding process then streams the transaction again from its first
+# block, commit included.  Those blocks must not reach the log: a member
+# that applied the commit would take them for a new stream of the same
+# transaction and apply its rows twice.
+foreach my $node (@nodes)
+{
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET raft.election_timeout = '20s'});
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET raft.decoding = walsender});
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+}
+$leader->poll_query_until('postgres',
+	q{SELECT backend_type = 'walsender' FROM pg_stat_activity
+  WHERE pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pg_raft')})
+  or die 'no walsender decodes';
+my @others = grep { $_ != $leader } @nodes;
+($in, $out, $err) = ('', '', '');
+$timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+$big = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres') ],
+	'<', \$in, '>', \$out, '2>', \$err, $timer);
+# the followers hold every block decoded so far: nothing waits for them
+my $caught_up = q{SELECT sent_lsn >= pg_current_wal_flush_lsn() FROM pg_stat_replication
+  WHERE pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pg_raft')};
+in_big_transaction(
+	q{BEGIN; INSERT INTO t SELECT g, 'sent twice' FROM generate_series(3000001, 3050000) g;},
+	'first');
+my $middle = $leader->safe_psql('postgres', 'SELECT pg_current_wal_flush_lsn()');
+$leader->poll_query_until('postgres', $caught_up)
+  or die 'the walsender did not decode the open transaction';
+RaftCluster::wait_for_apply($leader, @others);
+# A new decoding process streams a transaction again only if the slot
+# confirmed a point inside it (before that point PostgreSQL sends it whole
+# at its commit, which capture skips by its LSN): capture confirms what
+# it decoded while nothing waits for Raft, as now, between two blocks.
+ok($leader->poll_query_until('postgres',
+		qq{SELECT confirmed_flush_lsn >= '$middle' FROM pg_replication_slots WHERE slot_name = 'pg_raft'}),
+	'the slot confirms a point inside an open streamed transaction');
+in_big_transaction(
+	q{INSERT INTO t SELECT g, 'sent twice' FROM generate_series(3050001, 3100000) g;},
+	'second');
+$leader->poll_query_until('postgres', $caught_up)
+  or die 'the walsender did not decode the open transaction';
+RaftCluster::wait_for_apply($leader, @others);
+my @raft_workers = map {
+	$_->safe_psql('postgres', 'SELECT worker_pid FROM raft.status')
+} @others;
+RaftCluster::stop_while_asleep($_) foreach @raft_workers;
+$in .= "COMMIT;\n";
+$big->pump_nb;
+my $walsender = decoder_pid();
+ok(RaftCluster::wait_until(sub {
+			$leader->safe_psql('postgres',
+				q{SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'}) eq '1'
+			  && $leader->safe_psql('postgres', $caught_up) eq 't'
+			  && $leader->safe_psql('postgres',
+				'SELECT last_index > commit_index FROM raft.status') eq 't'
+		}),
+	'a streamed transaction commits, its COMMIT waits: the followers hold still');
+my $restarts = () = slurp_file($leader->logfile) =~ /starting logical decoding for slot "pg_raft"/g;
+$leader->safe_psql('postgres', "SELECT pg_terminate_backend($walsender)");
+ok(RaftCluster::wait_until(sub {
+			my $n = () = slurp_file($leader->logfile) =~ /starting logical decoding for slot "pg_raft"/g;
+			return $n > $restarts && $leader->safe_psql('postgres', $caught_up) eq 't';
+		}),
+	'... and a new walsender decoded it again, before the slot confirmed it');
+kill 'CONT', $_ foreach @raft_workers;
+$in .= "\\echo committed\n";
+$big->pump until $out =~ /\bcommitted\b/ || $timer->is_expired;
+$in .= "\\q\n";
+$big->finish;
+is($big->result(0), 0, '... and the COMMIT returns once the followers go on')
+  or diag($err);
+$leader->safe_psql('postgres', q{INSERT INTO t SELECT g, 'after' FROM generate_series(3100001, 3100010) g});
+RaftCluster::wait_for_apply($leader, @others);
+foreach my $node (@others)
+{
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM t WHERE pad = 'sent twice'}), '100000',
+		$node->name . ' holds the transaction decoded twice once');
+	ok(!$node->log_contains('duplicate key'), '... and applied no row of it twice');
+	is(RaftCluster::checksums($node, 't'), RaftCluster::checksums($leader, 't'),
+		'... and holds the leader\'s rows');
 }
 
 done_testing();

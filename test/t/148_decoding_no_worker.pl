@@ -29,11 +29,12 @@ my $leader = RaftCluster::wait_for_leader(@nodes);
 my ($follower) = grep { $_ != $leader } @nodes;
 
 my $offset = -s $leader->logfile;
-$leader->safe_psql('postgres',
-	q{INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 500000) g});
-pass('auto: a transaction of 500,000 rows commits');
-ok($leader->wait_for_log(qr/pg_raft hands this leader's decoding to its decoding worker/, $offset),
+my ($large, $large_err) = RaftCluster::large_transaction($leader,
+	q{INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 500000) g},
 	'auto: the walsender fell behind, and capture tried to hand decoding over');
+$large->finish;
+is($large->result(0), 0, 'auto: a transaction of 500,000 rows commits')
+  or diag($$large_err);
 ok($leader->wait_for_log(
 		qr/WARNING:  pg_raft could not start its decoding worker, and decodes in a walsender/,
 		$offset),

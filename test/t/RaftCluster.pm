@@ -165,8 +165,9 @@ sub wait_for_apply
 {
 	my ($leader, @nodes) = @_;
 	my $index = status($leader)->{commit};
-	# each try waits up to a second in the server: poll_query_until, which
-	# counts tries, would wait ten times the tests' timeout
+	# the tests' timeout for each node: poll_query_until counts tries, and
+	# each try here waits up to a second in the server, so it would wait
+	# ten times as long
 	foreach my $node (@nodes)
 	{
 		wait_until(sub {
@@ -306,6 +307,70 @@ sub same_everywhere
 			"$name: the " . scalar(@tables) . ' tables are equal on ' . $node->name);
 	}
 	return;
+}
+
+# stop_while_asleep(PID): stops process PID (SIGSTOP) at a moment it sleeps
+# in the kernel, waiting: never while it runs, when it might hold a
+# spinlock that other processes would then spin on.  Whatever a test
+# stopped is let go at its end, also when it dies.
+my @stopped;
+END { kill 'CONT', @stopped if @stopped; }
+
+sub stop_while_asleep
+{
+	my ($pid) = @_;
+	foreach (1 .. 100_000)
+	{
+		if (slurp_file("/proc/$pid/stat") =~ /\) S /)
+		{
+			kill 'STOP', $pid;
+			push @stopped, $pid;
+			return;
+		}
+		usleep(100);
+	}
+	die "process $pid never slept";
+}
+
+# large_transaction(LEADER, STATEMENT, NAME): runs STATEMENT, a large
+# INSERT, in a session of its own on LEADER, where a walsender decodes
+# (raft.decoding = auto).  Once that walsender has read 256 kB into it, it
+# is held still until capture hands decoding to the decoding worker, as
+# for a walsender that falls behind (on a quiet machine one may keep up);
+# the hand-over is checked as NAME.  Returns the session and a reference
+# to its stderr.
+sub large_transaction
+{
+	my ($leader, $statement, $name) = @_;
+	my $offset = -s $leader->logfile;
+	my $slot_holder = q{SELECT active_pid FROM pg_replication_slots
+  WHERE slot_name = 'pg_raft' AND active_pid IS NOT NULL};
+	$leader->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($slot_holder) h")
+	  or die 'no process holds the slot pg_raft';
+	my $walsender = $leader->safe_psql('postgres', $slot_holder);
+	die 'a walsender does not hold the slot pg_raft'
+	  unless $leader->safe_psql('postgres',
+		"SELECT backend_type FROM pg_stat_activity WHERE pid = $walsender") eq 'walsender';
+	my $from = $leader->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	my ($out, $err) = ('', '');
+	my $session = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres'),
+			'-c', $statement ],
+		'>', \$out, '2>', \$err);
+	wait_until(sub {
+			$leader->safe_psql('postgres',
+				"SELECT sent_lsn > '$from'::pg_lsn + 262144 FROM pg_stat_replication WHERE pid = $walsender"
+			) eq 't' })
+	  or die 'the walsender did not read into the large transaction';
+	stop_while_asleep($walsender);
+	my $handed = eval {
+		$leader->wait_for_log(
+			qr/pg_raft hands this leader's decoding to its decoding worker/, $offset);
+		1;
+	};
+	kill 'CONT', $walsender;
+	ok($handed, $name);
+	return ($session, \$err);
 }
 
 # wait_until(CHECK): calls CHECK every 100 ms until it returns true (1) or
