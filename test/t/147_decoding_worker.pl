@@ -26,7 +26,7 @@
 #   the same rows, with nothing of the transaction, which never committed.
 # - A new decoding process after a streamed transaction's commit was
 #   proposed, before the slot confirmed it (the followers' raft workers
-#   held still): the transaction streamed again is not proposed again,
+#   held still): the transaction decoded again is not proposed again,
 #   and every member holds its rows once.
 
 use strict;
@@ -234,10 +234,13 @@ foreach my $node (grep { $_ != $leader } @nodes)
 # The followers' raft workers are held still, so the commit entry of a
 # streamed transaction cannot commit in Raft, nor the slot confirm it (a
 # long election timeout keeps the leader leading meanwhile).  A new
-# decoding process then streams the transaction again from its first
-# block, commit included.  Those blocks must not reach the log: a member
-# that applied the commit would take them for a new stream of the same
-# transaction and apply its rows twice.
+# decoding process then decodes the transaction again: whole at its
+# commit, if the slot confirmed everything before the commit, or
+# streamed again from its first block, if it confirmed a point further
+# inside it.  Neither may reach the log again: a member that applied the
+# commit would take the blocks for a new stream of the same transaction
+# and apply its rows twice.  The test does not choose the case: the
+# walsender may catch up, and capture confirm, before the COMMIT.
 foreach my $node (@nodes)
 {
 	$node->safe_psql('postgres', q{ALTER SYSTEM SET raft.election_timeout = '20s'});
