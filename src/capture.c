@@ -380,8 +380,6 @@ capture_reset(void)
 	C.block_xid = InvalidTransactionId;
 	C.skipping = false;
 	C.last_proposed_final_lsn = InvalidXLogRecPtr;
-	list_free_deep(C.committed_streams);
-	C.committed_streams = NIL;
 	C.dropping_block = false;
 	C.flushed = InvalidXLogRecPtr;
 	C.reported = InvalidXLogRecPtr;
@@ -402,6 +400,7 @@ capture_reset(void)
 	C.ready = NIL;
 	C.pending = NIL;
 	C.open_streams = NIL;
+	C.committed_streams = NIL;
 	C.open_stream_bytes = 0;
 }
 
