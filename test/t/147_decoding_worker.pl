@@ -15,13 +15,13 @@
 # With raft.decoding = auto:
 # - A walsender decodes while it keeps up.
 # - A large transaction, which streams while it runs, puts it behind the
-#   WAL (held still with SIGSTOP once it has read into the transaction, as
-#   a walsender on a quiet machine may keep up): capture hands decoding to
-#   the decoding worker, in the middle of the stream; once the worker has
+#   WAL (held still with SIGSTOP from before the transaction, as a
+#   walsender on a quiet machine may keep up): capture hands decoding to
+#   the decoding worker while the transaction runs; once the worker has
 #   kept up, a walsender takes over again.
 # - Rows written across both hand-overs reach every member once.
 # - The leader killed (kill -9) just after it handed decoding to its
-#   decoding worker, in the middle of a large transaction's stream: a new
+#   decoding worker, while a large transaction streams: a new
 #   leader takes writes, the old one comes back, and every member holds
 #   the same rows, with nothing of the transaction, which never committed.
 # - A new decoding process after a streamed transaction's commit was
@@ -197,7 +197,7 @@ is(RaftCluster::checksums($_, 't'), RaftCluster::checksums($leader, 't'),
 	$_->name . ' holds the leader\'s rows after the hand-overs')
   foreach @followers;
 
-# ---- auto: the leader killed just after a hand-over, mid-stream
+# ---- auto: the leader killed just after a hand-over, while a transaction streams
 
 # the transaction stays open (pg_sleep) until the leader is killed
 my ($lost) = RaftCluster::large_transaction($leader,

@@ -334,11 +334,12 @@ sub stop_while_asleep
 
 # large_transaction(LEADER, STATEMENT, NAME): runs STATEMENT, a large
 # INSERT, in a session of its own on LEADER, where a walsender decodes
-# (raft.decoding = auto).  Once that walsender has read 256 kB into it, it
-# is held still until capture hands decoding to the decoding worker, as
-# for a walsender that falls behind (on a quiet machine one may keep up);
-# the hand-over is checked as NAME.  Returns the session and a reference
-# to its stderr.
+# (raft.decoding = auto).  The walsender is held still from before the
+# statement, while it waits for WAL (mid-stream it rarely sleeps, and a
+# busy one may have streamed too much by then to be handed over), until
+# capture hands decoding to the decoding worker, as for a walsender that
+# falls behind: on a quiet machine one may keep up.  The hand-over is
+# checked as NAME.  Returns the session and a reference to its stderr.
 sub large_transaction
 {
 	my ($leader, $statement, $name) = @_;
@@ -351,18 +352,12 @@ sub large_transaction
 	die 'a walsender does not hold the slot pg_raft'
 	  unless $leader->safe_psql('postgres',
 		"SELECT backend_type FROM pg_stat_activity WHERE pid = $walsender") eq 'walsender';
-	my $from = $leader->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	stop_while_asleep($walsender);
 	my ($out, $err) = ('', '');
 	my $session = IPC::Run::start(
 		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $leader->connstr('postgres'),
 			'-c', $statement ],
 		'>', \$out, '2>', \$err);
-	wait_until(sub {
-			$leader->safe_psql('postgres',
-				"SELECT sent_lsn > '$from'::pg_lsn + 262144 FROM pg_stat_replication WHERE pid = $walsender"
-			) eq 't' })
-	  or die 'the walsender did not read into the large transaction';
-	stop_while_asleep($walsender);
 	my $handed = eval {
 		$leader->wait_for_log(
 			qr/pg_raft hands this leader's decoding to its decoding worker/, $offset);
